@@ -1,0 +1,48 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading a Hugging Face folder.
+///
+/// Each variant carries the file (and tensor key where there is one) so that a user with a
+/// broken download knows what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum HfError {
+    /// A file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON file (config or shard index) is malformed or lacks a required field.
+    #[error("invalid JSON in {path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A safetensors file has a corrupt header.
+    #[error("invalid safetensors file {path}: {message}")]
+    Safetensors { path: PathBuf, message: String },
+    /// A folder holds neither `model.safetensors` nor `model.safetensors.index.json`.
+    #[error("no safetensors weights in {dir} (looked for model.safetensors and model.safetensors.index.json)")]
+    NoWeights { dir: PathBuf },
+    /// A tensor the model needs is absent from every file.
+    #[error("tensor `{key}` not found in {source_name}")]
+    MissingTensor { key: String, source_name: String },
+    /// A tensor exists but its shape differs from the one the config implies.
+    #[error("tensor `{key}` in {path}: expected shape {expected:?}, found {actual:?}")]
+    ShapeMismatch {
+        key: String,
+        path: PathBuf,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
+    /// A tensor is stored in a dtype this kind of tensor cannot be read from.
+    #[error("tensor `{key}` in {path}: dtype {actual} is not supported, expected one of {expected}")]
+    UnsupportedDtype {
+        key: String,
+        path: PathBuf,
+        actual: String,
+        expected: &'static str,
+    },
+}

@@ -1,0 +1,15 @@
+//! Hugging Face model folders for vlm.
+//!
+//! Every model crate (vision towers, Qwen, LoRA adapters, the composed VLM) reads the same two
+//! things from a downloaded Hugging Face folder: a JSON config and safetensors weights, possibly
+//! sharded and stored in f32, bf16 or f16. This crate does that once, with errors that name the
+//! file, the tensor key and what was expected, and it streams: tensors are read one at a time
+//! from memory-mapped files, so loading a checkpoint never holds two copies of it in RAM.
+
+mod config;
+mod error;
+mod weights;
+
+pub use config::read_config;
+pub use error::HfError;
+pub use weights::{WeightStore, WeightInfo};

@@ -1,0 +1,244 @@
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{backend::Backend, DType, Int, Tensor, TensorData};
+use memmap2::Mmap;
+use safetensors::tensor::Metadata;
+use safetensors::{Dtype, SafeTensors};
+use serde::Deserialize;
+
+use crate::HfError;
+
+const SINGLE_FILE: &str = "model.safetensors";
+const SHARD_INDEX: &str = "model.safetensors.index.json";
+const FLOAT_DTYPES: &str = "F32, F16, BF16, F64";
+const INT_DTYPES: &str = "I64, I32, I16, I8, U8";
+
+/// Where a tensor lives and what it looks like, read from the safetensors header only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightInfo {
+    /// The safetensors file holding the tensor.
+    pub path: PathBuf,
+    /// The stored shape.
+    pub shape: Vec<usize>,
+    /// The stored dtype as safetensors names it (`F32`, `BF16`, ...).
+    pub dtype: String,
+}
+
+/// The weights of a Hugging Face folder (or any set of safetensors files), read lazily.
+///
+/// Files are memory-mapped and only their headers are parsed on open; each tensor is
+/// converted to the backend's dtype when asked for, so peak memory stays at one tensor
+/// beyond what the model itself holds.
+pub struct WeightStore {
+    origin: PathBuf,
+    files: Vec<MappedFile>,
+    by_key: HashMap<String, usize>,
+}
+
+struct MappedFile {
+    path: PathBuf,
+    mmap: Mmap,
+    data_start: usize,
+    metadata: Metadata,
+}
+
+#[derive(Deserialize)]
+struct ShardIndex {
+    weight_map: HashMap<String, String>,
+}
+
+impl WeightStore {
+    /// Opens the weights of a model folder: `model.safetensors.index.json` with its shards
+    /// when present, else `model.safetensors`.
+    pub fn open_dir(dir: impl AsRef<Path>) -> Result<Self, HfError> {
+        let dir = dir.as_ref();
+        let index_path = dir.join(SHARD_INDEX);
+        if index_path.is_file() {
+            let index: ShardIndex = crate::read_config(&index_path)?;
+            let shards: BTreeSet<String> = index.weight_map.into_values().collect();
+            let paths: Vec<PathBuf> = shards.iter().map(|name| dir.join(name)).collect();
+            return Self::open_files(dir, &paths);
+        }
+        let single = dir.join(SINGLE_FILE);
+        if single.is_file() {
+            return Self::open_files(dir, &[single]);
+        }
+        Err(HfError::NoWeights {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Opens one safetensors file (an adapter, a projector, reference outputs).
+    pub fn open_file(path: impl AsRef<Path>) -> Result<Self, HfError> {
+        let path = path.as_ref();
+        Self::open_files(path, &[path.to_path_buf()])
+    }
+
+    fn open_files(origin: &Path, paths: &[PathBuf]) -> Result<Self, HfError> {
+        let mut files = Vec::with_capacity(paths.len());
+        let mut by_key = HashMap::new();
+        for path in paths {
+            let file = MappedFile::open(path)?;
+            for key in file.metadata.tensors().keys() {
+                by_key.insert(key.clone(), files.len());
+            }
+            files.push(file);
+        }
+        Ok(Self {
+            origin: origin.to_path_buf(),
+            files,
+            by_key,
+        })
+    }
+
+    /// All tensor keys, sorted.
+    pub fn keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.by_key.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Whether a tensor with this key exists.
+    pub fn contains(&self, key: &str) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    /// Shape, dtype and file of a tensor, without reading its data.
+    pub fn info(&self, key: &str) -> Result<WeightInfo, HfError> {
+        let (file, info) = self.locate(key)?;
+        Ok(WeightInfo {
+            path: file.path.clone(),
+            shape: info.shape.clone(),
+            dtype: info.dtype.to_string(),
+        })
+    }
+
+    /// Reads a floating-point tensor of exactly `shape`, converted to the backend's float type.
+    pub fn float<B: Backend, const D: usize>(
+        &self,
+        key: &str,
+        shape: [usize; D],
+        device: &B::Device,
+    ) -> Result<Tensor<B, D>, HfError> {
+        let data = self.read(key, &shape, FLOAT_DTYPES, float_dtype)?;
+        Ok(Tensor::from_data(data, device))
+    }
+
+    /// Reads a floating-point tensor of rank `D` whatever its sizes (reference outputs).
+    pub fn float_any<B: Backend, const D: usize>(
+        &self,
+        key: &str,
+        device: &B::Device,
+    ) -> Result<Tensor<B, D>, HfError> {
+        let shape = self.shape_of_rank::<D>(key)?;
+        self.float(key, shape, device)
+    }
+
+    /// Reads an integer tensor of rank `D` (token ids, masks), converted to the backend's int type.
+    pub fn int<B: Backend, const D: usize>(
+        &self,
+        key: &str,
+        device: &B::Device,
+    ) -> Result<Tensor<B, D, Int>, HfError> {
+        let shape = self.shape_of_rank::<D>(key)?;
+        let data = self.read(key, &shape, INT_DTYPES, int_dtype)?;
+        Ok(Tensor::from_data(data, device))
+    }
+
+    fn shape_of_rank<const D: usize>(&self, key: &str) -> Result<[usize; D], HfError> {
+        let (file, info) = self.locate(key)?;
+        info.shape
+            .clone()
+            .try_into()
+            .map_err(|actual: Vec<usize>| HfError::ShapeMismatch {
+                key: key.to_string(),
+                path: file.path.clone(),
+                expected: vec![0; D],
+                actual,
+            })
+    }
+
+    fn read(
+        &self,
+        key: &str,
+        shape: &[usize],
+        expected: &'static str,
+        to_burn: fn(Dtype) -> Option<DType>,
+    ) -> Result<TensorData, HfError> {
+        let (file, info) = self.locate(key)?;
+        if info.shape != shape {
+            return Err(HfError::ShapeMismatch {
+                key: key.to_string(),
+                path: file.path.clone(),
+                expected: shape.to_vec(),
+                actual: info.shape.clone(),
+            });
+        }
+        let dtype = to_burn(info.dtype).ok_or_else(|| HfError::UnsupportedDtype {
+            key: key.to_string(),
+            path: file.path.clone(),
+            actual: info.dtype.to_string(),
+            expected,
+        })?;
+        let (start, end) = info.data_offsets;
+        let bytes = &file.mmap[file.data_start + start..file.data_start + end];
+        Ok(TensorData::from_bytes_vec(bytes.to_vec(), shape, dtype))
+    }
+
+    fn locate(&self, key: &str) -> Result<(&MappedFile, &safetensors::tensor::TensorInfo), HfError> {
+        let missing = || HfError::MissingTensor {
+            key: key.to_string(),
+            source_name: self.origin.display().to_string(),
+        };
+        let file = &self.files[*self.by_key.get(key).ok_or_else(missing)?];
+        let info = file.metadata.info(key).ok_or_else(missing)?;
+        Ok((file, info))
+    }
+}
+
+impl MappedFile {
+    fn open(path: &Path) -> Result<Self, HfError> {
+        let io_error = |source| HfError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io_error)?;
+        // SAFETY: the map is read-only and private to this process; like every safetensors
+        // reader we assume the file is not truncated by another process while it is loaded.
+        let mmap = unsafe { Mmap::map(&file) }.map_err(io_error)?;
+        let (header_len, metadata) =
+            SafeTensors::read_metadata(&mmap).map_err(|e| HfError::Safetensors {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            mmap,
+            data_start: 8 + header_len,
+            metadata,
+        })
+    }
+}
+
+fn float_dtype(dtype: Dtype) -> Option<DType> {
+    match dtype {
+        Dtype::F32 => Some(DType::F32),
+        Dtype::F16 => Some(DType::F16),
+        Dtype::BF16 => Some(DType::BF16),
+        Dtype::F64 => Some(DType::F64),
+        _ => None,
+    }
+}
+
+fn int_dtype(dtype: Dtype) -> Option<DType> {
+    match dtype {
+        Dtype::I64 => Some(DType::I64),
+        Dtype::I32 => Some(DType::I32),
+        Dtype::I16 => Some(DType::I16),
+        Dtype::I8 => Some(DType::I8),
+        Dtype::U8 => Some(DType::U8),
+        _ => None,
+    }
+}

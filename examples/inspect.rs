@@ -29,7 +29,10 @@ fn inspect(dir: &std::path::Path) -> Result<(), HfError> {
     let config: serde_json::Value = read_config(dir.join("config.json"))?;
     let architectures = config.get("architectures").cloned().unwrap_or_default();
     let model_type = config.get("model_type").cloned().unwrap_or_default();
-    println!("{}: model_type {model_type}, architectures {architectures}", dir.display());
+    println!(
+        "{}: model_type {model_type}, architectures {architectures}",
+        dir.display()
+    );
     let store = WeightStore::open_dir(dir)?;
     let mut total = 0usize;
     for key in store.keys() {

@@ -31,7 +31,12 @@ pub type Inference = burn::backend::Flex;
 /// Backend for inference (no autodiff).
 pub type Inference = burn::backend::NdArray;
 
-#[cfg(not(any(feature = "cuda", feature = "wgpu", feature = "flex", feature = "ndarray")))]
+#[cfg(not(any(
+    feature = "cuda",
+    feature = "wgpu",
+    feature = "flex",
+    feature = "ndarray"
+)))]
 compile_error!("vlm needs one backend feature: ndarray (default), flex, wgpu or cuda");
 
 /// Backend for training: [`Inference`] with reverse-mode autodiff.

@@ -22,11 +22,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
 
 fn vlm_dependencies() -> BTreeMap<String, BTreeSet<String>> {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo metadata");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
     let packages = meta["packages"].as_array().expect("packages");
     packages
@@ -55,7 +65,10 @@ fn crates_depend_only_downwards() {
         .map(String::as_str)
         .filter(|n| *n != "vlm")
         .collect();
-    assert_eq!(found, library_crates, "workspace crates changed: update ALLOWED");
+    assert_eq!(
+        found, library_crates,
+        "workspace crates changed: update ALLOWED"
+    );
     for (name, allowed) in ALLOWED {
         let allowed: BTreeSet<String> = allowed.iter().map(|s| s.to_string()).collect();
         let extra: Vec<_> = graph[*name].difference(&allowed).collect();

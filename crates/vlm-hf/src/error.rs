@@ -38,7 +38,9 @@ pub enum HfError {
         actual: Vec<usize>,
     },
     /// A tensor is stored in a dtype this kind of tensor cannot be read from.
-    #[error("tensor `{key}` in {path}: dtype {actual} is not supported, expected one of {expected}")]
+    #[error(
+        "tensor `{key}` in {path}: dtype {actual} is not supported, expected one of {expected}"
+    )]
     UnsupportedDtype {
         key: String,
         path: PathBuf,

@@ -12,4 +12,4 @@ mod weights;
 
 pub use config::read_config;
 pub use error::HfError;
-pub use weights::{WeightStore, WeightInfo};
+pub use weights::{WeightInfo, WeightStore};

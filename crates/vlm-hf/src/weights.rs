@@ -187,7 +187,10 @@ impl WeightStore {
         Ok(TensorData::from_bytes_vec(bytes.to_vec(), shape, dtype))
     }
 
-    fn locate(&self, key: &str) -> Result<(&MappedFile, &safetensors::tensor::TensorInfo), HfError> {
+    fn locate(
+        &self,
+        key: &str,
+    ) -> Result<(&MappedFile, &safetensors::tensor::TensorInfo), HfError> {
         let missing = || HfError::MissingTensor {
             key: key.to_string(),
             source_name: self.origin.display().to_string(),

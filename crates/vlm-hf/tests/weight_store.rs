@@ -29,9 +29,18 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 fn reads_f32_bf16_f16_and_int_tensors() {
     let dir = tempfile::tempdir().unwrap();
     let values = [1.5f32, -2.25, 3.0e-3, 65504.0, -0.0, 7.0];
-    let bf: Vec<u8> = values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect();
-    let hf: Vec<u8> = values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect();
-    let ids: Vec<u8> = [3i64, -1, 151643].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let bf: Vec<u8> = values
+        .iter()
+        .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+        .collect();
+    let hf: Vec<u8> = values
+        .iter()
+        .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+        .collect();
+    let ids: Vec<u8> = [3i64, -1, 151643]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     write_safetensors(
         &dir.path().join("model.safetensors"),
         &[
@@ -44,7 +53,9 @@ fn reads_f32_bf16_f16_and_int_tensors() {
     let store = WeightStore::open_dir(dir.path()).unwrap();
     assert_eq!(store.keys(), ["a.bf16", "a.f16", "a.f32", "ids"]);
     let dev = device();
-    let exact = store.float::<TestBackend, 2>("a.f32", [2, 3], &dev).unwrap();
+    let exact = store
+        .float::<TestBackend, 2>("a.f32", [2, 3], &dev)
+        .unwrap();
     assert_eq!(exact.to_data().to_vec::<f32>().unwrap(), values);
     for (key, rounded) in [
         ("a.bf16", values.map(|v| bf16::from_f32(v).to_f32())),
@@ -72,13 +83,22 @@ fn errors_name_the_file_the_key_and_the_expectation() {
     let store = WeightStore::open_dir(dir.path()).unwrap();
     let dev = device();
 
-    let err = store.float::<TestBackend, 2>("w", [2, 3], &dev).unwrap_err();
-    assert!(matches!(&err, HfError::ShapeMismatch { expected, actual, .. }
-        if expected == &[2, 3] && actual == &[2, 2]));
+    let err = store
+        .float::<TestBackend, 2>("w", [2, 3], &dev)
+        .unwrap_err();
+    assert!(
+        matches!(&err, HfError::ShapeMismatch { expected, actual, .. }
+        if expected == &[2, 3] && actual == &[2, 2])
+    );
     let msg = err.to_string();
-    assert!(msg.contains("`w`") && msg.contains("model.safetensors"), "{msg}");
+    assert!(
+        msg.contains("`w`") && msg.contains("model.safetensors"),
+        "{msg}"
+    );
 
-    let err = store.float::<TestBackend, 1>("missing.weight", [4], &dev).unwrap_err();
+    let err = store
+        .float::<TestBackend, 1>("missing.weight", [4], &dev)
+        .unwrap_err();
     assert!(matches!(err, HfError::MissingTensor { ref key, .. } if key == "missing.weight"));
 
     let err = store.float::<TestBackend, 1>("ids", [2], &dev).unwrap_err();
@@ -100,14 +120,20 @@ fn corrupt_or_absent_files_are_reported_not_panicked() {
     write_safetensors(&path, &[("w", Dtype::F32, vec![4], f32_bytes(&[1.0; 4]))]);
     let full = std::fs::read(&path).unwrap();
     std::fs::write(&path, &full[..full.len() - 3]).unwrap();
-    let err = WeightStore::open_dir(dir.path()).err().expect("truncated file");
+    let err = WeightStore::open_dir(dir.path())
+        .err()
+        .expect("truncated file");
     assert!(matches!(err, HfError::Safetensors { .. }), "{err}");
     assert!(err.to_string().contains("model.safetensors"), "{err}");
 
     std::fs::write(&path, b"\x05").unwrap();
     assert!(WeightStore::open_dir(dir.path()).is_err());
 
-    std::fs::write(dir.path().join("model.safetensors.index.json"), b"{\"weight_map\": 3}").unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        b"{\"weight_map\": 3}",
+    )
+    .unwrap();
     let err = WeightStore::open_dir(dir.path()).err().expect("bad index");
     assert!(matches!(err, HfError::Json { .. }), "{err}");
 }
@@ -166,7 +192,8 @@ fn hf_bf16_sharded_save_equals_the_f32_model_rounded() {
             .map(|v| bf16::from_f32(v).to_f32())
             .collect();
         let loaded = flat(&bf16_store, key, &dev).unwrap();
-        let expected = burn::tensor::Tensor::<TestBackend, 1>::from_floats(rounded.as_slice(), &dev);
+        let expected =
+            burn::tensor::Tensor::<TestBackend, 1>::from_floats(rounded.as_slice(), &dev);
         assert_close(key, &loaded, &expected, 0.0);
     }
 }

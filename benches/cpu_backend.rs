@@ -1,7 +1,7 @@
 //! Which CPU backend is the default: NdArray vs Flex on a matmul-heavy transformer-sized
 //! forward, and on a forward + backward step.
 //!
-//! `cargo bench --bench cpu_backend --features flex` (the README records the figures).
+//! `cargo bench --bench cpu_backend --features ndarray` (the README records the figures).
 
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::tensor::{activation::gelu, backend::Backend, Distribution, Tensor};

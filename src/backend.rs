@@ -1,14 +1,15 @@
 //! The backend the example programs and benches run on, chosen by Cargo feature.
 //!
-//! | feature          | [`Inference`]                 | notes                                   |
-//! |------------------|-------------------------------|-----------------------------------------|
-//! | `cuda`           | `burn::backend::Cuda`         | NVIDIA GPUs (CubeCL CUDA runtime)       |
-//! | `wgpu`           | `burn::backend::Wgpu`         | Vulkan / Metal / DX12 GPUs              |
-//! | `flex`           | `burn::backend::Flex`         | pure-Rust CPU backend                   |
-//! | `ndarray` (default) | `burn::backend::NdArray`   | CPU; the faster CPU option here (README) |
+//! | feature          | [`Inference`]            | notes                                        |
+//! |------------------|--------------------------|----------------------------------------------|
+//! | `cuda`           | `burn::backend::Cuda`    | NVIDIA GPUs (CubeCL CUDA runtime)            |
+//! | `wgpu`           | `burn::backend::Wgpu`    | Vulkan / Metal / DX12 GPUs                   |
+//! | `ndarray`        | `burn::backend::NdArray` | the other CPU backend                        |
+//! | `flex` (default) | `burn::backend::Flex`    | CPU; the faster one here (README, benches)   |
 //!
-//! When several are enabled (e.g. `--all-features` for type-checking), the first in this
-//! table wins. This module is the only place in the project that looks at backend features.
+//! When several are enabled (the default `flex` plus another, or `--all-features` for
+//! type-checking), the first in this table wins. This module is the only place in the project
+//! that looks at backend features.
 
 use burn::backend::Autodiff;
 
@@ -20,16 +21,16 @@ pub type Inference = burn::backend::Cuda;
 /// Backend for inference (no autodiff).
 pub type Inference = burn::backend::Wgpu;
 
-#[cfg(all(feature = "flex", not(any(feature = "cuda", feature = "wgpu"))))]
-/// Backend for inference (no autodiff).
-pub type Inference = burn::backend::Flex;
-
-#[cfg(all(
-    feature = "ndarray",
-    not(any(feature = "cuda", feature = "wgpu", feature = "flex"))
-))]
+#[cfg(all(feature = "ndarray", not(any(feature = "cuda", feature = "wgpu"))))]
 /// Backend for inference (no autodiff).
 pub type Inference = burn::backend::NdArray;
+
+#[cfg(all(
+    feature = "flex",
+    not(any(feature = "cuda", feature = "wgpu", feature = "ndarray"))
+))]
+/// Backend for inference (no autodiff).
+pub type Inference = burn::backend::Flex;
 
 #[cfg(not(any(
     feature = "cuda",
@@ -37,7 +38,7 @@ pub type Inference = burn::backend::NdArray;
     feature = "flex",
     feature = "ndarray"
 )))]
-compile_error!("vlm needs one backend feature: ndarray (default), flex, wgpu or cuda");
+compile_error!("vlm needs one backend feature: flex (default), ndarray, wgpu or cuda");
 
 /// Backend for training: [`Inference`] with reverse-mode autodiff.
 pub type Train = Autodiff<Inference>;

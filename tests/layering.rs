@@ -8,7 +8,7 @@ use std::process::Command;
 /// For each crate, the vlm crates it may depend on (normal dependencies).
 const ALLOWED: &[(&str, &[&str])] = &[
     ("vlm-hf", &[]),
-    ("vlm-data", &[]),
+    ("vlm-data", &["vlm-hf"]),
     ("vlm-vision", &["vlm-hf"]),
     ("vlm-lora", &["vlm-hf"]),
     ("vlm-qwen", &["vlm-hf", "vlm-lora"]),

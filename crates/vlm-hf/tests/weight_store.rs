@@ -65,7 +65,8 @@ fn reads_f32_bf16_f16_and_int_tensors() {
         assert_eq!(t.to_data().to_vec::<f32>().unwrap(), rounded, "{key}");
     }
     let ids = store.int::<TestBackend, 1>("ids", &dev).unwrap();
-    assert_eq!(ids.to_data().to_vec::<i64>().unwrap(), [3, -1, 151643]);
+    let ids: Vec<i64> = ids.to_data().convert::<i64>().to_vec().unwrap();
+    assert_eq!(ids, [3, -1, 151643]);
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use burn::tensor::Tensor;
 
-/// The backend every numeric test runs on: CPU, f32, deterministic.
-pub type TestBackend = burn::backend::NdArray<f32>;
+/// The backend every numeric test runs on: the default CPU backend of the programs, f32.
+pub type TestBackend = burn::backend::Flex<f32>;
 
 /// The device of [`TestBackend`].
 pub fn device() -> burn::tensor::Device<TestBackend> {

@@ -1,5 +1,61 @@
 //! The Qwen decoder family for vlm (Qwen-7B v1 names, Qwen2/2.5, Qwen3): forward from ids or
 //! embeddings, KV cache, generation, Hugging Face weight loading.
 //!
-//! Depends on `vlm-hf` and on `vlm-lora`, whose adaptable linear layer hosts LoRA adapters
-//! in the attention and MLP projections (`vlm-lora` knows nothing of Qwen).
+//! One implementation serves the three checkpoint layouts; they differ only in
+//! [`QwenConfig`] and in tensor names. Numbers match Hugging Face transformers (eager
+//! attention, rotate-half RoPE, left-padding conventions of `generate()`); the tests compare
+//! them with the committed reference fixtures.
+//!
+//! ```no_run
+//! use burn::tensor::backend::Backend;
+//! use vlm_qwen::{left_pad, GenerationConfig, QwenError, QwenModel};
+//!
+//! fn chat<B: Backend>(device: &B::Device) -> Result<Vec<Vec<u32>>, QwenError> {
+//!     let model = QwenModel::<B>::load("path/to/Qwen2.5-0.5B-Instruct", device)?;
+//!     let batch = left_pad::<B>(&[vec![9707, 11], vec![9707]], 151643, device)?;
+//!     let config = GenerationConfig {
+//!         stop_token_ids: vec![151645],
+//!         ..GenerationConfig::greedy(32)
+//!     };
+//!     let mask = Some(batch.attention_mask);
+//!     model.generate(batch.input_ids, mask, &config, |step| println!("{step:?}"))
+//! }
+//! ```
+//!
+//! Depends on `vlm-hf` and on `vlm-lora`, whose adaptable linear layer will host LoRA
+//! adapters in the attention and MLP projections (`vlm-lora` knows nothing of Qwen).
+//!
+//! Qwen v1's dynamic NTK and log-n attention scaling act only past the config's
+//! `seq_length` (2048 or 8192 tokens); they are not implemented, so v1 matches the reference
+//! code up to that length.
+
+#![warn(missing_docs)]
+
+mod attention;
+mod cache;
+mod config;
+mod decoder;
+mod error;
+mod generation;
+mod inputs;
+mod layer;
+mod load;
+mod mask;
+mod mlp;
+mod model;
+mod names;
+mod rope;
+mod sampling;
+
+pub use attention::QwenAttention;
+pub use cache::KvCache;
+pub use config::{QwenConfig, QwenVariant};
+pub use decoder::QwenDecoder;
+pub use error::QwenError;
+pub use generation::{left_pad, GenerationConfig, PaddedBatch};
+pub use layer::QwenDecoderLayer;
+pub use mask::position_ids_from_mask;
+pub use mlp::QwenMlp;
+pub use model::QwenModel;
+pub use rope::RotaryEmbedding;
+pub use sampling::{Decoding, Sampler, SamplingParams};

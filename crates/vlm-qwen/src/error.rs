@@ -1,0 +1,34 @@
+use std::path::PathBuf;
+
+use vlm_hf::HfError;
+
+/// Everything that can go wrong while loading or running a Qwen model.
+#[derive(Debug, thiserror::Error)]
+pub enum QwenError {
+    /// Reading `config.json` or the safetensors weights failed (missing tensor, wrong shape,
+    /// unsupported dtype, I/O, malformed JSON); the inner error names the file and the key.
+    #[error(transparent)]
+    Hf(#[from] HfError),
+    /// `config.json` names a `model_type` this crate does not implement.
+    #[error("unknown model_type `{model_type}` in {path} (supported: qwen, qwen2, qwen3)")]
+    UnknownModelType {
+        /// The `model_type` found in the file.
+        model_type: String,
+        /// The config file.
+        path: PathBuf,
+    },
+    /// `config.json` asks for a feature or a combination of sizes this implementation lacks.
+    #[error("unsupported configuration in {path}: {reason}")]
+    UnsupportedConfig {
+        /// The config file.
+        path: PathBuf,
+        /// What is unsupported, with the offending value.
+        reason: String,
+    },
+    /// Tensors given to a forward pass disagree in shape, or token ids are out of range.
+    #[error("invalid model input: {0}")]
+    InvalidInput(String),
+    /// A generation setting is out of its valid range.
+    #[error("invalid generation setting: {0}")]
+    InvalidGeneration(String),
+}

@@ -1,0 +1,66 @@
+//! One pre-norm decoder layer: attention and MLP, each behind an RMSNorm and a residual.
+
+use burn::module::Module;
+use burn::nn::RmsNorm;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Tensor};
+use vlm_hf::HfError;
+
+use crate::attention::QwenAttention;
+use crate::cache::LayerCache;
+use crate::load::Loader;
+use crate::mlp::QwenMlp;
+use crate::names::LayerNames;
+use crate::rope::RopeTables;
+use crate::QwenConfig;
+
+/// A decoder layer, with Hugging Face Qwen2 field names.
+#[derive(Module, Debug)]
+pub struct QwenDecoderLayer<B: Backend> {
+    /// Norm before attention (v1: `ln_1`).
+    pub input_layernorm: RmsNorm<B>,
+    /// Self-attention.
+    pub self_attn: QwenAttention<B>,
+    /// Norm before the MLP (v1: `ln_2`).
+    pub post_attention_layernorm: RmsNorm<B>,
+    /// Feed-forward block.
+    pub mlp: QwenMlp<B>,
+}
+
+impl<B: Backend> QwenDecoderLayer<B> {
+    /// Loads the layer whose tensors are named by `names`.
+    pub(crate) fn load(
+        loader: &Loader<'_, B>,
+        names: &LayerNames,
+        config: &QwenConfig,
+    ) -> Result<Self, HfError> {
+        let (hidden, eps) = (config.hidden_size, config.rms_norm_eps);
+        Ok(Self {
+            input_layernorm: loader.rms_norm(&names.input_norm(), hidden, eps)?,
+            self_attn: QwenAttention::load(loader, names, config)?,
+            post_attention_layernorm: loader.rms_norm(&names.post_attention_norm(), hidden, eps)?,
+            mlp: QwenMlp::load(loader, names, config)?,
+        })
+    }
+
+    /// Runs the layer on `[batch, seq, hidden]`.
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &RopeTables<B>,
+        blocked: &Tensor<B, 4, Bool>,
+        cache: Option<&mut LayerCache<B>>,
+    ) -> Tensor<B, 3> {
+        let attended = self.self_attn.forward(
+            self.input_layernorm.forward(x.clone()),
+            rope,
+            blocked,
+            cache,
+        );
+        let x = x + attended;
+        let fed = self
+            .mlp
+            .forward(self.post_attention_layernorm.forward(x.clone()));
+        x + fed
+    }
+}

@@ -1,0 +1,172 @@
+//! The Qwen causal language model: decoder stack plus LM head, loaded from a Hugging Face folder.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::linear;
+use burn::tensor::{Int, Tensor};
+use vlm_hf::WeightStore;
+
+use crate::cache::KvCache;
+use crate::decoder::QwenDecoder;
+use crate::inputs::ForwardInputs;
+use crate::load::Loader;
+use crate::names::LM_HEAD;
+use crate::{QwenConfig, QwenError};
+
+/// A Qwen v1, Qwen2/2.5 or Qwen3 causal LM (Hugging Face's `*ForCausalLM`).
+///
+/// Module paths follow Hugging Face Qwen2 names whatever the checkpoint layout
+/// (`model.layers.N.self_attn.q_proj`, `lm_head`), so adapters can target them by name.
+#[derive(Module, Debug)]
+pub struct QwenModel<B: Backend> {
+    /// Embedding, decoder layers and final norm.
+    pub model: QwenDecoder<B>,
+    /// The output projection `hidden -> vocab`; `None` when tied to the token embedding.
+    pub lm_head: Option<Linear<B>>,
+    config: QwenConfig,
+}
+
+impl<B: Backend> QwenModel<B> {
+    /// Loads `config.json` and the safetensors weights (single file or sharded, f32/bf16/f16)
+    /// of a Hugging Face model folder.
+    pub fn load(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self, QwenError> {
+        let dir = dir.as_ref();
+        let config = QwenConfig::from_file(dir.join("config.json"))?;
+        let store = WeightStore::open_dir(dir)?;
+        Self::from_store(&store, config, device)
+    }
+
+    /// Builds the model from already opened weights, reading one tensor at a time.
+    pub fn from_store(
+        store: &WeightStore,
+        config: QwenConfig,
+        device: &B::Device,
+    ) -> Result<Self, QwenError> {
+        let loader = Loader::new(store, device);
+        let model = QwenDecoder::load(&loader, &config)?;
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(loader.linear(LM_HEAD, config.hidden_size, config.vocab_size, false)?)
+        };
+        Ok(Self {
+            model,
+            lm_head,
+            config,
+        })
+    }
+
+    /// The architecture this model was built from.
+    pub fn config(&self) -> &QwenConfig {
+        &self.config
+    }
+
+    /// An empty KV cache for this model.
+    pub fn new_cache(&self) -> KvCache<B> {
+        KvCache::new(self.config.num_hidden_layers)
+    }
+
+    /// Token embeddings of `input_ids` (`[batch, seq]` -> `[batch, seq, hidden]`).
+    ///
+    /// Fails when an id is outside the vocabulary.
+    pub fn embed(&self, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, QwenError> {
+        self.check_ids(&input_ids)?;
+        Ok(self.model.embed_tokens.forward(input_ids))
+    }
+
+    /// Logits `[batch, seq, vocab]` for token ids; see [`forward_embeds`](Self::forward_embeds).
+    pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Option<Tensor<B, 2, Int>>,
+        position_ids: Option<Tensor<B, 2, Int>>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Result<Tensor<B, 3>, QwenError> {
+        let embeds = self.embed(input_ids)?;
+        self.forward_embeds(embeds, attention_mask, position_ids, cache)
+    }
+
+    /// Logits `[batch, seq, vocab]` for input embeddings `[batch, seq, hidden]`.
+    ///
+    /// - `attention_mask`: `[batch, cached + seq]` of 0/1 (1 = real token), covering the cached
+    ///   tokens too, as in Hugging Face; all ones when `None`. Attention is causal and skips
+    ///   padding keys.
+    /// - `position_ids`: `[batch, seq]`; when `None`, derived from the mask as Hugging Face
+    ///   `generate()` does under left padding (`cumsum - 1`, pads at 1).
+    /// - `cache`: when given, its keys and values are attended to and this pass's are appended,
+    ///   so a decode step feeds only the new tokens.
+    pub fn forward_embeds(
+        &self,
+        embeds: Tensor<B, 3>,
+        attention_mask: Option<Tensor<B, 2, Int>>,
+        position_ids: Option<Tensor<B, 2, Int>>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Result<Tensor<B, 3>, QwenError> {
+        let hidden = self.forward_hidden(embeds, attention_mask, position_ids, cache)?;
+        Ok(self.logits(hidden))
+    }
+
+    /// The last hidden state `[batch, seq, hidden]` (after the final norm, before the LM head);
+    /// arguments as in [`forward_embeds`](Self::forward_embeds).
+    pub fn forward_hidden(
+        &self,
+        embeds: Tensor<B, 3>,
+        attention_mask: Option<Tensor<B, 2, Int>>,
+        position_ids: Option<Tensor<B, 2, Int>>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Result<Tensor<B, 3>, QwenError> {
+        let inputs = ForwardInputs::resolve(
+            &self.config,
+            embeds.dims(),
+            attention_mask,
+            position_ids,
+            cache.as_deref(),
+            &embeds.device(),
+        )?;
+        Ok(self
+            .model
+            .forward(embeds, inputs.attention_mask, inputs.position_ids, cache))
+    }
+
+    /// Applies the LM head to hidden states `[batch, seq, hidden]` -> `[batch, seq, vocab]`.
+    pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => linear(
+                hidden,
+                self.model.embed_tokens.weight.val().transpose(),
+                None,
+            ),
+        }
+    }
+
+    fn check_ids(&self, input_ids: &Tensor<B, 2, Int>) -> Result<(), QwenError> {
+        if input_ids.dims().contains(&0) {
+            return Err(QwenError::InvalidInput(format!(
+                "empty input_ids of shape {:?}",
+                input_ids.dims()
+            )));
+        }
+        let bounds = Tensor::cat(
+            vec![
+                input_ids.clone().min().reshape([1]),
+                input_ids.clone().max().reshape([1]),
+            ],
+            0,
+        );
+        let vocab = self.config.vocab_size as i64;
+        match bounds
+            .into_data()
+            .iter::<i64>()
+            .find(|id| !(0..vocab).contains(id))
+        {
+            Some(id) => Err(QwenError::InvalidInput(format!(
+                "token id {id} is outside the vocabulary of {vocab}"
+            ))),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,55 @@
+use std::path::PathBuf;
+
+use vlm_hf::HfError;
+
+/// Everything that can go wrong while loading or running a vision tower.
+#[derive(Debug, thiserror::Error)]
+pub enum VisionError {
+    /// Reading `config.json` or the safetensors weights failed (missing tensor, wrong shape,
+    /// unsupported dtype, I/O, malformed JSON or an unknown `hidden_act`); the inner error
+    /// names the file and the key.
+    #[error(transparent)]
+    Hf(#[from] HfError),
+    /// `config.json` (or its `vision_config`) belongs to another model family.
+    #[error("{path} describes a `{model_type}` model, expected one of {expected:?}")]
+    WrongModelType {
+        /// The config file.
+        path: PathBuf,
+        /// The `model_type` found in the file.
+        model_type: String,
+        /// The `model_type` values this tower reads.
+        expected: &'static [&'static str],
+    },
+    /// The config's sizes cannot make a tower (a zero size, a width the heads do not divide,
+    /// a patch larger than the image).
+    #[error("invalid vision tower configuration: {reason}")]
+    InvalidConfig {
+        /// What is wrong, with the offending values.
+        reason: String,
+    },
+    /// The requested feature layer does not exist in a tower with this many layers.
+    #[error(
+        "vision_feature_layer {layer} is out of range for a tower with {num_layers} layers \
+         (valid: -{} ..= {num_layers})",
+        num_layers + 1
+    )]
+    FeatureLayerOutOfRange {
+        /// The requested layer, as in Hugging Face's `vision_feature_layer`.
+        layer: i64,
+        /// The number of encoder layers of the tower.
+        num_layers: usize,
+    },
+    /// The pixel tensor given to a forward pass does not have the shape the tower expects.
+    #[error(
+        "pixel values of shape {actual:?} do not fit this tower: expected [batch, {channels}, \
+         {image_size}, {image_size}]"
+    )]
+    PixelShape {
+        /// The shape received, `[batch, channels, height, width]`.
+        actual: [usize; 4],
+        /// The number of channels the patch embedding takes.
+        channels: usize,
+        /// The side of the square image the tower was trained on.
+        image_size: usize,
+    },
+}

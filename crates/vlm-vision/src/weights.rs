@@ -1,0 +1,118 @@
+use burn::module::{Param, ParamId};
+use burn::nn::conv::Conv2d;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
+use burn::tensor::{backend::Backend, Tensor};
+use vlm_hf::{HfError, WeightStore};
+
+/// The tensors of one tower (or one sub-module of it) in a [`WeightStore`], addressed by
+/// Hugging Face names under a key prefix, turned into frozen Burn modules one tensor at a time.
+///
+/// Every parameter is created with `require_grad = false`, so a tower loaded on an autodiff
+/// backend is frozen: its forward pass records no graph and its weights get no gradient.
+pub(crate) struct TowerWeights<'a, B: Backend> {
+    store: &'a WeightStore,
+    prefix: String,
+    device: &'a B::Device,
+}
+
+impl<'a, B: Backend> TowerWeights<'a, B> {
+    /// Tensors named `{prefix}.{name}` (`{name}` alone when the prefix is empty).
+    pub(crate) fn new(store: &'a WeightStore, prefix: &str, device: &'a B::Device) -> Self {
+        Self {
+            store,
+            prefix: prefix.to_string(),
+            device,
+        }
+    }
+
+    /// The weights of a sub-module, e.g. `child("encoder.layers.3")`.
+    pub(crate) fn child(&self, name: &str) -> Self {
+        Self::new(self.store, &self.key(name), self.device)
+    }
+
+    fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// A frozen parameter of exactly `shape`.
+    pub(crate) fn param<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Param<Tensor<B, D>>, HfError> {
+        Ok(frozen(self.tensor(name, shape)?))
+    }
+
+    fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<B, D>, HfError> {
+        self.store
+            .float::<B, D>(&self.key(name), shape, self.device)
+    }
+
+    /// A linear layer with bias; Hugging Face stores the weight `[out, in]`, Burn uses `[in, out]`.
+    pub(crate) fn linear(
+        &self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<Linear<B>, HfError> {
+        let weights = self.child(name);
+        let weight = weights.tensor("weight", [d_out, d_in])?.transpose();
+        Ok(Linear {
+            weight: frozen(weight),
+            bias: Some(weights.param("bias", [d_out])?),
+        })
+    }
+
+    /// A layer norm with weight and bias of size `dim`.
+    pub(crate) fn layer_norm(
+        &self,
+        name: &str,
+        dim: usize,
+        eps: f64,
+    ) -> Result<LayerNorm<B>, HfError> {
+        let weights = self.child(name);
+        let mut norm = LayerNormConfig::new(dim)
+            .with_epsilon(eps)
+            .init(self.device);
+        norm.gamma = weights.param("weight", [dim])?;
+        norm.beta = Some(weights.param("bias", [dim])?);
+        Ok(norm)
+    }
+
+    /// The patch embedding: a `patch x patch` convolution with stride `patch` and no padding,
+    /// `[dim, channels, patch, patch]`, with a bias only where the checkpoint has one.
+    pub(crate) fn patch_conv(
+        &self,
+        name: &str,
+        [channels, dim, patch]: [usize; 3],
+        bias: bool,
+    ) -> Result<Conv2d<B>, HfError> {
+        let weights = self.child(name);
+        let bias = match bias {
+            true => Some(weights.param("bias", [dim])?),
+            false => None,
+        };
+        Ok(Conv2d {
+            weight: weights.param("weight", [dim, channels, patch, patch])?,
+            bias,
+            stride: [patch, patch],
+            kernel_size: [patch, patch],
+            dilation: [1, 1],
+            groups: 1,
+            padding: PaddingConfig2d::Valid,
+        })
+    }
+}
+
+/// A parameter that never requires a gradient (a leaf the autodiff graph ignores).
+fn frozen<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Param<Tensor<B, D>> {
+    Param::initialized(ParamId::new(), tensor.set_require_grad(false))
+}

@@ -8,8 +8,13 @@
 
 mod config;
 mod error;
+mod preprocessor;
 mod weights;
 
 pub use config::read_config;
 pub use error::HfError;
+pub use preprocessor::{
+    CropSize, ImageProcessorType, ImageSize, PreprocessorConfig, Resample, IMAGENET_STANDARD_MEAN,
+    IMAGENET_STANDARD_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
+};
 pub use weights::{WeightInfo, WeightStore};

@@ -1,4 +1,66 @@
 //! The composed vision-language model: projector, splicing image features into the LLM's
 //! input embeddings, loss, generation with an image, and checkpoints.
 //!
-//! Depends on `vlm-vision`, `vlm-qwen`, `vlm-lora`, `vlm-data` and `vlm-hf`.
+//! A [`VisionLanguageModel`] is generic over its three parts: any
+//! [`vlm_vision::VisionEncoder`] (the CLIP/SigLIP towers, or one of your own), any
+//! [`Projector`] ([`MlpProjector`], LLaVA's `mlp2x_gelu`; [`PixelShuffleProjector`],
+//! nanoVLM's token-reducing variant) and any [`LanguageModel`] (implemented for
+//! `vlm_qwen::QwenModel`). Widths are checked once, when the parts are assembled.
+//!
+//! Prompts follow the llava-hf convention: each image is a run of `tokens_per_image`
+//! placeholder ids in `input_ids`, anywhere in its sample; the image features replace those
+//! rows of the token embeddings, in order ([`VisionLanguageModel::inputs_embeds`]), so the
+//! sequence length, attention mask and positions are unchanged. Samples without an image
+//! mix freely with samples with one (or several) in a batch.
+//!
+//! ```no_run
+//! use burn::tensor::backend::Backend;
+//! use vlm_model::{load_checkpoint, ModelError, VlmBatch};
+//! use vlm_qwen::GenerationConfig;
+//!
+//! fn describe<B: Backend>(batch: VlmBatch<B>, device: &B::Device) -> Result<(), ModelError> {
+//!     let (model, config) = load_checkpoint::<B>("runs/llava-qwen/step-1000", device)?;
+//!     println!("template {}", config.chat_template.name);
+//!     let replies = model.generate(batch, &GenerationConfig::greedy(64), |step| {
+//!         println!("{step:?}");
+//!     })?;
+//!     println!("{replies:?}");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Training computes [`VisionLanguageModel::forward_loss`] (Hugging Face's shifted, mean
+//! cross-entropy with the supervised-token count) on an autodiff backend; a checkpoint
+//! ([`VisionLanguageModel::save_checkpoint`], [`load_checkpoint`]) stores what training
+//! changes, the projector and `vlm_config.json`, written atomically.
+//!
+//! Depends on `vlm-vision`, `vlm-qwen` and `vlm-hf`.
+
+#![warn(missing_docs)]
+
+mod batch;
+mod chat;
+mod checkpoint;
+mod config;
+mod error;
+mod generation;
+mod language_model;
+mod loss;
+mod model;
+mod projector;
+mod splice;
+mod vision_tower;
+
+pub use batch::{LanguageInputs, VlmBatch};
+pub use chat::ChatSession;
+pub use checkpoint::{load_checkpoint, QwenVlm, StagedCheckpoint, CONFIG_FILE, PROJECTOR_FILE};
+pub use config::{ChatTemplateConfig, VisionTowerConfig, VlmConfig};
+pub use error::ModelError;
+pub use language_model::LanguageModel;
+pub use loss::{causal_lm_loss, CausalLmLoss, IGNORE_INDEX};
+pub use model::VisionLanguageModel;
+pub use projector::{
+    AnyProjector, MlpProjector, PersistentProjector, PixelShuffleProjector, Projector,
+    ProjectorConfig, ProjectorKind, PROJECTOR_PREFIX,
+};
+pub use vision_tower::VisionTower;

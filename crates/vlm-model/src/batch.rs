@@ -1,0 +1,33 @@
+//! What a forward pass of the VLM takes, and what it hands the language model.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+
+/// A batch of prompts with their images.
+///
+/// Each image appears in `input_ids` as a run of `tokens_per_image` placeholder ids (the
+/// llava-hf convention), anywhere in its sample; samples may hold no image (text only) or
+/// several, and be left-padded.
+#[derive(Debug, Clone)]
+pub struct VlmBatch<B: Backend> {
+    /// `[batch, seq]` token ids.
+    pub input_ids: Tensor<B, 2, Int>,
+    /// `[batch, seq]`, 1 over real tokens and 0 over padding; all ones when `None`.
+    pub attention_mask: Option<Tensor<B, 2, Int>>,
+    /// `[images, channels, side, side]` pixels of the images the placeholders stand for, in
+    /// the order they appear (sample by sample, left to right); `None` when there are none.
+    pub pixel_values: Option<Tensor<B, 4>>,
+}
+
+/// The language model's inputs for a batch: embeddings with the image features spliced in,
+/// the attention mask and the position ids (`cumsum(mask) - 1`, pads at 1, as Hugging Face
+/// `generate()` derives them).
+#[derive(Debug, Clone)]
+pub struct LanguageInputs<B: Backend> {
+    /// `[batch, seq, hidden]`.
+    pub inputs_embeds: Tensor<B, 3>,
+    /// `[batch, seq]`.
+    pub attention_mask: Tensor<B, 2, Int>,
+    /// `[batch, seq]`.
+    pub position_ids: Tensor<B, 2, Int>,
+}

@@ -1,0 +1,232 @@
+//! Checkpoints: what training changes, in standard formats, written atomically.
+//!
+//! A checkpoint folder holds `vlm_config.json` ([`VlmConfig`]) and `projector.safetensors`
+//! (llava-hf names, Hugging Face `[out, in]` layout, f32); the frozen vision tower and base
+//! language model stay in their own Hugging Face folders, which the config names.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use tempfile::TempDir;
+use vlm_hf::{read_config, WeightStore};
+use vlm_qwen::QwenModel;
+use vlm_vision::VisionEncoder;
+
+use crate::{
+    AnyProjector, LanguageModel, ModelError, PersistentProjector, VisionLanguageModel, VisionTower,
+    VlmConfig,
+};
+
+/// File name of the checkpoint's config.
+pub const CONFIG_FILE: &str = "vlm_config.json";
+/// File name of the checkpoint's projector weights.
+pub const PROJECTOR_FILE: &str = "projector.safetensors";
+
+/// The model a checkpoint loads into: a CLIP or SigLIP tower, any projector of this crate
+/// and a Qwen language model.
+pub type QwenVlm<B> = VisionLanguageModel<B, VisionTower<B>, AnyProjector<B>, QwenModel<B>>;
+
+/// A checkpoint being written: a hidden temporary folder next to its destination that
+/// becomes the destination only on [`commit`](Self::commit), so a crash or an error never
+/// leaves a half-written checkpoint under the destination's name.
+///
+/// [`new`](Self::new) writes the config and the projector; anything else the checkpoint
+/// should hold (the LoRA adapter subfolder named by [`VlmConfig::adapter`]) is written under
+/// [`path`](Self::path) before committing. Dropping it without committing removes it.
+#[derive(Debug)]
+pub struct StagedCheckpoint {
+    staging: TempDir,
+    destination: PathBuf,
+    adapter: Option<PathBuf>,
+}
+
+impl StagedCheckpoint {
+    /// Stages a checkpoint of `model` described by `config` for `destination`.
+    ///
+    /// Fails when `config` does not describe `model` (projector, placeholder id, image
+    /// token count) or a file cannot be written.
+    pub fn new<B, E, P, L>(
+        destination: impl AsRef<Path>,
+        model: &VisionLanguageModel<B, E, P, L>,
+        config: &VlmConfig,
+    ) -> Result<Self, ModelError>
+    where
+        B: Backend,
+        E: VisionEncoder<B>,
+        P: PersistentProjector<B>,
+        L: LanguageModel<B>,
+    {
+        let destination = destination.as_ref().to_path_buf();
+        config.check_matches(model, &destination)?;
+        let staging = staging_dir(&destination)?;
+        write_file(&staging.path().join(PROJECTOR_FILE), |path| {
+            projector_bytes(model.projector(), path)
+        })?;
+        write_file(&staging.path().join(CONFIG_FILE), |path| {
+            serde_json::to_vec_pretty(config).map_err(|e| encode_error(path, e))
+        })?;
+        Ok(Self {
+            staging,
+            destination,
+            adapter: config.adapter.clone(),
+        })
+    }
+
+    /// The staging folder, to write further parts of the checkpoint into.
+    pub fn path(&self) -> &Path {
+        self.staging.path()
+    }
+
+    /// Moves the staged folder to the destination, replacing any previous checkpoint there,
+    /// and returns the destination.
+    ///
+    /// Fails, leaving the destination as it was, when the config names an adapter folder
+    /// that was not written into the staging folder.
+    pub fn commit(self) -> Result<PathBuf, ModelError> {
+        if let Some(adapter) = &self.adapter {
+            if !self.staging.path().join(adapter).is_dir() {
+                return Err(ModelError::Adapter {
+                    path: self.destination.join(adapter),
+                    reason: "named in the config but not written into the staged checkpoint",
+                });
+            }
+        }
+        replace_dir(self.staging.path(), &self.destination)?;
+        // The folder now lives at the destination: nothing is left to clean up.
+        let _ = self.staging.keep();
+        Ok(self.destination)
+    }
+}
+
+impl<B, E, P, L> VisionLanguageModel<B, E, P, L>
+where
+    B: Backend,
+    E: VisionEncoder<B>,
+    P: PersistentProjector<B>,
+    L: LanguageModel<B>,
+{
+    /// Writes this model's checkpoint (config and projector) to `dir` atomically; see
+    /// [`StagedCheckpoint`] to add an adapter folder.
+    pub fn save_checkpoint(
+        &self,
+        dir: impl AsRef<Path>,
+        config: &VlmConfig,
+    ) -> Result<PathBuf, ModelError> {
+        StagedCheckpoint::new(dir, self, config)?.commit()
+    }
+}
+
+/// Loads a checkpoint folder: its config, the vision tower and base language model it
+/// names, and its projector.
+///
+/// Each missing file, missing tensor or wrong shape is an error naming the file (and key);
+/// parts whose widths disagree are a [`ModelError::DimensionMismatch`] naming both.
+pub fn load_checkpoint<B: Backend>(
+    dir: impl AsRef<Path>,
+    device: &B::Device,
+) -> Result<(QwenVlm<B>, VlmConfig), ModelError> {
+    let dir = dir.as_ref();
+    let config_path = dir.join(CONFIG_FILE);
+    let config: VlmConfig = read_config(&config_path)?;
+    if let Some(adapter) = &config.adapter {
+        return Err(ModelError::Adapter {
+            path: dir.join(adapter),
+            reason: "loading LoRA adapters is not implemented yet",
+        });
+    }
+    let projector_store = WeightStore::open_file(dir.join(PROJECTOR_FILE))?;
+    let projector = AnyProjector::from_store(&projector_store, &config.projector, device)?;
+    let tower = &config.vision_tower;
+    let vision = VisionTower::load(
+        dir.join(&tower.path),
+        &tower.weight_prefix,
+        tower.selection(),
+        device,
+    )?;
+    let language_model = QwenModel::load(dir.join(&config.language_model), device)?;
+    let model = VisionLanguageModel::new(vision, projector, language_model, config.image_token_id)?;
+    config.check_matches(&model, &config_path)?;
+    Ok((model, config))
+}
+
+/// A new hidden folder in the destination's parent (created if missing), so that the final
+/// rename stays on one file system.
+fn staging_dir(destination: &Path) -> Result<TempDir, ModelError> {
+    let parent = match destination.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let io_error = |source| ModelError::Write {
+        path: parent.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(parent).map_err(io_error)?;
+    tempfile::Builder::new()
+        .prefix(".vlm-checkpoint-")
+        .tempdir_in(parent)
+        .map_err(io_error)
+}
+
+/// Renames `staged` to `destination`; an existing destination is first moved aside and
+/// deleted only once the new folder is in place (put back if the rename fails).
+fn replace_dir(staged: &Path, destination: &Path) -> Result<(), ModelError> {
+    let write_error = |source| ModelError::Write {
+        path: destination.to_path_buf(),
+        source,
+    };
+    if !destination.exists() {
+        return std::fs::rename(staged, destination).map_err(write_error);
+    }
+    let trash = staging_dir(destination)?;
+    let previous = trash.path().join("previous");
+    std::fs::rename(destination, &previous).map_err(write_error)?;
+    if let Err(source) = std::fs::rename(staged, destination) {
+        let _ = std::fs::rename(&previous, destination);
+        return Err(write_error(source));
+    }
+    Ok(())
+}
+
+/// Writes the bytes `encode` makes for `path` and flushes them to disk.
+fn write_file(
+    path: &Path,
+    encode: impl FnOnce(&Path) -> Result<Vec<u8>, ModelError>,
+) -> Result<(), ModelError> {
+    let bytes = encode(path)?;
+    let write_error = |source| ModelError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::create(path).map_err(write_error)?;
+    file.write_all(&bytes).map_err(write_error)?;
+    file.sync_all().map_err(write_error)
+}
+
+/// The projector's weights as a safetensors file (f32, `format: pt` metadata as
+/// transformers writes it).
+fn projector_bytes<B: Backend>(
+    projector: &impl PersistentProjector<B>,
+    path: &Path,
+) -> Result<Vec<u8>, ModelError> {
+    let tensors = projector.hf_tensors();
+    let views = tensors
+        .iter()
+        .map(|(name, data)| {
+            let view = TensorView::new(Dtype::F32, data.shape.to_vec(), data.as_bytes());
+            Ok((name.as_str(), view.map_err(|e| encode_error(path, e))?))
+        })
+        .collect::<Result<Vec<_>, ModelError>>()?;
+    let metadata = [("format".to_string(), "pt".to_string())].into();
+    safetensors::serialize(views, Some(metadata)).map_err(|e| encode_error(path, e))
+}
+
+fn encode_error(path: &Path, error: impl std::fmt::Display) -> ModelError {
+    ModelError::Encode {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    }
+}

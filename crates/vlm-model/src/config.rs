@@ -1,0 +1,160 @@
+//! `vlm_config.json`: what a checkpoint needs besides its weights to rebuild the model.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize, Serializer};
+use vlm_vision::{FeatureSelection, SelectStrategy, VisionEncoder};
+
+use crate::{LanguageModel, ModelError, PersistentProjector, ProjectorConfig, VisionLanguageModel};
+
+/// The description of a checkpoint: where the frozen parts come from, how images appear in
+/// prompts, which projector was trained and how prompts are templated.
+///
+/// Relative paths are resolved against the checkpoint folder (so a folder holding its base
+/// models travels as one); absolute paths are used as they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VlmConfig {
+    /// Hugging Face folder of the base language model (`config.json` + safetensors).
+    pub language_model: PathBuf,
+    /// Where the vision tower comes from and which of its features are used.
+    pub vision_tower: VisionTowerConfig,
+    /// The placeholder token id that marks image tokens in prompts.
+    pub image_token_id: u32,
+    /// Placeholder tokens per image (checked against the model when loading).
+    pub tokens_per_image: usize,
+    /// The projector's kind and widths; its weights are `projector.safetensors`.
+    pub projector: ProjectorConfig,
+    /// The chat template prompts were trained with.
+    pub chat_template: ChatTemplateConfig,
+    /// LoRA hook: a subfolder of the checkpoint holding a PEFT adapter for the language
+    /// model (`adapter_config.json` + `adapter_model.safetensors`). Writing and loading it
+    /// belongs to the LoRA integration; until then a checkpoint that names one is refused
+    /// on load rather than silently loaded without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<PathBuf>,
+}
+
+/// The vision tower of a checkpoint: a Hugging Face folder and LLaVA's feature selection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisionTowerConfig {
+    /// Folder of a CLIP or SigLIP vision model, dual-tower model or LLaVA checkpoint.
+    pub path: PathBuf,
+    /// Key prefix of the tower's weights: `vision_model` in CLIP/SigLIP folders,
+    /// `vision_tower.vision_model` in llava-hf checkpoints.
+    #[serde(default = "default_weight_prefix")]
+    pub weight_prefix: String,
+    /// LLaVA's `vision_feature_layer` (-2: the penultimate layer).
+    #[serde(rename = "vision_feature_layer")]
+    pub feature_layer: i64,
+    /// LLaVA's `vision_feature_select_strategy` (`default` drops CLIP's CLS token).
+    #[serde(
+        rename = "vision_feature_select_strategy",
+        serialize_with = "strategy_name"
+    )]
+    pub feature_strategy: SelectStrategy,
+}
+
+/// The chat template of a checkpoint, by name (e.g. `chatml`), with its system prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatTemplateConfig {
+    /// Template name, as the tokenizer crate knows it.
+    pub name: String,
+    /// The system prompt used in training, if any.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+}
+
+fn default_weight_prefix() -> String {
+    "vision_model".to_string()
+}
+
+/// LLaVA's names of the strategies (`SelectStrategy` only deserialises).
+fn strategy_name<S: Serializer>(strategy: &SelectStrategy, out: S) -> Result<S::Ok, S::Error> {
+    out.serialize_str(match strategy {
+        SelectStrategy::Default => "default",
+        SelectStrategy::Full => "full",
+    })
+}
+
+impl VisionTowerConfig {
+    /// The feature selection to build the tower with.
+    pub fn selection(&self) -> FeatureSelection {
+        FeatureSelection {
+            layer: self.feature_layer,
+            strategy: self.feature_strategy,
+        }
+    }
+}
+
+impl VlmConfig {
+    /// The config of `model`: projector, placeholder id and image token count read from
+    /// it, the sources of its frozen parts and the chat template given.
+    pub fn for_model<B, E, P, L>(
+        model: &VisionLanguageModel<B, E, P, L>,
+        language_model: PathBuf,
+        vision_tower: VisionTowerConfig,
+        chat_template: ChatTemplateConfig,
+    ) -> Self
+    where
+        B: Backend,
+        E: VisionEncoder<B>,
+        P: PersistentProjector<B>,
+        L: LanguageModel<B>,
+    {
+        Self {
+            language_model,
+            vision_tower,
+            image_token_id: model.image_token_id(),
+            tokens_per_image: model.tokens_per_image(),
+            projector: model.projector().config(),
+            chat_template,
+            adapter: None,
+        }
+    }
+
+    /// Checks that this config describes `model`; `path` names the config in the error.
+    pub(crate) fn check_matches<B, E, P, L>(
+        &self,
+        model: &VisionLanguageModel<B, E, P, L>,
+        path: &Path,
+    ) -> Result<(), ModelError>
+    where
+        B: Backend,
+        E: VisionEncoder<B>,
+        P: PersistentProjector<B>,
+        L: LanguageModel<B>,
+    {
+        let mismatch = |field, in_config: String, in_model: String| ModelError::ConfigMismatch {
+            path: path.to_path_buf(),
+            field,
+            in_config,
+            in_model,
+        };
+        if self.image_token_id != model.image_token_id() {
+            let (config, model) = (self.image_token_id, model.image_token_id());
+            return Err(mismatch(
+                "image_token_id",
+                config.to_string(),
+                model.to_string(),
+            ));
+        }
+        if self.tokens_per_image != model.tokens_per_image() {
+            let (config, model) = (self.tokens_per_image, model.tokens_per_image());
+            return Err(mismatch(
+                "tokens_per_image",
+                config.to_string(),
+                model.to_string(),
+            ));
+        }
+        let projector = model.projector().config();
+        if self.projector != projector {
+            return Err(mismatch(
+                "projector",
+                format!("{:?}", self.projector),
+                format!("{projector:?}"),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,84 @@
+//! The causal language-modelling loss of Hugging Face's `*ForCausalLM`.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+
+use crate::ModelError;
+
+/// The label of a position that is not learned (prompt, image and padding tokens).
+pub const IGNORE_INDEX: i64 = -100;
+
+/// A mean cross-entropy and the number of tokens it averages over.
+#[derive(Debug, Clone)]
+pub struct CausalLmLoss<B: Backend> {
+    /// `[1]`: the mean negative log-likelihood of the supervised tokens.
+    pub loss: Tensor<B, 1>,
+    /// How many tokens the mean is over; weight by it to combine micro-batches exactly.
+    pub supervised_tokens: usize,
+}
+
+/// Shifted cross-entropy: the logits at position `j` predict `labels[:, j + 1]`; labels equal
+/// to [`IGNORE_INDEX`] are skipped and the mean is over the remaining tokens of the whole
+/// batch (Hugging Face's `ForCausalLMLoss`).
+///
+/// Computed from a log-softmax (max-shifted), so large logits neither overflow nor lose
+/// precision. A batch without any supervised token is [`ModelError::NoSupervisedTokens`]
+/// rather than a silent 0 or NaN; a label outside the vocabulary is an error naming it.
+pub fn causal_lm_loss<B: Backend>(
+    logits: Tensor<B, 3>,
+    labels: Tensor<B, 2, Int>,
+) -> Result<CausalLmLoss<B>, ModelError> {
+    let [batch, seq, vocab] = logits.dims();
+    if labels.dims() != [batch, seq] {
+        return Err(ModelError::InvalidInput(format!(
+            "labels of shape {:?} do not match logits of shape {:?}",
+            labels.dims(),
+            logits.dims()
+        )));
+    }
+    if seq < 2 {
+        return Err(ModelError::NoSupervisedTokens);
+    }
+    let targets = labels.slice([0..batch, 1..seq]);
+    let supervised_tokens = count_supervised(&targets, vocab)?;
+    let ignored = targets.clone().equal_elem(IGNORE_INDEX);
+    let targets = targets.mask_fill(ignored.clone(), 0).unsqueeze_dim::<3>(2);
+    let log_probs = log_softmax(logits.slice([0..batch, 0..seq - 1, 0..vocab]), 2);
+    let picked = log_probs
+        .gather(2, targets)
+        .reshape([batch, seq - 1])
+        .mask_fill(ignored, 0.0);
+    let loss = picked.sum().neg().div_scalar(supervised_tokens as f64);
+    Ok(CausalLmLoss {
+        loss,
+        supervised_tokens,
+    })
+}
+
+/// Number of shifted targets that are not ignored, checking each is in the vocabulary.
+fn count_supervised<B: Backend>(
+    targets: &Tensor<B, 2, Int>,
+    vocab_size: usize,
+) -> Result<usize, ModelError> {
+    let [_, len] = targets.dims();
+    let mut count = 0;
+    for (index, label) in targets.to_data().iter::<i64>().enumerate() {
+        if label == IGNORE_INDEX {
+            continue;
+        }
+        if !(0..vocab_size as i64).contains(&label) {
+            return Err(ModelError::LabelOutOfRange {
+                sample: index / len,
+                position: index % len + 1,
+                label,
+                vocab_size,
+            });
+        }
+        count += 1;
+    }
+    match count {
+        0 => Err(ModelError::NoSupervisedTokens),
+        count => Ok(count),
+    }
+}

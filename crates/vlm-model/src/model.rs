@@ -1,0 +1,221 @@
+//! The composed vision-language model: vision encoder, projector and language model.
+
+use std::marker::PhantomData;
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+use vlm_qwen::position_ids_from_mask;
+use vlm_vision::VisionEncoder;
+
+use crate::loss::{causal_lm_loss, CausalLmLoss};
+use crate::splice::SplicePlan;
+use crate::{LanguageInputs, LanguageModel, ModelError, Projector, VlmBatch};
+
+/// A LLaVA-style model: `vision` turns each image into features, `projector` maps them to
+/// the language model's width, and they replace the image placeholder tokens of the prompt
+/// before `language_model` runs.
+///
+/// Generic over the three parts, so another encoder, projector or decoder plugs in without
+/// a change here; widths are checked once, when the model is assembled with
+/// [`new`](Self::new). A Burn [`Module`]: on an autodiff backend the loss back-propagates
+/// into the projector (and whatever else is trainable), and the whole model saves and moves
+/// between devices like any module.
+#[derive(Module, Debug)]
+pub struct VisionLanguageModel<B: Backend, E, P, L> {
+    vision: E,
+    projector: P,
+    language_model: L,
+    image_token_id: u32,
+    tokens_per_image: usize,
+    backend: PhantomData<B>,
+}
+
+impl<B, E, P, L> VisionLanguageModel<B, E, P, L>
+where
+    B: Backend,
+    E: VisionEncoder<B>,
+    P: Projector<B>,
+    L: LanguageModel<B>,
+{
+    /// Assembles a model whose prompts mark each image with a run of `image_token_id`
+    /// placeholders, one per image token.
+    ///
+    /// Fails, naming both sides and their widths, when the encoder's output width is not the
+    /// projector's input width or the projector's output width is not the language model's
+    /// hidden size, and when the projector cannot take the encoder's token count.
+    pub fn new(
+        vision: E,
+        projector: P,
+        language_model: L,
+        image_token_id: u32,
+    ) -> Result<Self, ModelError> {
+        check_width(
+            "the vision encoder",
+            vision.output_dim(),
+            "the projector",
+            projector.input_dim(),
+        )?;
+        check_width(
+            "the projector",
+            projector.output_dim(),
+            "the language model",
+            language_model.hidden_size(),
+        )?;
+        let tokens_per_image = projector.output_tokens(vision.tokens_per_image())?;
+        if tokens_per_image == 0 {
+            return Err(ModelError::InvalidInput(
+                "the vision encoder and projector make no token of an image".into(),
+            ));
+        }
+        Ok(Self {
+            vision,
+            projector,
+            language_model,
+            image_token_id,
+            tokens_per_image,
+            backend: PhantomData,
+        })
+    }
+
+    /// The vision encoder.
+    pub fn vision(&self) -> &E {
+        &self.vision
+    }
+
+    /// The projector.
+    pub fn projector(&self) -> &P {
+        &self.projector
+    }
+
+    /// The language model.
+    pub fn language_model(&self) -> &L {
+        &self.language_model
+    }
+
+    /// The placeholder token id that marks image tokens in the prompt.
+    pub fn image_token_id(&self) -> u32 {
+        self.image_token_id
+    }
+
+    /// How many placeholder tokens (and embeddings) one image takes.
+    pub fn tokens_per_image(&self) -> usize {
+        self.tokens_per_image
+    }
+
+    /// Projected features `[images, tokens_per_image, hidden]` of pixels
+    /// `[images, channels, side, side]`.
+    pub fn image_features(&self, pixel_values: Tensor<B, 4>) -> Result<Tensor<B, 3>, ModelError> {
+        self.projector.forward(self.vision.forward(pixel_values)?)
+    }
+
+    /// Token embeddings of `input_ids` `[batch, seq]` with the image features spliced in at
+    /// the placeholder positions: the `k`-th image of `pixel_values` fills the `k`-th run of
+    /// placeholders of the batch.
+    ///
+    /// Errors name the sample whose placeholder count is not a whole number of images, or
+    /// give both counts when the placeholders call for another number of images than given.
+    pub fn inputs_embeds(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        pixel_values: Option<Tensor<B, 4>>,
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        let [_, seq] = input_ids.dims();
+        if input_ids.dims().contains(&0) {
+            return Err(ModelError::InvalidInput(format!(
+                "empty input_ids of shape {:?}",
+                input_ids.dims()
+            )));
+        }
+        let ids: Vec<i64> = input_ids.to_data().iter::<i64>().collect();
+        let placeholder = i64::from(self.image_token_id);
+        let plan = SplicePlan::new(&ids, seq, placeholder, self.tokens_per_image)?;
+        let given = pixel_values.as_ref().map_or(0, |pixels| pixels.dims()[0]);
+        if given != plan.images() {
+            return Err(ModelError::ImageCount {
+                in_ids: plan.images(),
+                given,
+            });
+        }
+        let features = match pixel_values {
+            Some(pixels) if given > 0 => Some(self.image_features(pixels)?),
+            _ => None,
+        };
+        // Placeholder ids may lie outside the vocabulary: embed them as token 0, then replace.
+        let text_ids = input_ids
+            .clone()
+            .mask_fill(input_ids.equal_elem(placeholder), 0);
+        let embeds = self.language_model.embed(text_ids)?;
+        Ok(plan.apply(embeds, features))
+    }
+
+    /// Everything the language model takes for `batch`: spliced embeddings, the attention
+    /// mask (all ones when the batch has none) and position ids derived from it.
+    pub fn prepare(&self, batch: VlmBatch<B>) -> Result<LanguageInputs<B>, ModelError> {
+        let attention_mask = self.attention_mask(&batch.input_ids, batch.attention_mask)?;
+        let inputs_embeds = self.inputs_embeds(batch.input_ids, batch.pixel_values)?;
+        Ok(LanguageInputs {
+            inputs_embeds,
+            position_ids: position_ids_from_mask(attention_mask.clone()),
+            attention_mask,
+        })
+    }
+
+    /// The batch's attention mask, checked against its ids; all ones when absent.
+    pub(crate) fn attention_mask(
+        &self,
+        input_ids: &Tensor<B, 2, Int>,
+        attention_mask: Option<Tensor<B, 2, Int>>,
+    ) -> Result<Tensor<B, 2, Int>, ModelError> {
+        let dims = input_ids.dims();
+        match attention_mask {
+            Some(mask) if mask.dims() == dims => Ok(mask),
+            Some(mask) => Err(ModelError::InvalidInput(format!(
+                "attention_mask of shape {:?} does not match input_ids of shape {dims:?}",
+                mask.dims()
+            ))),
+            None => Ok(Tensor::ones(dims, &input_ids.device())),
+        }
+    }
+
+    /// Logits `[batch, seq, vocab]` of a batch of prompts with images.
+    pub fn forward(&self, batch: VlmBatch<B>) -> Result<Tensor<B, 3>, ModelError> {
+        let inputs = self.prepare(batch)?;
+        let hidden = self.language_model.forward_hidden(
+            inputs.inputs_embeds,
+            inputs.attention_mask,
+            inputs.position_ids,
+            None,
+        )?;
+        Ok(self.language_model.logits(hidden))
+    }
+
+    /// Logits and the shifted cross-entropy against `labels` `[batch, seq]` (-100 where
+    /// nothing is learned: prompt, image and padding positions); see [`causal_lm_loss`].
+    pub fn forward_loss(
+        &self,
+        batch: VlmBatch<B>,
+        labels: Tensor<B, 2, Int>,
+    ) -> Result<(Tensor<B, 3>, CausalLmLoss<B>), ModelError> {
+        let logits = self.forward(batch)?;
+        let loss = causal_lm_loss(logits.clone(), labels)?;
+        Ok((logits, loss))
+    }
+}
+
+fn check_width(
+    producer: &'static str,
+    produced: usize,
+    consumer: &'static str,
+    expected: usize,
+) -> Result<(), ModelError> {
+    if produced == expected {
+        return Ok(());
+    }
+    Err(ModelError::DimensionMismatch {
+        producer,
+        produced,
+        consumer,
+        expected,
+    })
+}

@@ -1,0 +1,98 @@
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::activation::gelu;
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+use vlm_hf::WeightStore;
+
+use super::linear::{init_linear, linear_dims, linear_tensors, load_linear};
+use super::{PersistentProjector, Projector, ProjectorConfig, ProjectorKind, PROJECTOR_PREFIX};
+use crate::ModelError;
+
+/// LLaVA-1.5's two-layer MLP projector (transformers' `LlavaMultiModalProjector`):
+/// `Linear(vision_dim -> llm_dim)`, exact (erf) GELU, `Linear(llm_dim -> llm_dim)`, both with
+/// bias. One embedding per vision feature.
+///
+/// Field names are the llava-hf module names, so its weights are
+/// `multi_modal_projector.linear_1.{weight,bias}` and `linear_2.*` in checkpoints.
+#[derive(Module, Debug)]
+pub struct MlpProjector<B: Backend> {
+    linear_1: Linear<B>,
+    linear_2: Linear<B>,
+}
+
+impl<B: Backend> MlpProjector<B> {
+    /// A new projector to train: weights drawn from N(0, 0.01^2) (standard deviation 0.01),
+    /// biases zero.
+    pub fn new(input_dim: usize, output_dim: usize, device: &B::Device) -> Self {
+        Self {
+            linear_1: init_linear(input_dim, output_dim, true, device),
+            linear_2: init_linear(output_dim, output_dim, true, device),
+        }
+    }
+
+    /// Reads `multi_modal_projector.linear_{1,2}.{weight,bias}` of exactly these widths (a
+    /// llava-hf checkpoint, a `projector.safetensors`); a wrong shape is an error naming the
+    /// file and the key.
+    pub fn from_store(
+        store: &WeightStore,
+        input_dim: usize,
+        output_dim: usize,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        let layer = |index: usize, dims| {
+            let prefix = format!("{PROJECTOR_PREFIX}.linear_{index}");
+            load_linear(store, &prefix, dims, true, device)
+        };
+        Ok(Self {
+            linear_1: layer(1, [input_dim, output_dim])?,
+            linear_2: layer(2, [output_dim, output_dim])?,
+        })
+    }
+}
+
+impl<B: Backend> Projector<B> for MlpProjector<B> {
+    fn forward(&self, features: Tensor<B, 3>) -> Result<Tensor<B, 3>, ModelError> {
+        let [_, _, width] = features.dims();
+        if width != self.input_dim() {
+            return Err(ModelError::DimensionMismatch {
+                producer: "the image features",
+                produced: width,
+                consumer: "the MLP projector",
+                expected: self.input_dim(),
+            });
+        }
+        let hidden = gelu(self.linear_1.forward(features));
+        Ok(self.linear_2.forward(hidden))
+    }
+
+    fn input_dim(&self) -> usize {
+        linear_dims(&self.linear_1)[0]
+    }
+
+    fn output_dim(&self) -> usize {
+        linear_dims(&self.linear_2)[1]
+    }
+
+    fn output_tokens(&self, input_tokens: usize) -> Result<usize, ModelError> {
+        Ok(input_tokens)
+    }
+}
+
+impl<B: Backend> PersistentProjector<B> for MlpProjector<B> {
+    fn config(&self) -> ProjectorConfig {
+        ProjectorConfig {
+            kind: ProjectorKind::Mlp2xGelu,
+            input_dim: self.input_dim(),
+            output_dim: self.output_dim(),
+        }
+    }
+
+    fn hf_tensors(&self) -> Vec<(String, TensorData)> {
+        let mut tensors = linear_tensors(&self.linear_1, &format!("{PROJECTOR_PREFIX}.linear_1"));
+        tensors.extend(linear_tensors(
+            &self.linear_2,
+            &format!("{PROJECTOR_PREFIX}.linear_2"),
+        ));
+        tensors
+    }
+}

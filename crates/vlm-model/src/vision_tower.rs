@@ -1,0 +1,101 @@
+//! The CLIP or SigLIP tower a config names, chosen at run time.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
+use serde_json::Value;
+use vlm_hf::{read_config, WeightStore};
+use vlm_vision::{
+    ClipVisionConfig, ClipVisionTower, FeatureSelection, SiglipVisionConfig, SiglipVisionTower,
+    VisionEncoder, VisionError,
+};
+
+use crate::ModelError;
+
+/// `model_type` values of CLIP configs (the tower's own, the dual-tower model's).
+const CLIP_TYPES: &[&str] = &["clip_vision_model", "clip"];
+/// `model_type` values of SigLIP configs.
+const SIGLIP_TYPES: &[&str] = &["siglip_vision_model", "siglip"];
+
+/// Either vision tower of `vlm-vision`, picked from the folder's `config.json`: what a
+/// checkpoint loads without knowing the tower type at compile time.
+// One value per model, so the size gap between variants costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum VisionTower<B: Backend> {
+    /// A CLIP ViT (LLaVA-1.5's encoder).
+    Clip(ClipVisionTower<B>),
+    /// A SigLIP ViT.
+    Siglip(SiglipVisionTower<B>),
+}
+
+impl<B: Backend> VisionTower<B> {
+    /// Loads the tower of a Hugging Face folder: a vision model (`weight_prefix`
+    /// `vision_model`), a dual-tower CLIP/SigLIP model, or a LLaVA checkpoint (prefix
+    /// `vision_tower.vision_model`, config in its nested `vision_config`).
+    pub fn load(
+        dir: impl AsRef<Path>,
+        weight_prefix: &str,
+        selection: FeatureSelection,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        let config_path = dir.as_ref().join("config.json");
+        let store = WeightStore::open_dir(dir.as_ref())?;
+        let model_type = vision_model_type(&config_path)?;
+        if CLIP_TYPES.contains(&model_type.as_str()) {
+            let config = ClipVisionConfig::from_file(&config_path)?;
+            let tower =
+                ClipVisionTower::from_store(&store, &config, weight_prefix, selection, device)?;
+            return Ok(Self::Clip(tower));
+        }
+        if SIGLIP_TYPES.contains(&model_type.as_str()) {
+            let config = SiglipVisionConfig::from_file(&config_path)?;
+            let tower =
+                SiglipVisionTower::from_store(&store, &config, weight_prefix, selection, device)?;
+            return Ok(Self::Siglip(tower));
+        }
+        Err(ModelError::UnknownVisionModel {
+            path: config_path,
+            model_type,
+        })
+    }
+}
+
+/// The `model_type` of a config's nested `vision_config`, else its own; empty when absent.
+fn vision_model_type(path: &Path) -> Result<String, ModelError> {
+    let root: Value = read_config(path)?;
+    let section = root.get("vision_config").unwrap_or(&root);
+    let model_type = section.get("model_type").and_then(Value::as_str);
+    Ok(model_type.unwrap_or_default().to_string())
+}
+
+impl<B: Backend> VisionEncoder<B> for VisionTower<B> {
+    fn forward(&self, pixels: Tensor<B, 4>) -> Result<Tensor<B, 3>, VisionError> {
+        match self {
+            Self::Clip(tower) => tower.forward(pixels),
+            Self::Siglip(tower) => tower.forward(pixels),
+        }
+    }
+
+    fn output_dim(&self) -> usize {
+        match self {
+            Self::Clip(tower) => tower.output_dim(),
+            Self::Siglip(tower) => tower.output_dim(),
+        }
+    }
+
+    fn tokens_per_image(&self) -> usize {
+        match self {
+            Self::Clip(tower) => tower.tokens_per_image(),
+            Self::Siglip(tower) => tower.tokens_per_image(),
+        }
+    }
+
+    fn image_size(&self) -> usize {
+        match self {
+            Self::Clip(tower) => tower.image_size(),
+            Self::Siglip(tower) => tower.image_size(),
+        }
+    }
+}

@@ -66,6 +66,8 @@ from transformers.models.llava.modeling_llava import LlavaMultiModalProjector  #
 import peft  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 
+from qwen_v1_lora import qwen2_targets, v1_adapter_to_qwen2  # noqa: E402
+
 torch.set_num_threads(1)
 torch.set_num_interop_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -364,18 +366,20 @@ def make_qwen3():
     )
 
 
-def make_qwen_v1():
-    seed = 1004
-    d = fixture_dir("qwen_v1")
-    hidden, heads, layers, inter, vocab = 32, 4, 2, 64, 512
-    head_dim = hidden // heads
+QWEN_V1_SEED = 1004
+QWEN_V1_SIZES = dict(hidden=32, heads=4, layers=2, inter=64, vocab=512)
+
+
+def build_qwen_v1_equivalent():
+    """The MHA Qwen2ForCausalLM whose weights qwen_v1 stores under v1 names."""
+    z = QWEN_V1_SIZES
     cfg = eager(Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
+        vocab_size=z["vocab"],
+        hidden_size=z["hidden"],
+        intermediate_size=z["inter"],
+        num_hidden_layers=z["layers"],
+        num_attention_heads=z["heads"],
+        num_key_value_heads=z["heads"],
         hidden_act="silu",
         max_position_embeddings=2048,
         rms_norm_eps=1e-6,
@@ -384,8 +388,22 @@ def make_qwen_v1():
         use_sliding_window=False,
     ))
     model = Qwen2ForCausalLM(cfg)
-    randomize_(model, seed)
+    randomize_(model, QWEN_V1_SEED)
     model.eval()
+    return model
+
+
+def qwen_v1_inputs():
+    return padded_batch(QWEN_V1_SEED, QWEN_V1_SIZES["vocab"], SEQ, PAD)
+
+
+def make_qwen_v1():
+    seed = QWEN_V1_SEED
+    d = fixture_dir("qwen_v1")
+    z = QWEN_V1_SIZES
+    hidden, heads, layers, inter, vocab = z["hidden"], z["heads"], z["layers"], z["inter"], z["vocab"]
+    head_dim = hidden // heads
+    model = build_qwen_v1_equivalent()
     sd = model.state_dict()
     v1 = {
         "transformer.wte.weight": sd["model.embed_tokens.weight"],
@@ -450,7 +468,7 @@ def make_qwen_v1():
         "use_logn_attn": True,
         "vocab_size": vocab,
     })
-    ids, mask, pos = padded_batch(seed, vocab, SEQ, PAD)
+    ids, mask, pos = qwen_v1_inputs()
     ref = causal_lm_reference(model, ids, mask, pos, hidden=True)
     save_tensors(os.path.join(d, "reference.safetensors"), ref)
     DOCS["qwen_v1"] = (
@@ -1105,6 +1123,100 @@ def make_loras():
               target_modules=r".*\.layers\.1\.self_attn\.(q_proj|v_proj)|.*\.mlp\.down_proj")
 
 
+V1_TARGETS = ["c_attn", "c_proj", "w1", "w2"]
+
+
+def v1_adapter_tensors(seed, r):
+    """Random (0.1*N) LoRA tensors for every v1 linear, keyed as peft saves them."""
+    z = QWEN_V1_SIZES
+    h, inter = z["hidden"], z["inter"]
+    shapes = {"attn.c_attn": (h, 3 * h), "attn.c_proj": (h, h), "mlp.w1": (h, inter),
+              "mlp.w2": (h, inter), "mlp.c_proj": (inter, h)}
+    out = {}
+    for i in range(z["layers"]):
+        for module, (d_in, d_out) in shapes.items():
+            prefix = f"base_model.model.transformer.h.{i}.{module}"
+            for part, shape in [("lora_A", (r, d_in)), ("lora_B", (d_out, r))]:
+                key = f"{prefix}.{part}.weight"
+                out[key] = randn(seed, key, shape, std=0.1)
+    return out
+
+
+def make_lora_v1():
+    """LoRA in the v1 layout, checked through the equivalent Qwen2 model (see qwen_v1_lora)."""
+    seed, r, alpha = 6004, 4, 16
+    d = fixture_dir("lora_v1")
+    base = build_qwen_v1_equivalent()
+    ids, mask, pos = qwen_v1_inputs()
+    with torch.no_grad():
+        base_logits = base(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+    v1 = v1_adapter_tensors(seed, r)
+    qwen2 = v1_adapter_to_qwen2(v1)
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+                     init_lora_weights=False, target_modules=qwen2_targets(qwen2))
+    model = get_peft_model(base, cfg)
+    n_set = 0
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if "lora_A" in pname or "lora_B" in pname:
+                p.copy_(qwen2[pname.replace(".default.", ".")])
+                n_set += 1
+    assert n_set == len(qwen2), (n_set, len(qwen2))
+    model.eval()
+    with torch.no_grad():
+        lora_logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+        # The fused view: c_attn's update B A equals the stacked q/k/v updates.
+        layer0 = model.base_model.model.model.layers[0].self_attn
+        stacked = torch.cat([m.lora_B["default"].weight @ m.lora_A["default"].weight
+                             for m in [layer0.q_proj, layer0.k_proj, layer0.v_proj]])
+        fused = (v1["base_model.model.transformer.h.0.attn.c_attn.lora_B.weight"]
+                 @ v1["base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"])
+        assert_close(stacked, fused, 1e-6, "fused c_attn update")
+    merged = model.merge_and_unload()
+    with torch.no_grad():
+        merged_logits = merged(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+    md = masked_close(lora_logits, merged_logits, mask, 1e-4, "lora_v1 merge")
+    effect = (lora_logits - base_logits).abs().max().item()
+    assert effect > 1e-2, f"lora_v1: adapter has no visible effect ({effect})"
+    adir = os.path.join(d, "adapter")
+    os.makedirs(adir)
+    save_file(v1, os.path.join(adir, "adapter_model.safetensors"), metadata={"format": "pt"})
+    cfg.base_model_name_or_path = None
+    cfg.save_pretrained(adir)
+    canonical_adapter_config(os.path.join(adir, "adapter_config.json"),
+                             base_model_name_or_path="../qwen_v1", inference_mode=True,
+                             target_modules=V1_TARGETS)
+    save_tensors(os.path.join(d, "reference.safetensors"), {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "position_ids": pos,
+        "logits": lora_logits,
+        "logits_merged": merged_logits,
+    })
+    DOCS["lora_v1"] = (
+        "LoRA in the Qwen v1 layout over `../qwen_v1`: adapter_config.json as peft "
+        f"{peft.__version__} writes it (r={r}, lora_alpha={alpha}, lora_dropout=0.0, bias none, "
+        f"target_modules={V1_TARGETS}: `c_proj` matches both `attn.c_proj` and `mlp.c_proj` "
+        f"by suffix; scaling {alpha / r}) and adapter_model.safetensors keyed as peft keys a "
+        "QWenLMHeadModel: `base_model.model.transformer.h.N.attn.c_attn.lora_A.weight` [4, 32] "
+        "(ONE A shared by query, key and value) and `...c_attn.lora_B.weight` [96, 4], plus "
+        "attn.c_proj, mlp.w1, mlp.w2, mlp.c_proj; every tensor 0.1*N(0,1) "
+        f"(seed {seed}). trust_remote_code models cannot run here, so the reference comes from "
+        "peft over the equivalent Qwen2 model (the one qwen_v1 was converted from, same inputs "
+        "as qwen_v1) with an adapter that makes every adapted weight identical "
+        "(tools/reference/qwen_v1_lora.py): q_proj, k_proj and v_proj each get lora_A = "
+        "c_attn's A and lora_B = rows [0:32], [32:64], [64:96] of c_attn's B, since c_attn "
+        "stacks the q, k, v output rows and (B A)[rows] = B[rows] A (checked to 1e-6: the stacked "
+        "q/k/v updates equal c_attn's B A); o_proj = attn.c_proj, up_proj = w1, "
+        "gate_proj = w2, down_proj = mlp.c_proj, same scaling. With lora_dropout 0 the two "
+        "forward passes are the same computation (with dropout, PEFT on v1 would draw one mask "
+        "for c_attn where the split model draws three). `logits` = forward with the adapter, "
+        "`logits_merged` = after merge_and_unload() (max diff on unmasked positions "
+        f"{md:.2e}); max |logits - base logits| = {effect:.3f}. Same padding conventions as "
+        "qwen_v1."
+    )
+
+
 # --------------------------------------------------------------------------
 # image processor
 # --------------------------------------------------------------------------
@@ -1280,7 +1392,8 @@ def describe_safetensors(path):
 
 ORDER = ["qwen2_tied", "qwen2_untied", "qwen3", "qwen_v1", "qwen2_bf16_sharded", "qwen2_f16",
          "generation", "clip_vision", "clip_full", "siglip_vision", "siglip_full", "projector",
-         "llava", "llava_clip", "lora", "lora_rslora", "lora_regex", "image_processor"]
+         "llava", "llava_clip", "lora", "lora_rslora", "lora_regex", "lora_v1",
+         "image_processor"]
 
 
 def write_readme():
@@ -1346,7 +1459,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     steps = [make_qwen2_tied, make_qwen2_untied, make_qwen3, make_qwen_v1, make_qwen2_lowp,
              make_generation, make_clip, make_siglip, make_projector, make_llavas, make_loras,
-             make_image_processor]
+             make_lora_v1, make_image_processor]
     for step in steps:
         print(f"[make_fixtures] {step.__name__}", flush=True)
         step()

@@ -1,32 +1,31 @@
 //! Grouped-query self-attention with RoPE, optional per-head norms (Qwen3) and a KV cache.
 
 use burn::module::Module;
-use burn::nn::{Linear, RmsNorm};
+use burn::nn::RmsNorm;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 use vlm_hf::HfError;
+use vlm_lora::LoraLinear;
 
 use crate::cache::LayerCache;
-use crate::load::{linear, Loader};
-use crate::names::{LayerNames, QkvNames};
+use crate::load::Loader;
+use crate::names::LayerNames;
+use crate::qkv::QkvProjection;
 use crate::rope::RopeTables;
 use crate::QwenConfig;
 
 /// Self-attention of one decoder layer.
 ///
-/// The projections are plain [`Linear`] fields named as in Hugging Face Qwen2 (`q_proj`,
-/// `k_proj`, `v_proj`, `o_proj`) so that LoRA can find and wrap them by name.
+/// The projections are [`LoraLinear`]s (plain linears until LoRA attaches an adapter); the
+/// query/key/value projections keep the checkpoint's layout (see [`QkvProjection`]).
 #[derive(Module, Debug)]
 pub struct QwenAttention<B: Backend> {
-    /// Query projection, `hidden -> heads * head_dim`.
-    pub q_proj: Linear<B>,
-    /// Key projection, `hidden -> kv_heads * head_dim`.
-    pub k_proj: Linear<B>,
-    /// Value projection, `hidden -> kv_heads * head_dim`.
-    pub v_proj: Linear<B>,
-    /// Output projection, `heads * head_dim -> hidden`.
-    pub o_proj: Linear<B>,
+    /// Query, key and value projections (v1: fused `c_attn`; Qwen2/3: `q_proj`, `k_proj`,
+    /// `v_proj`).
+    pub qkv: QkvProjection<B>,
+    /// Output projection, `heads * head_dim -> hidden` (v1: `attn.c_proj`).
+    pub o_proj: LoraLinear<B>,
     /// RMSNorm over each query head before RoPE (Qwen3 only).
     pub q_norm: Option<RmsNorm<B>>,
     /// RMSNorm over each key head before RoPE (Qwen3 only).
@@ -43,9 +42,9 @@ impl<B: Backend> QwenAttention<B> {
         names: &LayerNames,
         config: &QwenConfig,
     ) -> Result<Self, HfError> {
-        let [q_proj, k_proj, v_proj] = load_qkv(loader, names, config)?;
+        let qkv = QkvProjection::load(loader, names, config)?;
         let q_out = config.num_attention_heads * config.head_dim;
-        let o_proj = loader.linear(
+        let o_proj = loader.adaptable(
             &names.o_proj(),
             q_out,
             config.hidden_size,
@@ -61,9 +60,7 @@ impl<B: Backend> QwenAttention<B> {
             (None, None)
         };
         Ok(Self {
-            q_proj,
-            k_proj,
-            v_proj,
+            qkv,
             o_proj,
             q_norm,
             k_norm,
@@ -84,13 +81,14 @@ impl<B: Backend> QwenAttention<B> {
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
-        let q = self.heads(self.q_proj.forward(x.clone()), self.num_heads, &self.q_norm);
-        let k = self.heads(
-            self.k_proj.forward(x.clone()),
-            self.num_kv_heads,
-            &self.k_norm,
+        let (q_out, kv_out) = (
+            self.num_heads * self.head_dim,
+            self.num_kv_heads * self.head_dim,
         );
-        let v = self.heads(self.v_proj.forward(x), self.num_kv_heads, &None);
+        let [q, k, v] = self.qkv.forward(x, q_out, kv_out);
+        let q = self.heads(q, self.num_heads, &self.q_norm);
+        let k = self.heads(k, self.num_kv_heads, &self.k_norm);
+        let v = self.heads(v, self.num_kv_heads, &None);
         let (q, k) = (rope.apply(q), rope.apply(k));
         let (k, v) = match cache {
             Some(cache) => cache.append(k, v),
@@ -103,6 +101,29 @@ impl<B: Backend> QwenAttention<B> {
             .swap_dims(1, 2)
             .reshape([batch, seq, self.num_heads * self.head_dim]);
         self.o_proj.forward(context)
+    }
+
+    /// Calls `visitor` with each projection and its module path.
+    pub(crate) fn visit_linears(
+        &self,
+        names: &LayerNames,
+        visitor: &mut dyn FnMut(&str, &LoraLinear<B>),
+    ) {
+        self.qkv.visit_linears(names, visitor);
+        visitor(&names.o_proj(), &self.o_proj);
+    }
+
+    /// Applies `mapper` to each projection, with its module path.
+    pub(crate) fn map_linears(
+        self,
+        names: &LayerNames,
+        mapper: &mut dyn FnMut(&str, LoraLinear<B>) -> LoraLinear<B>,
+    ) -> Self {
+        Self {
+            qkv: self.qkv.map_linears(names, mapper),
+            o_proj: mapper(&names.o_proj(), self.o_proj),
+            ..self
+        }
     }
 
     /// `[batch, seq, heads * head_dim] -> [batch, heads, seq, head_dim]`, normalising each head
@@ -135,42 +156,6 @@ impl<B: Backend> QwenAttention<B> {
             .map_or(f64::from(f32::MIN), |info| info.min);
         let scores = scores.mask_fill(blocked.clone().expand([batch, heads, seq, total]), lowest);
         softmax(scores, 3).matmul(v)
-    }
-}
-
-/// Loads the three input projections, splitting v1's fused `c_attn` along its output rows.
-fn load_qkv<B: Backend>(
-    loader: &Loader<'_, B>,
-    names: &LayerNames,
-    config: &QwenConfig,
-) -> Result<[Linear<B>; 3], HfError> {
-    let hidden = config.hidden_size;
-    let q_out = config.num_attention_heads * config.head_dim;
-    let kv_out = config.num_key_value_heads * config.head_dim;
-    let bias = config.qkv_bias;
-    match names.qkv() {
-        QkvNames::Split { q, k, v } => Ok([
-            loader.linear(&q, hidden, q_out, bias)?,
-            loader.linear(&k, hidden, kv_out, bias)?,
-            loader.linear(&v, hidden, kv_out, bias)?,
-        ]),
-        QkvNames::Fused(prefix) => {
-            let rows = [
-                0..q_out,
-                q_out..q_out + kv_out,
-                q_out + kv_out..q_out + 2 * kv_out,
-            ];
-            let weight = loader.tensor(&format!("{prefix}.weight"), [rows[2].end, hidden])?;
-            let bias = if bias {
-                Some(loader.tensor::<1>(&format!("{prefix}.bias"), [rows[2].end])?)
-            } else {
-                None
-            };
-            Ok(rows.map(|range| {
-                let part = weight.clone().slice([range.clone(), 0..hidden]);
-                linear(part, bias.clone().map(|b| b.slice([range])))
-            }))
-        }
     }
 }
 

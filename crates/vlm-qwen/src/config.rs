@@ -133,12 +133,16 @@ const QWEN3_DEFAULT_HEAD_DIM: usize = 128;
 impl QwenConfig {
     /// Reads a `config.json` of any supported layout (`model_type` "qwen", "qwen2" or "qwen3").
     ///
+    /// A composite config (a LLaVA checkpoint's) is read from its nested `text_config`; when
+    /// that section has no `tie_word_embeddings`, the top-level one applies (load the weights
+    /// with [`QwenModel::from_store_at`](crate::QwenModel::from_store_at)).
+    ///
     /// Unknown layouts, features this implementation lacks (sliding window, RoPE scaling,
     /// partial rotary, activations other than SiLU) and inconsistent head counts are typed
     /// errors naming the file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, QwenError> {
         let path = path.as_ref();
-        let json: Value = read_config(path)?;
+        let json = text_section(read_config(path)?);
         let ModelType { model_type } = parse(path, &json)?;
         let config = match model_type.as_str() {
             "qwen" => from_v1(path, parse(path, &json)?)?,
@@ -192,6 +196,22 @@ impl QwenConfig {
         }
         Ok(())
     }
+}
+
+/// The language model's section of a composite config (LLaVA's `text_config`), or the whole
+/// config when it has none; a section without `tie_word_embeddings` takes the top-level one.
+fn text_section(root: Value) -> Value {
+    const TIED: &str = "tie_word_embeddings";
+    let Value::Object(mut root) = root else {
+        return root;
+    };
+    let Some(Value::Object(mut section)) = root.remove("text_config") else {
+        return Value::Object(root);
+    };
+    if let (false, Some(tied)) = (section.contains_key(TIED), root.remove(TIED)) {
+        section.insert(TIED.to_string(), tied);
+    }
+    Value::Object(section)
 }
 
 fn parse<T: DeserializeOwned>(path: &Path, json: &Value) -> Result<T, QwenError> {

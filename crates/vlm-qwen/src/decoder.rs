@@ -15,7 +15,7 @@ use crate::rope::RotaryEmbedding;
 use crate::QwenConfig;
 
 /// Everything of a Qwen model below the LM head (Hugging Face's `Qwen2Model`), with Hugging
-/// Face field names so that module paths read `model.layers.N.self_attn.q_proj`.
+/// Face field names (`model.layers.N.self_attn`).
 #[derive(Module, Debug)]
 pub struct QwenDecoder<B: Backend> {
     /// Token embedding table `[vocab, hidden]` (v1: `transformer.wte`).

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use vlm_hf::HfError;
+use vlm_lora::LoraError;
 
 /// Everything that can go wrong while loading or running a Qwen model.
 #[derive(Debug, thiserror::Error)]
@@ -31,4 +32,13 @@ pub enum QwenError {
     /// A generation setting is out of its valid range.
     #[error("invalid generation setting: {0}")]
     InvalidGeneration(String),
+    /// Attaching, loading or saving LoRA adapters failed, or writing a model folder did.
+    #[error(transparent)]
+    Lora(#[from] LoraError),
+    /// The `config.json` given to save a model describes another architecture.
+    #[error("{path} does not describe this model")]
+    ConfigMismatch {
+        /// The config file.
+        path: PathBuf,
+    },
 }

@@ -5,6 +5,7 @@ use burn::nn::RmsNorm;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 use vlm_hf::HfError;
+use vlm_lora::LoraLinear;
 
 use crate::attention::QwenAttention;
 use crate::cache::LayerCache;
@@ -41,6 +42,29 @@ impl<B: Backend> QwenDecoderLayer<B> {
             post_attention_layernorm: loader.rms_norm(&names.post_attention_norm(), hidden, eps)?,
             mlp: QwenMlp::load(loader, names, config)?,
         })
+    }
+
+    /// Calls `visitor` with each projection and its module path.
+    pub(crate) fn visit_linears(
+        &self,
+        names: &LayerNames,
+        visitor: &mut dyn FnMut(&str, &LoraLinear<B>),
+    ) {
+        self.self_attn.visit_linears(names, visitor);
+        self.mlp.visit_linears(names, visitor);
+    }
+
+    /// Applies `mapper` to each projection, with its module path.
+    pub(crate) fn map_linears(
+        self,
+        names: &LayerNames,
+        mapper: &mut dyn FnMut(&str, LoraLinear<B>) -> LoraLinear<B>,
+    ) -> Self {
+        Self {
+            self_attn: self.self_attn.map_linears(names, mapper),
+            mlp: self.mlp.map_linears(names, mapper),
+            ..self
+        }
     }
 
     /// Runs the layer on `[batch, seq, hidden]`.

@@ -22,8 +22,12 @@
 //! }
 //! ```
 //!
-//! Depends on `vlm-hf` and on `vlm-lora`, whose adaptable linear layer will host LoRA
-//! adapters in the attention and MLP projections (`vlm-lora` knows nothing of Qwen).
+//! Depends on `vlm-hf` and on `vlm-lora`: every attention and MLP projection is a
+//! [`LoraLinear`](vlm_lora::LoraLinear) and [`QwenModel`] implements
+//! [`AdaptableModel`](vlm_lora::AdaptableModel) under the checkpoint's own module paths, so
+//! PEFT adapters (v1's fused `c_attn` included) attach, train, merge and save as in PEFT;
+//! [`QwenModel::save_merged`] writes the merged model back as a checkpoint (`vlm-lora` knows
+//! nothing of Qwen).
 //!
 //! Qwen v1's dynamic NTK and log-n attention scaling act only past the config's
 //! `seq_length` (2048 or 8192 tokens); they are not implemented, so v1 matches the reference
@@ -31,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+mod adapt;
 mod attention;
 mod cache;
 mod config;
@@ -44,8 +49,10 @@ mod mask;
 mod mlp;
 mod model;
 mod names;
+mod qkv;
 mod rope;
 mod sampling;
+mod save;
 
 pub use attention::QwenAttention;
 pub use cache::KvCache;
@@ -57,5 +64,6 @@ pub use layer::QwenDecoderLayer;
 pub use mask::position_ids_from_mask;
 pub use mlp::QwenMlp;
 pub use model::QwenModel;
+pub use qkv::{QkvProjection, SplitQkv};
 pub use rope::RotaryEmbedding;
 pub use sampling::{Decoding, Sampler, SamplingParams};

@@ -5,16 +5,56 @@ use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use vlm_hf::{HfError, WeightStore};
+use vlm_lora::LoraLinear;
+
+use crate::names::LM_HEAD;
 
 /// A weight store and the device its tensors go to.
 pub(crate) struct Loader<'a, B: Backend> {
     store: &'a WeightStore,
     device: &'a B::Device,
+    /// Where the checkpoint's names live in the store; `None`: under their own names.
+    keys: Option<KeyMap>,
+}
+
+/// The names of a Qwen model stored inside a composite checkpoint (a LLaVA's language model):
+/// the decoder's tensors under another prefix, the LM head under another key.
+pub(crate) struct KeyMap {
+    /// Replaces the decoder's root (`model`, v1: `transformer`), e.g. `language_model.model`.
+    pub(crate) decoder_prefix: String,
+    /// Replaces `lm_head.weight`, e.g. `language_model.lm_head.weight`.
+    pub(crate) lm_head_key: String,
+}
+
+impl KeyMap {
+    /// The store key of the checkpoint name `key`.
+    fn resolve(&self, key: &str) -> String {
+        if key.strip_prefix(LM_HEAD) == Some(".weight") {
+            return self.lm_head_key.clone();
+        }
+        match key.split_once('.') {
+            Some((_, rest)) => format!("{}.{rest}", self.decoder_prefix),
+            None => key.to_string(),
+        }
+    }
 }
 
 impl<'a, B: Backend> Loader<'a, B> {
     pub(crate) fn new(store: &'a WeightStore, device: &'a B::Device) -> Self {
-        Self { store, device }
+        Self {
+            store,
+            device,
+            keys: None,
+        }
+    }
+
+    /// A loader reading the checkpoint's names where `keys` puts them.
+    pub(crate) fn at(store: &'a WeightStore, keys: KeyMap, device: &'a B::Device) -> Self {
+        Self {
+            store,
+            device,
+            keys: Some(keys),
+        }
     }
 
     pub(crate) fn device(&self) -> &B::Device {
@@ -27,7 +67,10 @@ impl<'a, B: Backend> Loader<'a, B> {
         key: &str,
         shape: [usize; D],
     ) -> Result<Tensor<B, D>, HfError> {
-        self.store.float(key, shape, self.device)
+        match &self.keys {
+            Some(keys) => self.store.float(&keys.resolve(key), shape, self.device),
+            None => self.store.float(key, shape, self.device),
+        }
     }
 
     /// Reads `{prefix}.weight` (`[d_out, d_in]`, Hugging Face layout) and `{prefix}.bias`.
@@ -45,6 +88,17 @@ impl<'a, B: Backend> Loader<'a, B> {
             None
         };
         Ok(linear(weight, bias))
+    }
+
+    /// Reads a projection LoRA may adapt: [`linear`](Self::linear) without adapter.
+    pub(crate) fn adaptable(
+        &self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<LoraLinear<B>, HfError> {
+        Ok(LoraLinear::new(self.linear(prefix, d_in, d_out, bias)?))
     }
 
     /// Reads an RMSNorm weight of size `dim`.
@@ -69,7 +123,7 @@ impl<'a, B: Backend> Loader<'a, B> {
 }
 
 /// A Burn [`Linear`] from a Hugging Face `[d_out, d_in]` weight (Burn stores `[d_in, d_out]`).
-pub(crate) fn linear<B: Backend>(weight: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Linear<B> {
+fn linear<B: Backend>(weight: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Linear<B> {
     Linear {
         weight: Param::from_tensor(weight.transpose()),
         bias: bias.map(Param::from_tensor),

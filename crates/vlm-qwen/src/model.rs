@@ -12,21 +12,22 @@ use vlm_hf::WeightStore;
 use crate::cache::KvCache;
 use crate::decoder::QwenDecoder;
 use crate::inputs::ForwardInputs;
-use crate::load::Loader;
+use crate::load::{KeyMap, Loader};
 use crate::names::LM_HEAD;
 use crate::{QwenConfig, QwenError};
 
 /// A Qwen v1, Qwen2/2.5 or Qwen3 causal LM (Hugging Face's `*ForCausalLM`).
 ///
-/// Module paths follow Hugging Face Qwen2 names whatever the checkpoint layout
-/// (`model.layers.N.self_attn.q_proj`, `lm_head`), so adapters can target them by name.
+/// Burn field names follow Hugging Face Qwen2 (`model.layers.N.self_attn`, `lm_head`); LoRA
+/// targets the projections by the checkpoint's own module paths (see the
+/// [`AdaptableModel`](vlm_lora::AdaptableModel) implementation).
 #[derive(Module, Debug)]
 pub struct QwenModel<B: Backend> {
     /// Embedding, decoder layers and final norm.
     pub model: QwenDecoder<B>,
     /// The output projection `hidden -> vocab`; `None` when tied to the token embedding.
     pub lm_head: Option<Linear<B>>,
-    config: QwenConfig,
+    pub(crate) config: QwenConfig,
 }
 
 impl<B: Backend> QwenModel<B> {
@@ -45,8 +46,38 @@ impl<B: Backend> QwenModel<B> {
         config: QwenConfig,
         device: &B::Device,
     ) -> Result<Self, QwenError> {
-        let loader = Loader::new(store, device);
-        let model = QwenDecoder::load(&loader, &config)?;
+        Self::build(&Loader::new(store, device), config)
+    }
+
+    /// Builds the model from weights stored under other names, as inside a LLaVA checkpoint
+    /// (with [`QwenConfig::from_file`] reading its `text_config`):
+    ///
+    /// - `decoder_prefix` replaces the decoder's own root (`model`; `transformer` for v1):
+    ///   `language_model.model` in legacy llava-hf checkpoints, `model.language_model` in
+    ///   those transformers 4.52 and later write;
+    /// - `lm_head_key` replaces `lm_head.weight`: `language_model.lm_head.weight` (legacy) or
+    ///   `lm_head.weight`; unused when the embeddings are tied.
+    ///
+    /// Errors name the keys as stored. Module paths (LoRA targets, [`save_merged`]) keep the
+    /// checkpoint layout's own names.
+    ///
+    /// [`save_merged`]: Self::save_merged
+    pub fn from_store_at(
+        store: &WeightStore,
+        config: QwenConfig,
+        decoder_prefix: &str,
+        lm_head_key: &str,
+        device: &B::Device,
+    ) -> Result<Self, QwenError> {
+        let keys = KeyMap {
+            decoder_prefix: decoder_prefix.to_string(),
+            lm_head_key: lm_head_key.to_string(),
+        };
+        Self::build(&Loader::at(store, keys, device), config)
+    }
+
+    fn build(loader: &Loader<'_, B>, config: QwenConfig) -> Result<Self, QwenError> {
+        let model = QwenDecoder::load(loader, &config)?;
         let lm_head = if config.tie_word_embeddings {
             None
         } else {

@@ -1,4 +1,7 @@
 //! Where each weight lives in a checkpoint: the only place that knows v1's names.
+//!
+//! A linear's prefix (`transformer.h.0.attn.c_attn`, `model.layers.0.mlp.up_proj`) is also its
+//! module path as PEFT sees it, which LoRA targets match and adapter files key tensors by.
 
 use crate::QwenVariant;
 
@@ -12,14 +15,6 @@ pub(crate) enum Names {
     V1,
     /// `model.embed_tokens`, `model.layers.N.self_attn.q_proj`, `mlp.gate_proj`/...
     Hf,
-}
-
-/// How a layer stores its query/key/value projections.
-pub(crate) enum QkvNames {
-    /// One `[q_out + k_out + v_out, hidden]` matrix (and bias) under this prefix.
-    Fused(String),
-    /// Three separate linears under these prefixes.
-    Split { q: String, k: String, v: String },
 }
 
 impl Names {
@@ -83,15 +78,29 @@ impl LayerNames {
         self.key("ln_2.weight", "post_attention_layernorm.weight")
     }
 
-    pub(crate) fn qkv(&self) -> QkvNames {
-        match self.names {
-            Names::V1 => QkvNames::Fused(self.at("attn.c_attn")),
-            Names::Hf => QkvNames::Split {
-                q: self.at("self_attn.q_proj"),
-                k: self.at("self_attn.k_proj"),
-                v: self.at("self_attn.v_proj"),
-            },
-        }
+    /// Whether the layout stores query, key and value as one fused `c_attn` (v1).
+    pub(crate) fn fuses_qkv(&self) -> bool {
+        matches!(self.names, Names::V1)
+    }
+
+    /// v1's fused `[q_out + k_out + v_out, hidden]` projection (v1 only).
+    pub(crate) fn c_attn(&self) -> String {
+        self.at("attn.c_attn")
+    }
+
+    /// Query projection (Qwen2/3 only, which split the projections).
+    pub(crate) fn q_proj(&self) -> String {
+        self.at("self_attn.q_proj")
+    }
+
+    /// Key projection (Qwen2/3 only).
+    pub(crate) fn k_proj(&self) -> String {
+        self.at("self_attn.k_proj")
+    }
+
+    /// Value projection (Qwen2/3 only).
+    pub(crate) fn v_proj(&self) -> String {
+        self.at("self_attn.v_proj")
     }
 
     pub(crate) fn o_proj(&self) -> String {

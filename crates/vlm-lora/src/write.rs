@@ -1,0 +1,130 @@
+//! Writing Hugging Face files atomically: a temporary file in the target folder, renamed
+//! into place once complete, so a crash never leaves a truncated adapter or checkpoint.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorData};
+use safetensors::{Dtype, View};
+use serde_json::Value;
+
+use crate::LoraError;
+
+/// Tensors bound for one safetensors file, each converted to bytes only while it is written,
+/// so saving a model never holds a second copy of it in memory.
+#[derive(Default)]
+pub struct SafetensorsWriter {
+    tensors: Vec<(String, LazyTensor)>,
+}
+
+/// One tensor of a [`SafetensorsWriter`]: its header entry and how to produce its bytes.
+struct LazyTensor {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    fetch: Box<dyn Fn() -> TensorData>,
+}
+
+impl SafetensorsWriter {
+    /// An empty file.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `tensor` under `name`, in its own float dtype (f32, f16, bf16 or f64; any other
+    /// is written as f32).
+    pub fn add<B: Backend, const D: usize>(
+        &mut self,
+        name: impl Into<String>,
+        tensor: Tensor<B, D>,
+    ) {
+        let (dims, dtype) = (tensor.dims(), tensor.dtype());
+        self.add_lazy(name, dims, dtype, move || tensor.clone());
+    }
+
+    /// Adds a tensor of `dims` and `dtype` that `make` computes only when it is written (a
+    /// merged weight, say), so that no two such tensors exist at once.
+    pub fn add_lazy<B: Backend, const D: usize>(
+        &mut self,
+        name: impl Into<String>,
+        dims: [usize; D],
+        dtype: DType,
+        make: impl Fn() -> Tensor<B, D> + 'static,
+    ) {
+        let (dtype, target) = match dtype {
+            DType::F64 => (Dtype::F64, DType::F64),
+            DType::F16 => (Dtype::F16, DType::F16),
+            DType::BF16 => (Dtype::BF16, DType::BF16),
+            _ => (Dtype::F32, DType::F32),
+        };
+        let fetch = Box::new(move || make().into_data().convert_dtype(target));
+        self.tensors.push((
+            name.into(),
+            LazyTensor {
+                dtype,
+                shape: dims.to_vec(),
+                fetch,
+            },
+        ));
+    }
+
+    /// Writes the file atomically, with the `{"format": "pt"}` metadata transformers expects.
+    pub fn write(self, path: &Path) -> Result<(), LoraError> {
+        let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+        write_atomic(path, |temp| {
+            safetensors::serialize_to_file(self.tensors, Some(metadata), temp)
+                .map_err(io::Error::other)
+        })
+    }
+}
+
+impl View for LazyTensor {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Owned((self.fetch)().as_bytes().to_vec())
+    }
+
+    fn data_len(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.dtype.bitsize() / 8
+    }
+}
+
+/// Writes `value` as pretty JSON (sorted keys, trailing newline), atomically.
+pub(crate) fn write_json(path: &Path, value: &Value) -> Result<(), LoraError> {
+    let text = serde_json::to_string_pretty(value).map_err(io::Error::other);
+    write_atomic(path, |temp| fs::write(temp, text? + "\n"))
+}
+
+/// Runs `write` on a temporary path next to `path`, syncs the result to disk and renames it
+/// over `path`; on failure the temporary file is removed and `path` is untouched.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&Path) -> io::Result<()>,
+) -> Result<(), LoraError> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let temp = path.with_file_name(format!(".{name}.{}-{unique}.tmp", std::process::id()));
+    let result = write(&temp)
+        .and_then(|()| File::open(&temp)?.sync_all())
+        .and_then(|()| fs::rename(&temp, path));
+    if result.is_err() {
+        // Best effort: the write already failed, and that is the error worth reporting.
+        let _ = fs::remove_file(&temp);
+    }
+    result.map_err(|source| LoraError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}

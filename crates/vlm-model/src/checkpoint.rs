@@ -17,8 +17,8 @@ use vlm_qwen::QwenModel;
 use vlm_vision::VisionEncoder;
 
 use crate::{
-    AnyProjector, LanguageModel, ModelError, PersistentProjector, VisionLanguageModel, VisionTower,
-    VlmConfig,
+    load_language_model, AnyProjector, LanguageModel, ModelError, PersistentProjector,
+    VisionLanguageModel, VisionTower, VlmConfig,
 };
 
 /// File name of the checkpoint's config.
@@ -147,7 +147,7 @@ pub fn load_checkpoint<B: Backend>(
         tower.selection(),
         device,
     )?;
-    let language_model = QwenModel::load(dir.join(&config.language_model), device)?;
+    let language_model = load_language_model(dir.join(&config.language_model), device)?;
     let model = VisionLanguageModel::new(vision, projector, language_model, config.image_token_id)?;
     config.check_matches(&model, &config_path)?;
     Ok((model, config))

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use vlm_vision::{FeatureSelection, SelectStrategy, VisionEncoder};
 
 use crate::{LanguageModel, ModelError, PersistentProjector, ProjectorConfig, VisionLanguageModel};
@@ -15,7 +15,10 @@ use crate::{LanguageModel, ModelError, PersistentProjector, ProjectorConfig, Vis
 /// models travels as one); absolute paths are used as they are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VlmConfig {
-    /// Hugging Face folder of the base language model (`config.json` + safetensors).
+    /// Hugging Face folder of the base language model (`config.json` + safetensors), or a
+    /// LLaVA checkpoint whose language model is used (see [`load_language_model`]).
+    ///
+    /// [`load_language_model`]: crate::load_language_model
     pub language_model: PathBuf,
     /// Where the vision tower comes from and which of its features are used.
     pub vision_tower: VisionTowerConfig,
@@ -48,10 +51,7 @@ pub struct VisionTowerConfig {
     #[serde(rename = "vision_feature_layer")]
     pub feature_layer: i64,
     /// LLaVA's `vision_feature_select_strategy` (`default` drops CLIP's CLS token).
-    #[serde(
-        rename = "vision_feature_select_strategy",
-        serialize_with = "strategy_name"
-    )]
+    #[serde(rename = "vision_feature_select_strategy")]
     pub feature_strategy: SelectStrategy,
 }
 
@@ -67,14 +67,6 @@ pub struct ChatTemplateConfig {
 
 fn default_weight_prefix() -> String {
     "vision_model".to_string()
-}
-
-/// LLaVA's names of the strategies (`SelectStrategy` only deserialises).
-fn strategy_name<S: Serializer>(strategy: &SelectStrategy, out: S) -> Result<S::Ok, S::Error> {
-    out.serialize_str(match strategy {
-        SelectStrategy::Default => "default",
-        SelectStrategy::Full => "full",
-    })
 }
 
 impl VisionTowerConfig {

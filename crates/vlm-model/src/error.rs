@@ -98,6 +98,14 @@ pub enum ModelError {
         /// The `model_type` found (empty when absent).
         model_type: String,
     },
+    /// A LLaVA `config.json` asks for something this crate does not implement.
+    #[error("unsupported LLaVA configuration in {path}: {reason}")]
+    UnsupportedLlava {
+        /// The config file.
+        path: PathBuf,
+        /// What is unsupported, with the offending value.
+        reason: String,
+    },
     /// A checkpoint's `vlm_config.json` disagrees with the model it describes.
     #[error("{path}: `{field}` is {in_config} in the config but {in_model} in the model")]
     ConfigMismatch {

@@ -29,6 +29,10 @@
 //! }
 //! ```
 //!
+//! A Hugging Face LLaVA folder (`LlavaForConditionalGeneration` with a CLIP or SigLIP tower
+//! and a Qwen language model) loads whole with [`load_llava_hf`]; [`load_language_model`]
+//! takes only its language model, e.g. to train a new projector on it.
+//!
 //! Training computes [`VisionLanguageModel::forward_loss`] (Hugging Face's shifted, mean
 //! cross-entropy with the supervised-token count) on an autodiff backend; a checkpoint
 //! ([`VisionLanguageModel::save_checkpoint`], [`load_checkpoint`]) stores what training
@@ -45,6 +49,7 @@ mod config;
 mod error;
 mod generation;
 mod language_model;
+mod llava;
 mod loss;
 mod model;
 mod projector;
@@ -57,6 +62,7 @@ pub use checkpoint::{load_checkpoint, QwenVlm, StagedCheckpoint, CONFIG_FILE, PR
 pub use config::{ChatTemplateConfig, VisionTowerConfig, VlmConfig};
 pub use error::ModelError;
 pub use language_model::LanguageModel;
+pub use llava::{load_language_model, load_llava_hf, LlavaLayout};
 pub use loss::{causal_lm_loss, CausalLmLoss, IGNORE_INDEX};
 pub use model::VisionLanguageModel;
 pub use projector::{

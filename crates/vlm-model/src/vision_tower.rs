@@ -5,10 +5,10 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
 use serde_json::Value;
-use vlm_hf::{read_config, WeightStore};
+use vlm_hf::{read_config, PreprocessorConfig, WeightStore};
 use vlm_vision::{
-    ClipVisionConfig, ClipVisionTower, FeatureSelection, SiglipVisionConfig, SiglipVisionTower,
-    VisionEncoder, VisionError,
+    read_preprocessing, ClipVisionConfig, ClipVisionTower, FeatureSelection, SiglipVisionConfig,
+    SiglipVisionTower, VisionEncoder, VisionError,
 };
 
 use crate::ModelError;
@@ -33,31 +33,48 @@ pub enum VisionTower<B: Backend> {
 impl<B: Backend> VisionTower<B> {
     /// Loads the tower of a Hugging Face folder: a vision model (`weight_prefix`
     /// `vision_model`), a dual-tower CLIP/SigLIP model, or a LLaVA checkpoint (prefix
-    /// `vision_tower.vision_model`, config in its nested `vision_config`).
+    /// `vision_tower.vision_model`, config in its nested `vision_config`), with the folder's
+    /// `preprocessor_config.json`.
     pub fn load(
         dir: impl AsRef<Path>,
         weight_prefix: &str,
         selection: FeatureSelection,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
-        let config_path = dir.as_ref().join("config.json");
-        let store = WeightStore::open_dir(dir.as_ref())?;
+        let dir = dir.as_ref();
+        let config_path = dir.join("config.json");
         let model_type = vision_model_type(&config_path)?;
-        if CLIP_TYPES.contains(&model_type.as_str()) {
+        let clip = CLIP_TYPES.contains(&model_type.as_str());
+        if !clip && !SIGLIP_TYPES.contains(&model_type.as_str()) {
+            return Err(ModelError::UnknownVisionModel {
+                path: config_path,
+                model_type,
+            });
+        }
+        let preprocessing = read_preprocessing(dir)?;
+        let store = WeightStore::open_dir(dir)?;
+        Ok(if clip {
             let config = ClipVisionConfig::from_file(&config_path)?;
-            let tower =
-                ClipVisionTower::from_store(&store, &config, weight_prefix, selection, device)?;
-            return Ok(Self::Clip(tower));
-        }
-        if SIGLIP_TYPES.contains(&model_type.as_str()) {
+            let tower = ClipVisionTower::from_store(
+                &store,
+                &config,
+                preprocessing,
+                weight_prefix,
+                selection,
+                device,
+            )?;
+            Self::Clip(tower)
+        } else {
             let config = SiglipVisionConfig::from_file(&config_path)?;
-            let tower =
-                SiglipVisionTower::from_store(&store, &config, weight_prefix, selection, device)?;
-            return Ok(Self::Siglip(tower));
-        }
-        Err(ModelError::UnknownVisionModel {
-            path: config_path,
-            model_type,
+            let tower = SiglipVisionTower::from_store(
+                &store,
+                &config,
+                preprocessing,
+                weight_prefix,
+                selection,
+                device,
+            )?;
+            Self::Siglip(tower)
         })
     }
 }
@@ -96,6 +113,13 @@ impl<B: Backend> VisionEncoder<B> for VisionTower<B> {
         match self {
             Self::Clip(tower) => tower.image_size(),
             Self::Siglip(tower) => tower.image_size(),
+        }
+    }
+
+    fn preprocessing(&self) -> &PreprocessorConfig {
+        match self {
+            Self::Clip(tower) => tower.preprocessing(),
+            Self::Siglip(tower) => tower.preprocessing(),
         }
     }
 }

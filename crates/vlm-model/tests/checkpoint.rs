@@ -7,11 +7,11 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Tensor;
-use common::{Llava, TOWER_PREFIX};
+use common::Llava;
 use vlm_model::{
-    load_checkpoint, ChatTemplateConfig, ModelError, PixelShuffleProjector, StagedCheckpoint,
-    VisionLanguageModel, VisionTower, VisionTowerConfig, VlmBatch, VlmConfig, CONFIG_FILE,
-    PROJECTOR_FILE,
+    load_checkpoint, ChatTemplateConfig, LlavaLayout, ModelError, PixelShuffleProjector,
+    StagedCheckpoint, VisionLanguageModel, VisionTower, VisionTowerConfig, VlmBatch, VlmConfig,
+    CONFIG_FILE, PROJECTOR_FILE,
 };
 use vlm_qwen::QwenModel;
 use vlm_testkit::{device, fixture, TestBackend};
@@ -24,21 +24,17 @@ fn chatml() -> ChatTemplateConfig {
     }
 }
 
-/// The llava fixture's model and the config describing it.
+/// The llava fixture's model and the config describing it: tower and language model both
+/// come from the LLaVA checkpoint itself.
 fn llava_with_config() -> (Llava, VlmConfig) {
     let llava = Llava::load("llava");
     let vision = VisionTowerConfig {
         path: fixture("llava"),
-        weight_prefix: TOWER_PREFIX.into(),
+        weight_prefix: LlavaLayout::Legacy.vision_prefix().into(),
         feature_layer: -2,
         feature_strategy: SelectStrategy::Full,
     };
-    let config = VlmConfig::for_model(
-        &llava.model,
-        llava.text_dir.path().to_path_buf(),
-        vision,
-        chatml(),
-    );
+    let config = VlmConfig::for_model(&llava.model, fixture("llava"), vision, chatml());
     (llava, config)
 }
 

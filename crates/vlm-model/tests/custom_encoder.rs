@@ -10,6 +10,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Int, Tensor};
 use common::{ids_tensor, masked_max_diff};
+use vlm_hf::{ImageSize, PreprocessorConfig};
 use vlm_model::{MlpProjector, ModelError, VisionLanguageModel, VlmBatch};
 use vlm_qwen::{GenerationConfig, QwenModel};
 use vlm_testkit::{device, fixture, max_abs_diff, TestBackend};
@@ -21,14 +22,26 @@ struct LinearPatches<B: Backend> {
     proj: Linear<B>,
     patch: usize,
     image_size: usize,
+    #[module(skip)]
+    preprocessing: PreprocessorConfig,
 }
 
 impl<B: Backend> LinearPatches<B> {
+    /// Takes `image_size` pixels squared, resized SigLIP-style (no crop, mean/std 0.5).
     fn new(image_size: usize, patch: usize, width: usize, device: &B::Device) -> Self {
+        let side = u32::try_from(image_size).expect("side");
+        let preprocessing = PreprocessorConfig {
+            size: ImageSize::Exact {
+                height: side,
+                width: side,
+            },
+            ..PreprocessorConfig::siglip_default()
+        };
         Self {
             proj: LinearConfig::new(3 * patch * patch, width).init(device),
             patch,
             image_size,
+            preprocessing,
         }
     }
 }
@@ -61,6 +74,10 @@ impl<B: Backend> VisionEncoder<B> for LinearPatches<B> {
 
     fn image_size(&self) -> usize {
         self.image_size
+    }
+
+    fn preprocessing(&self) -> &PreprocessorConfig {
+        &self.preprocessing
     }
 }
 

@@ -2,9 +2,43 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use vlm_hf::{read_config, HfError};
+use vlm_hf::{read_config, HfError, PreprocessorConfig};
 
 use crate::VisionError;
+
+/// Reads the `preprocessor_config.json` of a tower folder (a vision model, a dual-tower model
+/// or a LLaVA checkpoint): how images must be prepared for the tower.
+///
+/// A folder without the file is a [`VisionError::MissingPreprocessorConfig`] naming it; a
+/// malformed one is an [`HfError::Json`] naming it too.
+pub fn read_preprocessing(dir: impl AsRef<Path>) -> Result<PreprocessorConfig, VisionError> {
+    let path = dir.as_ref().join(PreprocessorConfig::FILE_NAME);
+    if !path.is_file() {
+        return Err(VisionError::MissingPreprocessorConfig { path });
+    }
+    Ok(PreprocessorConfig::from_file(path)?)
+}
+
+/// Checks that images prepared by `preprocessing` have the tower's square `image_size`, when
+/// the processor makes images of one fixed size.
+pub(crate) fn check_preprocessing(
+    preprocessing: &PreprocessorConfig,
+    image_size: usize,
+) -> Result<(), VisionError> {
+    let Some((height, width)) = preprocessing.fixed_output_size() else {
+        return Ok(());
+    };
+    let side = u32::try_from(image_size).ok();
+    if Some(height) == side && Some(width) == side {
+        return Ok(());
+    }
+    Err(VisionError::InvalidConfig {
+        reason: format!(
+            "{} makes {height}x{width} images but the tower takes {image_size}x{image_size}",
+            PreprocessorConfig::FILE_NAME
+        ),
+    })
+}
 
 /// Reads a vision tower's config from a `config.json` that is either the tower's own (flat,
 /// `CLIPVisionModel`) or a composite model's with a nested `vision_config` (`CLIPModel`,

@@ -1,4 +1,5 @@
 use burn::tensor::{backend::Backend, Tensor};
+use vlm_hf::PreprocessorConfig;
 
 use crate::VisionError;
 
@@ -6,10 +7,10 @@ use crate::VisionError;
 /// image token out.
 ///
 /// The VLM needs nothing else from a tower: the width of the features (to size the
-/// projector), how many tokens each image becomes (to place image tokens in the prompt) and
-/// the image side (to preprocess images). Implement it for your own encoder to plug it in;
-/// the CLIP and SigLIP towers of this crate implement it, see [`ClipVisionTower`] and
-/// [`SiglipVisionTower`].
+/// projector), how many tokens each image becomes (to place image tokens in the prompt), the
+/// image side and the preprocessing its pixels must go through (to prepare images). Implement
+/// it for your own encoder to plug it in; the CLIP and SigLIP towers of this crate implement
+/// it, see [`ClipVisionTower`] and [`SiglipVisionTower`].
 ///
 /// [`ClipVisionTower`]: crate::ClipVisionTower
 /// [`SiglipVisionTower`]: crate::SiglipVisionTower
@@ -28,4 +29,9 @@ pub trait VisionEncoder<B: Backend> {
 
     /// Side, in pixels, of the square images `forward` takes.
     fn image_size(&self) -> usize;
+
+    /// How images must be turned into the pixels `forward` takes: the Hugging Face image
+    /// processor settings (`preprocessor_config.json`) the encoder was trained with. Give it
+    /// to `vlm_data::image::ImageProcessor` to prepare images for this encoder.
+    fn preprocessing(&self) -> &PreprocessorConfig;
 }

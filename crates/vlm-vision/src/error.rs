@@ -27,6 +27,16 @@ pub enum VisionError {
         /// What is wrong, with the offending values.
         reason: String,
     },
+    /// A tower folder has no `preprocessor_config.json`, so how its images must be prepared
+    /// is unknown.
+    #[error(
+        "{path} not found: a vision tower needs the image processor settings it was trained \
+         with (copy `preprocessor_config.json` from the Hugging Face model into the folder)"
+    )]
+    MissingPreprocessorConfig {
+        /// The file that was looked for.
+        path: PathBuf,
+    },
     /// The requested feature layer does not exist in a tower with this many layers.
     #[error(
         "vision_feature_layer {layer} is out of range for a tower with {num_layers} layers \

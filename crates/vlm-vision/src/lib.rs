@@ -6,7 +6,9 @@
 //! `vision_feature_layer` and `vision_feature_select_strategy`) and projects it into the
 //! language model. [`ClipVisionTower`] and [`SiglipVisionTower`] load `CLIPVisionModel`,
 //! `CLIPModel`, `SiglipVisionModel` and `SiglipModel` folders (or the tower inside a LLaVA
-//! checkpoint, through `from_store` and a key prefix) and match transformers' outputs.
+//! checkpoint, through `from_store` and a key prefix) and match transformers' outputs. Each
+//! tower carries its folder's `preprocessor_config.json` ([`VisionEncoder::preprocessing`]):
+//! the pixels it expects.
 //!
 //! ```no_run
 //! use burn::tensor::{backend::Backend, Tensor};
@@ -18,6 +20,7 @@
 //!         FeatureSelection::default(), // penultimate layer, CLS dropped: LLaVA-1.5
 //!         device,
 //!     )?;
+//!     // `tower.preprocessing()` says how to make real pixels (vlm_data::image::ImageProcessor).
 //!     let size = tower.image_size();
 //!     let pixels = Tensor::zeros([1, 3, size, size], device);
 //!     tower.forward(pixels) // [1, 576, 1024]
@@ -52,6 +55,7 @@ mod weights;
 
 pub use activation::Activation;
 pub use clip::{ClipVisionConfig, ClipVisionTower};
+pub use config::read_preprocessing;
 pub use encoder::VisionEncoder;
 pub use error::VisionError;
 pub use output::VisionOutput;

@@ -1,4 +1,4 @@
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::VisionError;
 
@@ -6,9 +6,10 @@ use crate::VisionError;
 /// kept: LLaVA's `vision_feature_layer` and `vision_feature_select_strategy`.
 ///
 /// It deserialises from a LLaVA `config.json` (`vlm_hf::read_config::<FeatureSelection>`),
-/// with LLaVA's defaults (-2, "default") for absent keys. Only a single layer is supported:
-/// a list of layers (concatenated features) is a JSON error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// with LLaVA's defaults (-2, "default") for absent keys, and serialises to the same two
+/// keys. Only a single layer is supported: a list of layers (concatenated features) is a JSON
+/// error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub struct FeatureSelection {
     /// Index into Hugging Face's `hidden_states` tuple, whose entry 0 is the embedding output
     /// and entry `i` the output of encoder layer `i`: -1 is the last layer, -2 the
@@ -21,8 +22,9 @@ pub struct FeatureSelection {
     pub strategy: SelectStrategy,
 }
 
-/// Whether a tower's selected hidden state keeps its CLS token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// Whether a tower's selected hidden state keeps its CLS token; (de)serialised under LLaVA's
+/// names, `"default"` and `"full"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SelectStrategy {
     /// LLaVA's "default": drop the CLS token, keep the patch tokens. A tower without a CLS

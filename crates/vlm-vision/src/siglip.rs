@@ -4,9 +4,9 @@ use burn::module::Module;
 use burn::nn::LayerNorm;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::Deserialize;
-use vlm_hf::WeightStore;
+use vlm_hf::{PreprocessorConfig, WeightStore};
 
-use crate::config::read_vision_config;
+use crate::config::{check_preprocessing, read_preprocessing, read_vision_config};
 use crate::embeddings::{EmbeddingKind, PatchEmbeddings};
 use crate::vit::{VitDims, VitEncoder};
 use crate::weights::TowerWeights;
@@ -108,11 +108,14 @@ pub struct SiglipVisionTower<B: Backend> {
     encoder: VitEncoder<B>,
     post_layernorm: LayerNorm<B>,
     feature_layer: usize,
+    #[module(skip)]
+    preprocessing: PreprocessorConfig,
 }
 
 impl<B: Backend> SiglipVisionTower<B> {
-    /// Loads a `SiglipVisionModel` or `SiglipModel` folder (`config.json` + safetensors,
-    /// weights under `vision_model.*`; the text tower and the pooling head are not read).
+    /// Loads a `SiglipVisionModel` or `SiglipModel` folder (`config.json`,
+    /// `preprocessor_config.json` and safetensors, weights under `vision_model.*`; the text
+    /// tower and the pooling head are not read).
     pub fn load(
         dir: impl AsRef<Path>,
         selection: FeatureSelection,
@@ -120,21 +123,34 @@ impl<B: Backend> SiglipVisionTower<B> {
     ) -> Result<Self, VisionError> {
         let dir = dir.as_ref();
         let config = SiglipVisionConfig::from_file(dir.join("config.json"))?;
+        let preprocessing = read_preprocessing(dir)?;
         let store = WeightStore::open_dir(dir)?;
-        Self::from_store(&store, &config, WEIGHT_PREFIX, selection, device)
+        Self::from_store(
+            &store,
+            &config,
+            preprocessing,
+            WEIGHT_PREFIX,
+            selection,
+            device,
+        )
     }
 
     /// Loads the tower from weights named `{prefix}.embeddings...`, e.g. prefix
-    /// `vision_tower.vision_model` inside a LLaVA checkpoint. Tensors are read one at a time.
-    /// The selection's strategy is ignored: no token is ever dropped.
+    /// `vision_tower.vision_model` inside a LLaVA checkpoint, with the image preprocessing it
+    /// expects (see [`read_preprocessing`](crate::read_preprocessing)). Tensors are read one
+    /// at a time. A preprocessing that makes images of another size than the tower's is an
+    /// [`VisionError::InvalidConfig`]. The selection's strategy is ignored: no token is ever
+    /// dropped.
     pub fn from_store(
         store: &WeightStore,
         config: &SiglipVisionConfig,
+        preprocessing: PreprocessorConfig,
         prefix: &str,
         selection: FeatureSelection,
         device: &B::Device,
     ) -> Result<Self, VisionError> {
         let dims = config.dims()?;
+        check_preprocessing(&preprocessing, dims.image_size)?;
         let feature_layer = selection.hidden_state_index(dims.num_hidden_layers)?;
         let weights = TowerWeights::new(store, prefix, device);
         let kind = EmbeddingKind {
@@ -150,6 +166,7 @@ impl<B: Backend> SiglipVisionTower<B> {
                 dims.layer_norm_eps,
             )?,
             feature_layer,
+            preprocessing,
         })
     }
 
@@ -182,5 +199,9 @@ impl<B: Backend> VisionEncoder<B> for SiglipVisionTower<B> {
 
     fn image_size(&self) -> usize {
         self.embeddings.image_size()
+    }
+
+    fn preprocessing(&self) -> &PreprocessorConfig {
+        &self.preprocessing
     }
 }

@@ -7,7 +7,8 @@ use common::{check, reference, tensor};
 use vlm_hf::{read_config, WeightStore};
 use vlm_testkit::{device, fixture, TestBackend};
 use vlm_vision::{
-    ClipVisionConfig, ClipVisionTower, FeatureSelection, SelectStrategy, VisionEncoder,
+    read_preprocessing, ClipVisionConfig, ClipVisionTower, FeatureSelection, SelectStrategy,
+    VisionEncoder,
 };
 
 const LAST_FULL: FeatureSelection = FeatureSelection {
@@ -104,9 +105,11 @@ fn tower_inside_a_llava_checkpoint_gives_llavas_vision_features() {
     assert_eq!(selection, FeatureSelection::default());
     let config = ClipVisionConfig::from_file(dir.join("config.json")).expect("config");
     let store = WeightStore::open_dir(&dir).expect("weights");
+    let preprocessing = read_preprocessing(&dir).expect("preprocessing");
     let tower = ClipVisionTower::<TestBackend>::from_store(
         &store,
         &config,
+        preprocessing,
         "vision_tower.vision_model",
         selection,
         &device(),

@@ -90,6 +90,26 @@ fn selection_is_read_from_llava_configs_with_llava_defaults() {
 }
 
 #[test]
+fn selection_serialises_to_llava_keys_and_back() {
+    for (layer, strategy, name) in [
+        (-2, SelectStrategy::Default, "default"),
+        (3, SelectStrategy::Full, "full"),
+    ] {
+        let selection = FeatureSelection { layer, strategy };
+        let json = serde_json::to_value(selection).expect("serialise");
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "vision_feature_layer": layer,
+                "vision_feature_select_strategy": name,
+            })
+        );
+        let back: FeatureSelection = serde_json::from_value(json).expect("deserialise");
+        assert_eq!(back, selection);
+    }
+}
+
+#[test]
 fn hidden_state_index_follows_transformers_tuple_indexing() {
     let index = |layer| {
         FeatureSelection {

@@ -3,6 +3,7 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use vlm_hf::{ImageSize, PreprocessorConfig};
 use vlm_testkit::{device, fixture, TestBackend};
 use vlm_vision::{
     ClipVisionTower, FeatureSelection, SiglipVisionTower, VisionEncoder, VisionError,
@@ -12,6 +13,26 @@ use vlm_vision::{
 struct MeanColour {
     image_size: usize,
     patch: usize,
+    preprocessing: PreprocessorConfig,
+}
+
+impl MeanColour {
+    /// Takes `image_size` pixels squared, resized SigLIP-style (no crop, mean/std 0.5).
+    fn new(image_size: usize, patch: usize) -> Self {
+        let side = u32::try_from(image_size).expect("side");
+        let preprocessing = PreprocessorConfig {
+            size: ImageSize::Exact {
+                height: side,
+                width: side,
+            },
+            ..PreprocessorConfig::siglip_default()
+        };
+        Self {
+            image_size,
+            patch,
+            preprocessing,
+        }
+    }
 }
 
 impl<B: Backend> VisionEncoder<B> for MeanColour {
@@ -44,6 +65,10 @@ impl<B: Backend> VisionEncoder<B> for MeanColour {
     fn image_size(&self) -> usize {
         self.image_size
     }
+
+    fn preprocessing(&self) -> &PreprocessorConfig {
+        &self.preprocessing
+    }
 }
 
 #[test]
@@ -51,10 +76,7 @@ fn user_encoders_and_towers_share_the_trait() {
     let selection = FeatureSelection::default();
     let dev = device();
     let encoders: Vec<Box<dyn VisionEncoder<TestBackend>>> = vec![
-        Box::new(MeanColour {
-            image_size: 32,
-            patch: 8,
-        }),
+        Box::new(MeanColour::new(32, 8)),
         Box::new(ClipVisionTower::load(fixture("clip_vision"), selection, &dev).expect("clip")),
         Box::new(
             SiglipVisionTower::load(fixture("siglip_vision"), selection, &dev).expect("siglip"),
@@ -62,6 +84,11 @@ fn user_encoders_and_towers_share_the_trait() {
     ];
     for encoder in &encoders {
         let size = encoder.image_size();
+        let side = u32::try_from(size).expect("side");
+        assert_eq!(
+            encoder.preprocessing().fixed_output_size(),
+            Some((side, side))
+        );
         let pixels = Tensor::<TestBackend, 4>::ones([2, 3, size, size], &dev);
         let features = encoder.forward(pixels).expect("forward");
         assert_eq!(

@@ -7,7 +7,7 @@ use burn::tensor::Tensor;
 use safetensors::tensor::TensorView;
 use safetensors::SafeTensors;
 use tempfile::TempDir;
-use vlm_hf::HfError;
+use vlm_hf::{HfError, PreprocessorConfig};
 use vlm_testkit::{device, fixture, TestBackend};
 use vlm_vision::{
     ClipVisionTower, FeatureSelection, SelectStrategy, SiglipVisionTower, VisionEncoder,
@@ -21,11 +21,12 @@ enum Edit {
     Truncate(usize),
 }
 
-/// A copy of a fixture folder's config and weights, with `key` dropped or truncated.
+/// A copy of a fixture folder's configs and weights, with `key` dropped or truncated.
 fn broken_copy(name: &str, key: &str, edit: Edit) -> TempDir {
     let source = fixture(name);
     let dir = tempfile::tempdir().expect("temp dir");
     fs::copy(source.join("config.json"), dir.path().join("config.json")).expect("copy config");
+    copy_preprocessing(name, dir.path());
     let bytes = fs::read(source.join("model.safetensors")).expect("read weights");
     let file = SafeTensors::deserialize(&bytes).expect("parse weights");
     let mut views: Vec<(String, TensorView<'_>)> = Vec::new();
@@ -46,6 +47,12 @@ fn truncated<'a>(view: &TensorView<'a>, rows: usize) -> TensorView<'a> {
     let row_bytes = view.data().len() / shape[0];
     shape[0] = rows;
     TensorView::new(view.dtype(), shape, &view.data()[..rows * row_bytes]).expect("view")
+}
+
+/// Copies a fixture's `preprocessor_config.json` into `dir`.
+fn copy_preprocessing(name: &str, dir: &Path) {
+    let file = PreprocessorConfig::FILE_NAME;
+    fs::copy(fixture(name).join(file), dir.join(file)).expect("copy preprocessor config");
 }
 
 fn write_config(dir: &Path, json: &str) {
@@ -175,6 +182,7 @@ fn impossible_sizes_are_rejected_before_reading_weights() {
     let dir = tempfile::tempdir().expect("temp dir");
     let weights = fixture("clip_vision").join("model.safetensors");
     fs::copy(weights, dir.path().join("model.safetensors")).expect("copy weights");
+    copy_preprocessing("clip_vision", dir.path());
     for json in [
         r#"{"hidden_size": 32, "num_attention_heads": 5}"#,
         r#"{"patch_size": 0}"#,
@@ -192,8 +200,57 @@ fn impossible_sizes_are_rejected_before_reading_weights() {
 fn folder_without_weights() {
     let dir = tempfile::tempdir().expect("temp dir");
     write_config(dir.path(), r#"{"model_type": "siglip_vision_model"}"#);
+    copy_preprocessing("siglip_vision", dir.path());
     match load_siglip(dir.path()) {
         Err(VisionError::Hf(HfError::NoWeights { .. })) => {}
         other => panic!("expected NoWeights, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_folder_without_preprocessor_config_is_named() {
+    let dir = broken_copy("clip_vision", "no such key", Edit::Drop);
+    let path = dir.path().join(PreprocessorConfig::FILE_NAME);
+    fs::remove_file(&path).expect("remove preprocessor config");
+    match load_clip(dir.path()) {
+        Err(err @ VisionError::MissingPreprocessorConfig { .. }) => {
+            let message = err.to_string();
+            assert!(message.contains(&path.display().to_string()), "{message}");
+        }
+        other => panic!("expected MissingPreprocessorConfig, got {other:?}"),
+    }
+}
+
+#[test]
+fn preprocessing_of_another_image_size_is_rejected() {
+    let dir = broken_copy("siglip_vision", "no such key", Edit::Drop);
+    let json =
+        r#"{"image_processor_type": "SiglipImageProcessor", "size": {"height": 64, "width": 64}}"#;
+    fs::write(dir.path().join(PreprocessorConfig::FILE_NAME), json).expect("write");
+    match load_siglip(dir.path()) {
+        Err(VisionError::InvalidConfig { reason }) => {
+            assert!(
+                reason.contains("64x64") && reason.contains("32x32"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+}
+
+#[test]
+fn towers_carry_their_preprocessing() {
+    for (tower, name) in [
+        (
+            load_clip(&fixture("clip_vision")).map(|t| t.preprocessing().clone()),
+            "clip_vision",
+        ),
+        (
+            load_siglip(&fixture("siglip_vision")).map(|t| t.preprocessing().clone()),
+            "siglip_vision",
+        ),
+    ] {
+        let expected = PreprocessorConfig::load(fixture(name)).expect("fixture preprocessing");
+        assert_eq!(tower.expect("load"), expected, "{name}");
     }
 }

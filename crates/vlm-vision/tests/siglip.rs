@@ -6,7 +6,8 @@ use common::{check, reference, tensor};
 use vlm_hf::{read_config, WeightStore};
 use vlm_testkit::{device, fixture, max_abs_diff, TestBackend};
 use vlm_vision::{
-    FeatureSelection, SelectStrategy, SiglipVisionConfig, SiglipVisionTower, VisionEncoder,
+    read_preprocessing, FeatureSelection, SelectStrategy, SiglipVisionConfig, SiglipVisionTower,
+    VisionEncoder,
 };
 
 fn tower(name: &str, layer: i64, strategy: SelectStrategy) -> SiglipVisionTower<TestBackend> {
@@ -97,9 +98,11 @@ fn tower_inside_a_llava_checkpoint_gives_llavas_vision_features() {
     );
     let config = SiglipVisionConfig::from_file(dir.join("config.json")).expect("config");
     let store = WeightStore::open_dir(&dir).expect("weights");
+    let preprocessing = read_preprocessing(&dir).expect("preprocessing");
     let tower = SiglipVisionTower::<TestBackend>::from_store(
         &store,
         &config,
+        preprocessing,
         "vision_tower.vision_model",
         selection,
         &device(),

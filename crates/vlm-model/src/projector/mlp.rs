@@ -39,8 +39,20 @@ impl<B: Backend> MlpProjector<B> {
         output_dim: usize,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
+        Self::from_store_at(store, PROJECTOR_PREFIX, input_dim, output_dim, device)
+    }
+
+    /// [`from_store`](Self::from_store) with the weights under `{prefix}.linear_{1,2}`, e.g.
+    /// `model.multi_modal_projector` in checkpoints of transformers 4.52 and later.
+    pub fn from_store_at(
+        store: &WeightStore,
+        prefix: &str,
+        input_dim: usize,
+        output_dim: usize,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
         let layer = |index: usize, dims| {
-            let prefix = format!("{PROJECTOR_PREFIX}.linear_{index}");
+            let prefix = format!("{prefix}.linear_{index}");
             load_linear(store, &prefix, dims, true, device)
         };
         Ok(Self {

@@ -1,0 +1,283 @@
+//! `examples/forward.rs` on the reference fixtures: the tensors it writes are transformers'
+//! (1e-4 on logits), by every route to a model, and bad input is an error, not a panic.
+
+#[allow(dead_code)] // the example's `main`: these tests call `run`
+#[path = "../examples/forward.rs"]
+mod forward;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use forward::{run, Args, ForwardError};
+use tempfile::TempDir;
+use vlm::burn::tensor::{Int, Tensor};
+use vlm::hf::{HfError, WeightStore};
+use vlm::model::{load_llava_hf, ChatTemplateConfig, LlavaLayout, VisionTowerConfig, VlmConfig};
+use vlm::vision::SelectStrategy;
+use vlm_testkit::{device, fixture, max_abs_diff, TestBackend};
+
+const TOL: f32 = 1e-4;
+
+/// A fixture's `reference.safetensors`.
+fn reference(name: &str) -> PathBuf {
+    fixture(name).join("reference.safetensors")
+}
+
+/// Runs the example with `flags` (paths and strings), writing into a new temporary folder;
+/// returns the folder and the written file.
+fn forward(flags: &[&dyn AsRef<std::ffi::OsStr>]) -> Result<(TempDir, WeightStore), ForwardError> {
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("out.safetensors");
+    let mut argv: Vec<OsString> = vec!["forward".into(), "--out".into(), out.clone().into()];
+    argv.extend(flags.iter().map(|flag| flag.as_ref().to_os_string()));
+    let args = Args::try_parse_from(argv).expect("valid flags");
+    run(&args)?;
+    let written = WeightStore::open_file(&out).expect("output file");
+    Ok((out_dir, written))
+}
+
+fn float<const D: usize>(store: &WeightStore, key: &str) -> Tensor<TestBackend, D> {
+    store
+        .float_any(key, &device())
+        .unwrap_or_else(|e| panic!("{key}: {e}"))
+}
+
+fn ints(store: &WeightStore, key: &str) -> Tensor<TestBackend, 2, Int> {
+    store
+        .int(key, &device())
+        .unwrap_or_else(|e| panic!("{key}: {e}"))
+}
+
+/// Asserts the largest difference over unpadded positions is within `TOL`.
+fn check_masked(what: &str, written: &WeightStore, expected: &WeightStore, key: &str) {
+    let (actual, expected_value) = (float::<3>(written, key), float::<3>(expected, key));
+    let padding = ints(expected, "attention_mask")
+        .equal_elem(0)
+        .unsqueeze_dim::<3>(2)
+        .expand(expected_value.dims());
+    let actual = actual.mask_where(padding, expected_value.clone());
+    let diff = max_abs_diff(&actual, &expected_value);
+    eprintln!("{what} {key}: max |diff| on unmasked positions = {diff:e}");
+    assert!(diff <= TOL, "{what} {key}: {diff:e}");
+}
+
+fn check<const D: usize>(
+    what: &str,
+    actual: Tensor<TestBackend, D>,
+    expected: Tensor<TestBackend, D>,
+) {
+    let diff = max_abs_diff(&actual, &expected);
+    eprintln!("{what}: max |diff| = {diff:e}");
+    assert!(diff <= TOL, "{what}: {diff:e}");
+}
+
+#[test]
+fn qwen_logits_from_safetensors_and_json_ids() {
+    let expected = WeightStore::open_file(reference("qwen2_tied")).expect("reference");
+    let (_dir, written) = forward(&[
+        &"--llm",
+        &fixture("qwen2_tied"),
+        &"--ids",
+        &reference("qwen2_tied"),
+    ])
+    .expect("run");
+    check_masked("qwen2_tied", &written, &expected, "logits");
+
+    let rows = |key| {
+        let x = ints(&expected, key);
+        let [_, len] = x.dims();
+        let values: Vec<i64> = x.into_data().iter::<i64>().collect();
+        values.chunks(len).map(<[i64]>::to_vec).collect::<Vec<_>>()
+    };
+    let json = serde_json::json!({
+        "input_ids": rows("input_ids"),
+        "attention_mask": rows("attention_mask"),
+    });
+    let ids_dir = tempfile::tempdir().expect("tempdir");
+    let ids = ids_dir.path().join("ids.json");
+    std::fs::write(&ids, json.to_string()).expect("write ids");
+    let (_dir, written) =
+        forward(&[&"--llm", &fixture("qwen2_tied"), &"--ids", &ids]).expect("run");
+    check_masked("qwen2_tied (json)", &written, &expected, "logits");
+}
+
+/// Checks a VLM run's outputs against the llava fixture's references.
+fn check_llava(what: &str, name: &str, written: &WeightStore) {
+    let expected = WeightStore::open_file(reference(name)).expect("reference");
+    for key in ["logits", "inputs_embeds"] {
+        check_masked(what, written, &expected, key);
+    }
+    for key in ["vision_features", "image_features"] {
+        check(
+            &format!("{what} {key}"),
+            float::<3>(written, key),
+            float(&expected, key),
+        );
+    }
+    let loss = float::<1>(written, "loss").into_scalar();
+    let expected_loss = float::<1>(&expected, "loss").into_scalar();
+    assert!(
+        (loss - expected_loss).abs() <= 1e-5,
+        "{what} loss {loss} vs {expected_loss}"
+    );
+}
+
+#[test]
+fn a_llava_folder_runs_whole() {
+    for name in ["llava", "llava_clip"] {
+        let inputs = reference(name);
+        let flags: [&dyn AsRef<std::ffi::OsStr>; 6] = [
+            &"--llava",
+            &fixture(name),
+            &"--ids",
+            &inputs,
+            &"--pixels",
+            &inputs,
+        ];
+        let (_dir, written) = forward(&flags).expect("run");
+        check_llava(name, name, &written);
+    }
+}
+
+#[test]
+fn the_vlm_from_its_parts() {
+    let (dir, inputs) = (fixture("llava_clip"), reference("llava_clip"));
+    let projector = dir.join("projector.safetensors");
+    let prefix = LlavaLayout::Legacy.vision_prefix();
+    let (_out, written) = forward(&[
+        &"--llm",
+        &dir,
+        &"--vision",
+        &dir,
+        &"--vision-prefix",
+        &prefix,
+        &"--projector",
+        &projector,
+        &"--image-token-id",
+        &"383",
+        &"--ids",
+        &inputs,
+        &"--pixels",
+        &inputs,
+    ])
+    .expect("run");
+    check_llava("llava_clip parts", "llava_clip", &written);
+}
+
+#[test]
+fn a_vlm_checkpoint() {
+    let dev = device();
+    let model = load_llava_hf::<TestBackend>(fixture("llava"), &dev).expect("llava");
+    let vision = VisionTowerConfig {
+        path: fixture("llava"),
+        weight_prefix: LlavaLayout::Legacy.vision_prefix().into(),
+        feature_layer: -2,
+        feature_strategy: SelectStrategy::Full,
+    };
+    let template = ChatTemplateConfig {
+        name: "chatml".into(),
+        system_prompt: None,
+    };
+    let config = VlmConfig::for_model(&model, fixture("llava"), vision, template);
+    let out = tempfile::tempdir().expect("tempdir");
+    let checkpoint = model
+        .save_checkpoint(out.path().join("ckpt"), &config)
+        .expect("save");
+    let inputs = reference("llava");
+    let (_dir, written) = forward(&[
+        &"--checkpoint",
+        &checkpoint,
+        &"--ids",
+        &inputs,
+        &"--pixels",
+        &inputs,
+    ])
+    .expect("run");
+    check_llava("llava checkpoint", "llava", &written);
+}
+
+#[test]
+fn a_vision_tower_on_images_and_on_pixels() {
+    let images = fixture("image_processor");
+    let processed =
+        WeightStore::open_file(images.join("reference.safetensors")).expect("reference");
+    let (_dir, written) = forward(&[
+        &"--vision",
+        &fixture("siglip_vision"),
+        &"--image",
+        &images.join("small_rgb.jpg"),
+        &images.join("small_gray.png"),
+    ])
+    .expect("run");
+    let pixels = float::<4>(&written, "pixel_values");
+    let expected = [
+        "siglip_small.small_rgb.jpg.pixel_values",
+        "siglip_small.small_gray.png.pixel_values",
+    ]
+    .map(|key| float::<4>(&processed, key));
+    check(
+        "siglip pixel_values",
+        pixels,
+        Tensor::cat(expected.to_vec(), 0),
+    );
+    assert_eq!(float::<3>(&written, "image_features").dims(), [2, 16, 32]);
+
+    let tower_outputs = reference("siglip_vision");
+    let (_dir, written) = forward(&[
+        &"--vision",
+        &fixture("siglip_vision"),
+        &"--pixels",
+        &tower_outputs,
+        &"--feature-layer",
+        &"-2",
+        &"--feature-strategy",
+        &"full",
+    ])
+    .expect("run");
+    let expected = WeightStore::open_file(&tower_outputs).expect("reference");
+    check(
+        "siglip image_features",
+        float::<3>(&written, "image_features"),
+        float(&expected, "hidden_states.2"),
+    );
+}
+
+fn forward_err(flags: &[&dyn AsRef<std::ffi::OsStr>]) -> ForwardError {
+    match forward(flags) {
+        Ok(_) => panic!("should fail"),
+        Err(err) => err,
+    }
+}
+
+#[test]
+fn bad_input_is_an_error_naming_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.json");
+    let err = forward_err(&[&"--llm", &fixture("qwen2_tied"), &"--ids", &missing]);
+    assert!(matches!(err, ForwardError::Hf(HfError::Io { .. })), "{err}");
+    assert!(err.to_string().contains("missing.json"), "{err}");
+
+    let ragged = dir.path().join("ragged.json");
+    std::fs::write(&ragged, r#"{"input_ids": [[1, 2, 3], [4]]}"#).expect("write");
+    let err = forward_err(&[&"--llm", &fixture("qwen2_tied"), &"--ids", &ragged]);
+    assert!(matches!(err, ForwardError::Input { .. }), "{err}");
+
+    let outside = dir.path().join("outside.json");
+    std::fs::write(&outside, r#"{"input_ids": [[1, 2, 100000]]}"#).expect("write");
+    let err = forward_err(&[&"--llm", &fixture("qwen2_tied"), &"--ids", &outside]);
+    assert!(err.to_string().contains("100000"), "{err}");
+
+    let err = forward_err(&[&"--llm", &fixture("qwen2_tied")]);
+    assert!(matches!(err, ForwardError::Usage(_)), "{err}");
+    let err = forward_err(&[
+        &"--vision",
+        &fixture("siglip_vision"),
+        &"--image",
+        &Path::new("nope.png"),
+    ]);
+    assert!(matches!(err, ForwardError::Image(_)), "{err}");
+
+    let conflicting = ["forward", "--out", "x", "--llava", "a", "--checkpoint", "b"];
+    assert!(Args::try_parse_from(conflicting).is_err());
+}

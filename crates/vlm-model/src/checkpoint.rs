@@ -1,18 +1,21 @@
 //! Checkpoints: what training changes, in standard formats, written atomically.
 //!
-//! A checkpoint folder holds `vlm_config.json` ([`VlmConfig`]) and `projector.safetensors`
-//! (llava-hf names, Hugging Face `[out, in]` layout, f32); the frozen vision tower and base
-//! language model stay in their own Hugging Face folders, which the config names.
+//! A checkpoint folder holds `vlm_config.json` ([`VlmConfig`]), `projector.safetensors`
+//! (llava-hf names, Hugging Face `[out, in]` layout, f32) and, when the language model carries
+//! LoRA adapters, a PEFT adapter folder (`adapter/` unless the config names another, recorded
+//! in the config's `adapter`); the frozen vision tower and base language model stay in their
+//! own Hugging Face folders, which the config names.
 
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use tempfile::TempDir;
 use vlm_hf::{read_config, WeightStore};
+use vlm_lora::LoraConfig;
 use vlm_qwen::QwenModel;
 use vlm_vision::VisionEncoder;
 
@@ -25,6 +28,8 @@ use crate::{
 pub const CONFIG_FILE: &str = "vlm_config.json";
 /// File name of the checkpoint's projector weights.
 pub const PROJECTOR_FILE: &str = "projector.safetensors";
+/// Name of the checkpoint's LoRA adapter folder when the config names none.
+pub const ADAPTER_DIR: &str = "adapter";
 
 /// The model a checkpoint loads into: a CLIP or SigLIP tower, any projector of this crate
 /// and a Qwen language model.
@@ -34,9 +39,11 @@ pub type QwenVlm<B> = VisionLanguageModel<B, VisionTower<B>, AnyProjector<B>, Qw
 /// becomes the destination only on [`commit`](Self::commit), so a crash or an error never
 /// leaves a half-written checkpoint under the destination's name.
 ///
-/// [`new`](Self::new) writes the config and the projector; anything else the checkpoint
-/// should hold (the LoRA adapter subfolder named by [`VlmConfig::adapter`]) is written under
-/// [`path`](Self::path) before committing. Dropping it without committing removes it.
+/// [`new`](Self::new) writes the config, the projector and the language model's LoRA adapters
+/// when it carries any (a PEFT adapter folder, `adapter/` unless [`VlmConfig::adapter`] names
+/// another; the written config records it). A model without adapters can still get an
+/// adapter folder written by hand under [`path`](Self::path) before committing, for the
+/// folder the config names. Dropping it without committing removes it.
 #[derive(Debug)]
 pub struct StagedCheckpoint {
     staging: TempDir,
@@ -45,10 +52,13 @@ pub struct StagedCheckpoint {
 }
 
 impl StagedCheckpoint {
-    /// Stages a checkpoint of `model` described by `config` for `destination`.
+    /// Stages a checkpoint of `model` described by `config` for `destination`; LoRA
+    /// adapters of the language model are saved with a config inferred from them (see
+    /// [`inferred_lora_config`](crate::inferred_lora_config)).
     ///
     /// Fails when `config` does not describe `model` (projector, placeholder id, image
-    /// token count) or a file cannot be written.
+    /// token count), names an adapter folder outside the checkpoint, or a file cannot be
+    /// written.
     pub fn new<B, E, P, L>(
         destination: impl AsRef<Path>,
         model: &VisionLanguageModel<B, E, P, L>,
@@ -60,19 +70,60 @@ impl StagedCheckpoint {
         P: PersistentProjector<B>,
         L: LanguageModel<B>,
     {
+        Self::with_lora(destination, model, config, None)
+    }
+
+    /// As [`new`](Self::new), saving the adapters with `lora`, the config they were applied
+    /// with (so `adapter_config.json` keeps its targets as written). With `lora` given, a
+    /// language model without adapters is an error.
+    pub fn with_lora<B, E, P, L>(
+        destination: impl AsRef<Path>,
+        model: &VisionLanguageModel<B, E, P, L>,
+        config: &VlmConfig,
+        lora: Option<&LoraConfig>,
+    ) -> Result<Self, ModelError>
+    where
+        B: Backend,
+        E: VisionEncoder<B>,
+        P: PersistentProjector<B>,
+        L: LanguageModel<B>,
+    {
         let destination = destination.as_ref().to_path_buf();
         config.check_matches(model, &destination)?;
+        let adapter_dir = config
+            .adapter
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(ADAPTER_DIR));
+        if !is_inside(&adapter_dir) {
+            return Err(ModelError::Adapter {
+                path: adapter_dir,
+                reason: "must be a relative path inside the checkpoint folder",
+            });
+        }
         let staging = staging_dir(&destination)?;
         write_file(&staging.path().join(PROJECTOR_FILE), |path| {
             projector_bytes(model.projector(), path)
         })?;
+        let mut config = config.clone();
+        let adapter_path = staging.path().join(&adapter_dir);
+        if model
+            .language_model()
+            .save_lora_adapter(&adapter_path, lora)?
+        {
+            config.adapter = Some(adapter_dir);
+        } else if lora.is_some() {
+            return Err(ModelError::Adapter {
+                path: destination.join(adapter_dir),
+                reason: "a LoRA config was given but the language model carries no adapter",
+            });
+        }
         write_file(&staging.path().join(CONFIG_FILE), |path| {
-            serde_json::to_vec_pretty(config).map_err(|e| encode_error(path, e))
+            serde_json::to_vec_pretty(&config).map_err(|e| encode_error(path, e))
         })?;
         Ok(Self {
             staging,
             destination,
-            adapter: config.adapter.clone(),
+            adapter: config.adapter,
         })
     }
 
@@ -109,8 +160,9 @@ where
     P: PersistentProjector<B>,
     L: LanguageModel<B>,
 {
-    /// Writes this model's checkpoint (config and projector) to `dir` atomically; see
-    /// [`StagedCheckpoint`] to add an adapter folder.
+    /// Writes this model's checkpoint (config, projector and, when the language model
+    /// carries LoRA adapters, the PEFT adapter folder) to `dir` atomically; see
+    /// [`StagedCheckpoint`].
     pub fn save_checkpoint(
         &self,
         dir: impl AsRef<Path>,
@@ -118,10 +170,25 @@ where
     ) -> Result<PathBuf, ModelError> {
         StagedCheckpoint::new(dir, self, config)?.commit()
     }
+
+    /// As [`save_checkpoint`](Self::save_checkpoint), writing the adapters'
+    /// `adapter_config.json` from `lora`, the config they were applied with.
+    pub fn save_checkpoint_with_lora(
+        &self,
+        dir: impl AsRef<Path>,
+        config: &VlmConfig,
+        lora: &LoraConfig,
+    ) -> Result<PathBuf, ModelError> {
+        StagedCheckpoint::with_lora(dir, self, config, Some(lora))?.commit()
+    }
 }
 
 /// Loads a checkpoint folder: its config, the vision tower and base language model it
-/// names, and its projector.
+/// names, its projector and, when the config names one, the LoRA adapter folder over the
+/// language model (adapters unmerged and frozen, as [`vlm_lora::load_adapter`] leaves them).
+///
+/// A missing adapter folder, or one without `adapter_config.json`, is a
+/// [`ModelError::Adapter`] naming it; a bad adapter file is a [`ModelError::Lora`].
 ///
 /// Each missing file, missing tensor or wrong shape is an error naming the file (and key);
 /// parts whose widths disagree are a [`ModelError::DimensionMismatch`] naming both.
@@ -132,12 +199,10 @@ pub fn load_checkpoint<B: Backend>(
     let dir = dir.as_ref();
     let config_path = dir.join(CONFIG_FILE);
     let config: VlmConfig = read_config(&config_path)?;
-    if let Some(adapter) = &config.adapter {
-        return Err(ModelError::Adapter {
-            path: dir.join(adapter),
-            reason: "loading LoRA adapters is not implemented yet",
-        });
-    }
+    let adapter_dir = match &config.adapter {
+        Some(adapter) => Some(checked_adapter_dir(dir, adapter)?),
+        None => None,
+    };
     let projector_store = WeightStore::open_file(dir.join(PROJECTOR_FILE))?;
     let projector = AnyProjector::from_store(&projector_store, &config.projector, device)?;
     let tower = &config.vision_tower;
@@ -147,10 +212,40 @@ pub fn load_checkpoint<B: Backend>(
         tower.selection(),
         device,
     )?;
-    let language_model = load_language_model(dir.join(&config.language_model), device)?;
+    let mut language_model = load_language_model(dir.join(&config.language_model), device)?;
+    if let Some(adapter_dir) = adapter_dir {
+        language_model = vlm_lora::load_adapter(language_model, adapter_dir)?;
+    }
     let model = VisionLanguageModel::new(vision, projector, language_model, config.image_token_id)?;
     config.check_matches(&model, &config_path)?;
     Ok((model, config))
+}
+
+/// The adapter folder `adapter` of the checkpoint `dir`, checked to exist with its config.
+fn checked_adapter_dir(dir: &Path, adapter: &Path) -> Result<PathBuf, ModelError> {
+    let path = dir.join(adapter);
+    let error = |reason| ModelError::Adapter {
+        path: path.clone(),
+        reason,
+    };
+    if !is_inside(adapter) {
+        return Err(error(
+            "must be a relative path inside the checkpoint folder",
+        ));
+    }
+    if !path.is_dir() {
+        return Err(error("named in vlm_config.json but missing"));
+    }
+    if !path.join("adapter_config.json").is_file() {
+        return Err(error("holds no adapter_config.json"));
+    }
+    Ok(path)
+}
+
+/// Whether `path` is relative and stays inside the folder it is joined to.
+fn is_inside(path: &Path) -> bool {
+    let mut components = path.components().peekable();
+    components.peek().is_some() && components.all(|c| matches!(c, Component::Normal(_)))
 }
 
 /// A new hidden folder in the destination's parent (created if missing), so that the final

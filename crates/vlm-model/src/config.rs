@@ -30,10 +30,11 @@ pub struct VlmConfig {
     pub projector: ProjectorConfig,
     /// The chat template prompts were trained with.
     pub chat_template: ChatTemplateConfig,
-    /// LoRA hook: a subfolder of the checkpoint holding a PEFT adapter for the language
-    /// model (`adapter_config.json` + `adapter_model.safetensors`). Writing and loading it
-    /// belongs to the LoRA integration; until then a checkpoint that names one is refused
-    /// on load rather than silently loaded without it.
+    /// A subfolder of the checkpoint holding a PEFT adapter for the language model
+    /// (`adapter_config.json` + `adapter_model.safetensors`), loaded over the base model.
+    /// Saving a model whose language model carries LoRA adapters writes them there (to
+    /// `adapter` when this is unset) and records it; a checkpoint naming a folder that is
+    /// missing does not load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<PathBuf>,
 }

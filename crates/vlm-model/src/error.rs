@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use vlm_hf::HfError;
+use vlm_lora::LoraError;
 use vlm_qwen::QwenError;
 use vlm_vision::VisionError;
 
@@ -22,6 +23,9 @@ pub enum ModelError {
     /// The language model failed to load or rejected its input.
     #[error(transparent)]
     Language(#[from] QwenError),
+    /// A LoRA adapter failed to save or load; the inner error names the file and tensor key.
+    #[error(transparent)]
+    Lora(#[from] LoraError),
     /// Two parts of the model disagree on a width: what one produces is not what the next
     /// one takes.
     #[error("{producer} produces width {produced}, but {consumer} takes width {expected}")]

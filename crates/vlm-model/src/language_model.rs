@@ -1,9 +1,12 @@
 //! The language model a VLM feeds: the few operations the composed model needs, so that any
 //! decoder can be plugged in. Implemented here for `vlm_qwen::QwenModel`.
 
+use std::path::Path;
+
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use vlm_lora::{adapted_modules, AdaptableModel, LoraConfig, TargetModules};
 use vlm_qwen::{KvCache, QwenModel};
 
 use crate::ModelError;
@@ -41,6 +44,38 @@ pub trait LanguageModel<B: Backend>: Module<B> {
 
     /// An empty cache.
     fn new_cache(&self) -> Self::Cache;
+
+    /// Writes the LoRA adapters this model carries as a PEFT adapter folder `dir`
+    /// (`adapter_config.json` + `adapter_model.safetensors`) and returns `true`; returns
+    /// `false`, writing nothing, when it carries none.
+    ///
+    /// `lora` is the config the adapters were applied with; without it one is inferred from
+    /// the adapters themselves (see [`inferred_lora_config`]). The default implementation is
+    /// for models that take no adapters: it writes nothing.
+    fn save_lora_adapter(&self, dir: &Path, lora: Option<&LoraConfig>) -> Result<bool, ModelError> {
+        let _ = (dir, lora);
+        Ok(false)
+    }
+}
+
+/// The [`LoraConfig`] that describes the adapters `model` carries, `None` when it carries
+/// none: the adapted module paths as exact targets, their rank, `lora_alpha = scaling * r`
+/// (plain LoRA) and their dropout. Adapters of different ranks or scalings are reported by
+/// [`vlm_lora::save_adapter`] when saving with it.
+pub fn inferred_lora_config<B: Backend, M: AdaptableModel<B>>(model: &M) -> Option<LoraConfig> {
+    let targets = adapted_modules(model);
+    if targets.is_empty() {
+        return None;
+    }
+    let mut first = None;
+    model.visit_linears(&mut |_, linear| {
+        if let (None, Some(adapter)) = (&first, &linear.adapter) {
+            first = Some((adapter.rank(), adapter.scaling, adapter.dropout.prob));
+        }
+    });
+    let (r, scaling, dropout) = first?;
+    let config = LoraConfig::new(r, scaling * r as f64, TargetModules::names(targets));
+    Some(config.with_dropout(dropout))
 }
 
 impl<B: Backend> LanguageModel<B> for QwenModel<B> {
@@ -81,5 +116,24 @@ impl<B: Backend> LanguageModel<B> for QwenModel<B> {
 
     fn new_cache(&self) -> KvCache<B> {
         QwenModel::new_cache(self)
+    }
+
+    fn save_lora_adapter(&self, dir: &Path, lora: Option<&LoraConfig>) -> Result<bool, ModelError> {
+        let inferred;
+        let config = match lora {
+            Some(config) => config,
+            None => match inferred_lora_config(self) {
+                Some(config) => {
+                    inferred = config;
+                    &inferred
+                }
+                None => return Ok(false),
+            },
+        };
+        if adapted_modules(self).is_empty() {
+            return Ok(false);
+        }
+        vlm_lora::save_adapter(self, config, dir)?;
+        Ok(true)
     }
 }

@@ -36,9 +36,10 @@
 //! Training computes [`VisionLanguageModel::forward_loss`] (Hugging Face's shifted, mean
 //! cross-entropy with the supervised-token count) on an autodiff backend; a checkpoint
 //! ([`VisionLanguageModel::save_checkpoint`], [`load_checkpoint`]) stores what training
-//! changes, the projector and `vlm_config.json`, written atomically.
+//! changes, the projector, the language model's LoRA adapters (a PEFT folder `adapter/`) and
+//! `vlm_config.json`, written atomically.
 //!
-//! Depends on `vlm-vision`, `vlm-qwen` and `vlm-hf`.
+//! Depends on `vlm-vision`, `vlm-qwen`, `vlm-lora` and `vlm-hf`.
 
 #![warn(missing_docs)]
 
@@ -58,10 +59,12 @@ mod vision_tower;
 
 pub use batch::{LanguageInputs, VlmBatch};
 pub use chat::ChatSession;
-pub use checkpoint::{load_checkpoint, QwenVlm, StagedCheckpoint, CONFIG_FILE, PROJECTOR_FILE};
+pub use checkpoint::{
+    load_checkpoint, QwenVlm, StagedCheckpoint, ADAPTER_DIR, CONFIG_FILE, PROJECTOR_FILE,
+};
 pub use config::{ChatTemplateConfig, VisionTowerConfig, VlmConfig};
 pub use error::ModelError;
-pub use language_model::LanguageModel;
+pub use language_model::{inferred_lora_config, LanguageModel};
 pub use llava::{load_language_model, load_llava_hf, LlavaLayout};
 pub use loss::{causal_lm_loss, CausalLmLoss, IGNORE_INDEX};
 pub use model::VisionLanguageModel;

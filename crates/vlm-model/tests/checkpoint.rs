@@ -256,3 +256,157 @@ fn the_adapter_hook_must_be_filled_before_commit() {
     let err = load_err(&dir);
     assert!(matches!(err, ModelError::Adapter { .. }), "{err}");
 }
+
+/// A VLM over qwen2_tied (siglip tower, fresh pixel-shuffle projector) whose language model
+/// is `llm`, with the config describing it.
+fn siglip_qwen_vlm(
+    llm: QwenModel<TestBackend>,
+) -> (
+    VisionLanguageModel<
+        TestBackend,
+        VisionTower<TestBackend>,
+        PixelShuffleProjector<TestBackend>,
+        QwenModel<TestBackend>,
+    >,
+    VlmConfig,
+) {
+    let dev = device();
+    let selection = FeatureSelection {
+        layer: -1,
+        strategy: SelectStrategy::Full,
+    };
+    let tower = VisionTower::load(fixture("siglip_vision"), "vision_model", selection, &dev);
+    let projector = PixelShuffleProjector::new(32, 64, 2, &dev).expect("projector");
+    let model = VisionLanguageModel::new(tower.expect("tower"), projector, llm, 500).expect("vlm");
+    let vision = VisionTowerConfig {
+        path: fixture("siglip_vision"),
+        weight_prefix: "vision_model".into(),
+        feature_layer: -1,
+        feature_strategy: SelectStrategy::Full,
+    };
+    let config = VlmConfig::for_model(&model, fixture("qwen2_tied"), vision, chatml());
+    (model, config)
+}
+
+fn siglip_qwen_batch() -> VlmBatch<TestBackend> {
+    let ids = common::ids_tensor(&[vec![3, 500, 500, 500, 500, 7, 9], vec![0, 0, 4, 5, 6, 7, 8]]);
+    let mask = common::ids_tensor(&[vec![1; 7], vec![0, 0, 1, 1, 1, 1, 1]]);
+    VlmBatch {
+        input_ids: ids,
+        attention_mask: Some(mask),
+        pixel_values: Some(Tensor::random(
+            [1, 3, 32, 32],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device(),
+        )),
+    }
+}
+
+fn qwen2_tied() -> QwenModel<TestBackend> {
+    QwenModel::<TestBackend>::load(fixture("qwen2_tied"), &device()).expect("llm")
+}
+
+#[test]
+fn a_peft_adapter_travels_with_the_checkpoint_bit_exactly() {
+    let adapter = fixture("lora").join("adapter");
+    let llm = vlm_lora::load_adapter(qwen2_tied(), &adapter).expect("peft adapter");
+    let lora = vlm_lora::LoraConfig::load(&adapter).expect("adapter config");
+    let (model, config) = siglip_qwen_vlm(llm);
+    assert_eq!(config.adapter, None);
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = model
+        .save_checkpoint_with_lora(out.path().join("ckpt"), &config, &lora)
+        .expect("save");
+    assert!(dir.join("adapter/adapter_config.json").is_file());
+    assert!(dir.join("adapter/adapter_model.safetensors").is_file());
+    assert_eq!(
+        vlm_lora::LoraConfig::load(dir.join("adapter")).expect("saved adapter config"),
+        lora
+    );
+
+    let (loaded, loaded_config) = load_checkpoint::<TestBackend>(&dir, &device()).expect("load");
+    assert_eq!(
+        loaded_config.adapter,
+        Some(PathBuf::from(vlm_model::ADAPTER_DIR))
+    );
+    assert_eq!(
+        vlm_lora::adapted_modules(loaded.language_model()),
+        vlm_lora::adapted_modules(model.language_model())
+    );
+    let batch = siglip_qwen_batch();
+    let before = model.forward(batch.clone()).expect("forward");
+    let after = loaded.forward(batch.clone()).expect("forward loaded");
+    assert!(
+        bits(before.clone()) == bits(after),
+        "logits differ after save -> load"
+    );
+
+    // The adapter matters: without it the language model's logits are the base model's.
+    let ids = common::ids_tensor(&[vec![4, 5, 6, 7, 8]]);
+    let plain = qwen2_tied()
+        .forward(ids.clone(), None, None, None)
+        .expect("base");
+    let adapted = loaded
+        .language_model()
+        .forward(ids, None, None, None)
+        .expect("adapted");
+    assert!(
+        bits(plain) != bits(adapted),
+        "the adapter changes the logits"
+    );
+}
+
+#[test]
+fn adapters_applied_in_training_are_saved_by_save_checkpoint() {
+    let lora = vlm_lora::LoraConfig::new(4, 8.0, vlm_lora::TargetModules::parse("q_proj|v_proj"));
+    let llm = vlm_lora::apply(qwen2_tied(), &lora).expect("apply");
+    // B starts at zero; give it values, as a training step would.
+    use vlm_lora::AdaptableModel;
+    let llm = llm.map_linears(&mut |_, mut linear| match linear.adapter.take() {
+        Some(adapter) => {
+            let b = Tensor::random(
+                [linear.d_output(), adapter.rank()],
+                burn::tensor::Distribution::Normal(0.0, 0.5),
+                &device(),
+            );
+            let fresh = vlm_lora::LoraAdapter::from_peft(adapter.peft_a(), b, adapter.scaling, 0.0);
+            linear.with_adapter(fresh)
+        }
+        None => linear,
+    });
+    let (model, config) = siglip_qwen_vlm(llm);
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = model
+        .save_checkpoint(out.path().join("ckpt"), &config)
+        .expect("save");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(CONFIG_FILE)).expect("read")).expect("json");
+    assert_eq!(json["adapter"], "adapter");
+
+    let (loaded, _) = load_checkpoint::<TestBackend>(&dir, &device()).expect("load");
+    let batch = siglip_qwen_batch();
+    let before = model.forward(batch.clone()).expect("forward");
+    let after = loaded.forward(batch).expect("forward loaded");
+    assert!(
+        bits(before) == bits(after),
+        "logits differ after save -> load"
+    );
+
+    // A checkpoint whose adapter folder went missing is refused, naming the folder.
+    std::fs::remove_dir_all(dir.join("adapter")).expect("remove adapter");
+    let err = load_err(&dir);
+    assert!(matches!(err, ModelError::Adapter { .. }), "{err}");
+    assert!(err.to_string().contains("adapter"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&dir.join("adapter").display().to_string()),
+        "{err}"
+    );
+
+    // A LoRA config without adapters to save is refused.
+    let (plain, config) = siglip_qwen_vlm(qwen2_tied());
+    let err = plain
+        .save_checkpoint_with_lora(out.path().join("plain"), &config, &lora)
+        .expect_err("no adapter to save");
+    assert!(matches!(err, ModelError::Adapter { .. }), "{err}");
+}

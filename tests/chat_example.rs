@@ -1,0 +1,125 @@
+//! `examples/chat.rs` on the tiny `llava` fixture. Its vocabulary (512) is smaller than the
+//! Qwen tokenizer's, so a ChatML prompt (`<|im_start|>` = 151644) is refused with a typed
+//! error, and generation is driven by `--prompt-ids` (ids < 512, with the image's run of
+//! placeholders); the Qwen tokenizer still decodes the generated ids (all < 512), which is
+//! what the streamed text is checked against.
+
+#[allow(dead_code)] // the example's `main`: these tests call `run`
+#[path = "../examples/chat.rs"]
+mod chat;
+
+use chat::{run, Args, ChatError, Reply};
+use clap::Parser;
+use vlm::data::Tokenizer;
+use vlm_testkit::fixture;
+
+fn tokenizer() -> std::path::PathBuf {
+    fixture("..").join("tokenizer/qwen2/tokenizer.json")
+}
+
+fn chat(flags: &[&str], stdin: &str) -> Result<(Vec<Reply>, String), ChatError> {
+    let llava = fixture("llava");
+    let tokenizer = tokenizer();
+    let mut argv = vec![
+        "chat".to_string(),
+        "--llava".into(),
+        llava.display().to_string(),
+        "--tokenizer".into(),
+        tokenizer.display().to_string(),
+    ];
+    argv.extend(flags.iter().map(|f| f.to_string()));
+    let args = Args::try_parse_from(argv).expect("valid flags");
+    let mut out = Vec::new();
+    let replies = run(&args, stdin.as_bytes(), &mut out)?;
+    Ok((replies, String::from_utf8(out).expect("utf-8 output")))
+}
+
+/// Prompt ids: a few tokens, the image's 16 placeholders (id 511), a few more.
+fn prompt_ids() -> String {
+    let mut ids = vec!["3".to_string(), "17".into()];
+    ids.extend(std::iter::repeat_n("511".to_string(), 16));
+    ids.extend(["42".to_string(), "7".into()]);
+    ids.join(",")
+}
+
+#[test]
+fn greedy_answers_stream_their_decoded_ids_and_repeat() {
+    let image = fixture("image_processor").join("small_rgb.jpg");
+    let image = image.display().to_string();
+    let ids = prompt_ids();
+    let flags = [
+        "--image",
+        &image,
+        "--prompt-ids",
+        &ids,
+        "--max-new-tokens",
+        "12",
+    ];
+    let (replies, out) = chat(&flags, "").expect("chat");
+    let tokenizer = Tokenizer::from_file(tokenizer()).expect("tokenizer");
+    assert_eq!(replies.len(), 1);
+    let reply = &replies[0];
+    assert_eq!(reply.ids.len(), 12);
+    assert_eq!(
+        reply.text,
+        tokenizer.decode(&reply.ids, true).expect("decode")
+    );
+    assert_eq!(out, format!("{}\n", reply.text));
+
+    let (again, _) = chat(&flags, "").expect("chat again");
+    assert_eq!(again, replies, "greedy decoding is deterministic");
+
+    let sampled = [
+        "--prompt-ids",
+        &ids,
+        "--image",
+        &image,
+        "--temperature",
+        "0.9",
+    ];
+    let sampled: Vec<&str> = sampled
+        .into_iter()
+        .chain(["--seed", "5", "--max-new-tokens", "6"])
+        .collect();
+    let (a, _) = chat(&sampled, "").expect("sampled");
+    let (b, _) = chat(&sampled, "").expect("sampled again");
+    assert_eq!(a, b, "equal seeds give equal answers");
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    // The Qwen tokenizer's ChatML ids are outside the tiny model's vocabulary.
+    let err = chat(&["--prompt", "hello"], "").expect_err("out of vocabulary");
+    assert!(
+        matches!(
+            err,
+            ChatError::TokenOutOfVocab {
+                vocab_size: 512,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("tokenizer.json"), "{err}");
+    // So is the REPL's first turn.
+    let err = chat(&[], "hello\n").expect_err("out of vocabulary");
+    assert!(matches!(err, ChatError::TokenOutOfVocab { .. }), "{err}");
+
+    let err = chat(&["--prompt-ids", "1,2,600"], "").expect_err("id >= vocab");
+    assert!(err.to_string().contains("600"), "{err}");
+    let err = chat(&["--prompt-ids", "1", "--image", "nope.png"], "").expect_err("no image");
+    assert!(matches!(err, ChatError::Image(_)), "{err}");
+    let err = chat(
+        &["--prompt-ids", "1", "--top-p", "2", "--temperature", "1"],
+        "",
+    )
+    .expect_err("top-p");
+    assert!(matches!(err, ChatError::Usage(_)), "{err}");
+    let err = chat(&["--prompt-ids", "1", "--max-new-tokens", "0"], "").expect_err("zero");
+    assert!(matches!(err, ChatError::Usage(_)), "{err}");
+
+    let args = Args::try_parse_from(["chat", "--prompt-ids", "1"]).expect("flags");
+    let err = run(&args, &b""[..], &mut Vec::new()).expect_err("no model");
+    assert!(matches!(err, ChatError::Usage(_)), "{err}");
+    assert!(Args::try_parse_from(["chat", "--llava", "a", "--checkpoint", "b"]).is_err());
+}

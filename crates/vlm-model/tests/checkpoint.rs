@@ -257,19 +257,17 @@ fn the_adapter_hook_must_be_filled_before_commit() {
     assert!(matches!(err, ModelError::Adapter { .. }), "{err}");
 }
 
+/// The VLM [`siglip_qwen_vlm`] builds.
+type ShuffleVlm = VisionLanguageModel<
+    TestBackend,
+    VisionTower<TestBackend>,
+    PixelShuffleProjector<TestBackend>,
+    QwenModel<TestBackend>,
+>;
+
 /// A VLM over qwen2_tied (siglip tower, fresh pixel-shuffle projector) whose language model
 /// is `llm`, with the config describing it.
-fn siglip_qwen_vlm(
-    llm: QwenModel<TestBackend>,
-) -> (
-    VisionLanguageModel<
-        TestBackend,
-        VisionTower<TestBackend>,
-        PixelShuffleProjector<TestBackend>,
-        QwenModel<TestBackend>,
-    >,
-    VlmConfig,
-) {
+fn siglip_qwen_vlm(llm: QwenModel<TestBackend>) -> (ShuffleVlm, VlmConfig) {
     let dev = device();
     let selection = FeatureSelection {
         layer: -1,

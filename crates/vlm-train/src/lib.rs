@@ -1,4 +1,52 @@
 //! The training loop for vlm: parameter groups, schedule, gradient accumulation, checkpoints,
-//! resume and logs.
+//! resume and logs (the seed's `trainer.py` + `train.sh`).
 //!
-//! Depends on `vlm-model` (and, through it, the lower crates).
+//! - [`TrainConfig`]: every setting, from TOML and `--flags` spelt as transformers'
+//!   `TrainingArguments` ([`TrainArgs`]), validated with errors naming the setting.
+//! - [`TrainMode`]: the projector alone, the projector and LoRA adapters (the seed), or the
+//!   projector and the whole language model; the vision tower frozen unless asked
+//!   ([`apply_mode`]). Frozen parameters never require a gradient, so Burn's autodiff builds
+//!   no graph through a frozen tower and the optimizer keeps no state for them.
+//! - [`GroupedAdamW`]: the seed's four AdamW groups, projector at `feature_proj_lr` and the
+//!   rest at `learning_rate`, biases and norm parameters without weight decay.
+//! - [`Trainer`]: gradient accumulation (the exact token mean over the micro-batches of a
+//!   step), global-norm clipping, warmup + cosine/linear/constant decay ([`Schedule`]), a
+//!   NaN/inf guard, logs (console, progress bar, `metrics.jsonl`, `loss.png`), atomic
+//!   checkpoints `checkpoint-N/` rotated to `save_total_limit`, and resume that reproduces
+//!   the uninterrupted run bit for bit ([`checkpoint`]).
+//!
+//! Data comes through [`TrainData`]: a stream of micro-batches per epoch that can be
+//! repositioned ([`DataPosition`], saved in checkpoints), which makes resuming exact;
+//! [`ShuffledData`] serves in-memory samples that way, [`DatasetSource`] a `vlm-data`
+//! manifest `Dataset`.
+//!
+//! Depends on `vlm-model` (and, through it, the lower crates) and `vlm-data`.
+
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+mod config;
+mod data;
+mod dataset;
+mod error;
+mod grads;
+pub mod metrics;
+mod optim;
+mod params;
+mod schedule;
+mod trainer;
+
+pub use checkpoint::{latest_checkpoint, list_checkpoints, TrainerState};
+pub use config::{
+    LrSchedule, NonFinitePolicy, TargetModulesSpec, TrainArgs, TrainConfig, TrainMode,
+};
+pub use data::{epoch_order, DataPosition, ShuffledData, SplitMix64, TrainBatch, TrainData};
+pub use dataset::DatasetSource;
+pub use error::{ConfigError, TrainError};
+pub use optim::GroupedAdamW;
+pub use params::{
+    apply_mode, group_ids, load_trainable, param_table, save_trainable, trains, ParamGroup,
+    ParamInfo, ADAPTER_COMPONENT, LANGUAGE_MODEL_PREFIX, PROJECTOR_PREFIX, VISION_PREFIX,
+};
+pub use schedule::Schedule;
+pub use trainer::{schedule_for, LossFn, Resume, StepReport, TrainOutcome, Trainer};

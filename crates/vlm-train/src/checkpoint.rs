@@ -1,0 +1,185 @@
+//! Training checkpoints: `output_dir/checkpoint-N/`, written atomically, rotated, found again.
+//!
+//! A checkpoint folder holds
+//!
+//! - `trainer_state.json` ([`TrainerState`]): step, schedule, data position, seed, counters;
+//! - `train_config.toml`: the run's [`TrainConfig`];
+//! - `trainable.safetensors`: every trainable parameter by module path, bit-exact;
+//! - `optimizer/<group>.mpk` and `optimizer/param_paths.json`: each AdamW group's moments;
+//! - whatever the run's model export writes (for a Qwen VLM: the `vlm-model` checkpoint,
+//!   projector safetensors, `vlm_config.json`, the PEFT adapter).
+//!
+//! It is written into a hidden staging folder beside its destination
+//! (`.checkpoint-N.tmp-XXXX`), flushed, then renamed into place: a process killed mid-write
+//! leaves only the staging folder (removed when the next run starts), never a partial
+//! `checkpoint-N`, so the previous checkpoint stays the latest complete one.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DataPosition, Schedule, TrainError};
+
+/// File of the trainer's state in a checkpoint.
+pub const TRAINER_STATE_FILE: &str = "trainer_state.json";
+/// File of the run's config in a checkpoint.
+pub const TRAIN_CONFIG_FILE: &str = "train_config.toml";
+/// File of the trainable parameters in a checkpoint.
+pub const TRAINABLE_FILE: &str = "trainable.safetensors";
+/// Folder of the optimizer state in a checkpoint.
+pub const OPTIMIZER_DIR: &str = "optimizer";
+/// Prefix of checkpoint folder names (`checkpoint-120`).
+pub const CHECKPOINT_PREFIX: &str = "checkpoint-";
+const STAGING_PREFIX: &str = ".checkpoint-";
+const STAGING_MARK: &str = ".tmp-";
+
+/// Where the run is: everything besides weights and optimizer moments that resuming needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Optimizer steps done.
+    pub step: usize,
+    /// The learning-rate schedule (warmup, total steps).
+    pub schedule: Schedule,
+    /// Where the data source stands (after the last micro-batch of the last step).
+    pub data: DataPosition,
+    /// Micro-batches per epoch when the run started (a resumed run checks it).
+    pub batches_per_epoch: usize,
+    /// The run's seed. Random state is not carried over opaquely: the data order is drawn
+    /// from (seed, epoch) and the backend's generator (dropout) is reseeded from (seed, step)
+    /// before every step, so seed and position determine it.
+    pub seed: u64,
+    /// Samples trained on so far.
+    pub samples_seen: u64,
+    /// Real tokens trained on so far.
+    pub tokens_seen: u64,
+    /// Images trained on so far.
+    pub images_seen: u64,
+    /// Optimizer steps skipped (non-finite loss or gradient, or no supervised token).
+    pub skipped_steps: usize,
+    /// The loss of the last completed step.
+    pub last_loss: Option<f64>,
+}
+
+impl TrainerState {
+    /// Reads `trainer_state.json` of a checkpoint folder.
+    pub fn read(checkpoint: &Path) -> Result<Self, TrainError> {
+        let path = checkpoint.join(TRAINER_STATE_FILE);
+        let bytes = fs::read(&path).map_err(|e| TrainError::checkpoint(&path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| TrainError::checkpoint(&path, e))
+    }
+}
+
+/// `output_dir/checkpoint-{step}`.
+pub fn checkpoint_dir(output_dir: &Path, step: usize) -> PathBuf {
+    output_dir.join(format!("{CHECKPOINT_PREFIX}{step}"))
+}
+
+/// The complete checkpoints of `output_dir` (folders `checkpoint-N` holding a trainer
+/// state), sorted by step.
+pub fn list_checkpoints(output_dir: &Path) -> Vec<(usize, PathBuf)> {
+    let Ok(entries) = fs::read_dir(output_dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(usize, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let step = name.strip_prefix(CHECKPOINT_PREFIX)?.parse().ok()?;
+            let path = entry.path();
+            path.join(TRAINER_STATE_FILE)
+                .is_file()
+                .then_some((step, path))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The checkpoint of `output_dir` with the highest step, if any.
+pub fn latest_checkpoint(output_dir: &Path) -> Option<PathBuf> {
+    list_checkpoints(output_dir).pop().map(|(_, path)| path)
+}
+
+/// Writes checkpoint `step` atomically: `write` fills a staging folder, which is flushed and
+/// renamed to `checkpoint-{step}` (replacing an older folder of that name). Returns the
+/// checkpoint's path.
+pub(crate) fn write_checkpoint(
+    output_dir: &Path,
+    step: usize,
+    write: impl FnOnce(&Path) -> Result<(), TrainError>,
+) -> Result<PathBuf, TrainError> {
+    fs::create_dir_all(output_dir).map_err(|e| TrainError::write(output_dir, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!("{STAGING_PREFIX}{step}{STAGING_MARK}"))
+        .tempdir_in(output_dir)
+        .map_err(|e| TrainError::write(output_dir, e))?;
+    write(staging.path())?;
+    sync_dir(staging.path())?;
+    let destination = checkpoint_dir(output_dir, step);
+    if destination.exists() {
+        let trash = tempfile::Builder::new()
+            .prefix(&format!("{STAGING_PREFIX}{step}{STAGING_MARK}old-"))
+            .tempdir_in(output_dir)
+            .map_err(|e| TrainError::write(output_dir, e))?;
+        fs::rename(&destination, trash.path().join("previous"))
+            .map_err(|e| TrainError::write(&destination, e))?;
+    }
+    fs::rename(staging.path(), &destination).map_err(|e| TrainError::write(&destination, e))?;
+    // Now at its destination: nothing left to clean up.
+    let _ = staging.keep();
+    sync_dir(output_dir)?;
+    Ok(destination)
+}
+
+/// Deletes the oldest checkpoints beyond `limit`, never `keep`.
+pub(crate) fn rotate(output_dir: &Path, limit: usize, keep: &Path) -> Result<(), TrainError> {
+    let checkpoints = list_checkpoints(output_dir);
+    let excess = checkpoints.len().saturating_sub(limit);
+    for (_, path) in checkpoints.into_iter().take(excess) {
+        if path != keep {
+            fs::remove_dir_all(&path).map_err(|e| TrainError::write(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes staging folders left by a writer that died mid-checkpoint. Only for the process
+/// that owns `output_dir` (one run writes there at a time).
+pub(crate) fn remove_stale_staging(output_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(output_dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(STAGING_PREFIX)
+            && name.contains(STAGING_MARK)
+            && fs::remove_dir_all(entry.path()).is_ok()
+        {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
+/// Writes `bytes` to `path` and flushes them to disk.
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let mut file = File::create(path).map_err(|e| TrainError::write(path, e))?;
+    file.write_all(bytes)
+        .map_err(|e| TrainError::write(path, e))?;
+    file.sync_all().map_err(|e| TrainError::write(path, e))
+}
+
+/// Flushes a folder's entries (renames into it) to disk; a no-op where folders cannot be
+/// opened as files.
+fn sync_dir(path: &Path) -> Result<(), TrainError> {
+    match File::open(path) {
+        Ok(dir) => {
+            let _ = dir.sync_all();
+            Ok(())
+        }
+        Err(_) => Ok(()),
+    }
+}

@@ -1,0 +1,504 @@
+//! The training configuration: a TOML file, command-line flags that override it (spelt as the
+//! seed's `train.sh` passes them to transformers' `TrainingArguments`), and validation.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ConfigError, TrainError};
+
+/// What training updates; the vision tower stays frozen unless
+/// [`train_vision`](TrainConfig::train_vision) is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainMode {
+    /// The projector alone (LLaVA stage 1, feature alignment).
+    Projector,
+    /// The projector and LoRA adapters on the language model (the seed's recipe); the
+    /// language model's base weights stay frozen.
+    Lora,
+    /// The projector and every parameter of the language model.
+    Full,
+}
+
+/// How the learning rate decays after warmup (transformers' `lr_scheduler_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// Half a cosine from the peak to 0 at the last step.
+    Cosine,
+    /// A straight line from the peak to 0 at the last step.
+    Linear,
+    /// The peak throughout (after warmup).
+    Constant,
+}
+
+/// What a NaN or infinite loss or gradient norm does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum NonFinitePolicy {
+    /// Report it with the step and skip that optimizer step (no update, moments unchanged).
+    Skip,
+    /// Report it and stop the run with [`TrainError::NonFinite`].
+    Stop,
+}
+
+/// LoRA's `target_modules`: one string is a regex matched against whole module paths (PEFT's
+/// rule; `c_attn|w1|w2` is the seed's), a list matches names exactly or as a `.`-suffix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TargetModulesSpec {
+    /// A regex over the whole module path.
+    Regex(String),
+    /// Module names, matched exactly or as the path's `.`-suffix.
+    Names(Vec<String>),
+}
+
+impl fmt::Display for TargetModulesSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Regex(regex) => write!(f, "{regex:?}"),
+            Self::Names(names) => write!(f, "{names:?}"),
+        }
+    }
+}
+
+/// Every setting of a training run.
+///
+/// Names are those of transformers' `TrainingArguments` and the seed's `train.sh`, in the TOML
+/// file and as `--flags`. Defaults follow the seed (LoRA rank 128, alpha 32, dropout 0.1 on
+/// `c_attn|w1|w2`; the projector at a 10x larger learning rate) and transformers elsewhere.
+/// [`validate`](Self::validate) rejects what cannot work, naming the setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Where checkpoints (`checkpoint-N/`), `metrics.jsonl` and `loss.png` go.
+    pub output_dir: PathBuf,
+    /// What trains besides the projector.
+    pub mode: TrainMode,
+    /// Also train the vision tower (frozen by default).
+    pub train_vision: bool,
+    /// LoRA rank `r` (mode `lora`).
+    pub lora_rank: usize,
+    /// LoRA `alpha`; the adapter's output is scaled by `alpha / r`.
+    pub lora_alpha: f64,
+    /// Dropout on the adapters' input while training.
+    pub lora_dropout: f64,
+    /// Which language-model linears get adapters.
+    pub target_modules: TargetModulesSpec,
+    /// Samples per micro-batch.
+    pub per_device_train_batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub gradient_accumulation_steps: usize,
+    /// Passes over the data (fractions allowed); ignored when `max_steps` is set.
+    pub num_train_epochs: f64,
+    /// Total optimizer steps; overrides `num_train_epochs`.
+    pub max_steps: Option<usize>,
+    /// Peak learning rate of everything but the projector (LoRA adapters, the LLM, the
+    /// vision tower when trained).
+    pub learning_rate: f64,
+    /// Peak learning rate of the projector; `learning_rate` when absent.
+    pub feature_proj_lr: Option<f64>,
+    /// Decoupled weight decay (AdamW), on weights only: biases and norm parameters get none.
+    pub weight_decay: f64,
+    /// AdamW beta 1.
+    pub adam_beta1: f64,
+    /// AdamW beta 2.
+    pub adam_beta2: f64,
+    /// AdamW epsilon.
+    pub adam_epsilon: f64,
+    /// Warmup as a fraction of the total steps (used when `warmup_steps` is 0).
+    pub warmup_ratio: f64,
+    /// Warmup steps; overrides `warmup_ratio` when above 0.
+    pub warmup_steps: usize,
+    /// Decay after warmup.
+    pub lr_scheduler_type: LrSchedule,
+    /// Global gradient-norm clipping threshold; 0 turns clipping off.
+    pub max_grad_norm: f64,
+    /// Checkpoint every this many optimizer steps (and at the end); 0: only at the end.
+    pub save_steps: usize,
+    /// Keep at most this many checkpoints, deleting the oldest; absent: keep all.
+    pub save_total_limit: Option<usize>,
+    /// Log (console and `metrics.jsonl`) every this many optimizer steps.
+    pub logging_steps: usize,
+    /// Seed of the data order, dropout and every other random choice of the run.
+    pub seed: u64,
+    /// What a NaN or infinite loss or gradient does.
+    pub on_non_finite: NonFinitePolicy,
+    /// No progress bar (logs still go to stderr and `metrics.jsonl`).
+    pub disable_progress_bar: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            output_dir: PathBuf::from("runs/vlm"),
+            mode: TrainMode::Lora,
+            train_vision: false,
+            lora_rank: 128,
+            lora_alpha: 32.0,
+            lora_dropout: 0.1,
+            target_modules: TargetModulesSpec::Regex("c_attn|w1|w2".into()),
+            per_device_train_batch_size: 1,
+            gradient_accumulation_steps: 8,
+            num_train_epochs: 1.0,
+            max_steps: None,
+            learning_rate: 1e-4,
+            feature_proj_lr: Some(1e-3),
+            weight_decay: 0.0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            warmup_ratio: 0.03,
+            warmup_steps: 0,
+            lr_scheduler_type: LrSchedule::Cosine,
+            max_grad_norm: 1.0,
+            save_steps: 500,
+            save_total_limit: Some(3),
+            logging_steps: 10,
+            seed: 42,
+            on_non_finite: NonFinitePolicy::Skip,
+            disable_progress_bar: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML file (every key optional; unknown keys are errors naming them) and
+    /// validates it.
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, TrainError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::ConfigFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let config = Self::from_toml_str(&text).map_err(|e| match e {
+            TrainError::ConfigFile { reason, .. } => TrainError::ConfigFile {
+                path: path.to_path_buf(),
+                reason,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (see [`from_toml_file`](Self::from_toml_file)) and validates it.
+    pub fn from_toml_str(text: &str) -> Result<Self, TrainError> {
+        let config: Self = toml::from_str(text).map_err(|e| TrainError::ConfigFile {
+            path: PathBuf::from("<toml>"),
+            reason: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config as TOML text (what a checkpoint stores beside its state).
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string_pretty(self).expect("a TrainConfig always serialises")
+    }
+
+    /// Peak learning rate of the projector.
+    pub fn projector_lr(&self) -> f64 {
+        self.feature_proj_lr.unwrap_or(self.learning_rate)
+    }
+
+    /// Checks every setting; the first bad one is the error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.output_dir.as_os_str().is_empty() {
+            return Err(ConfigError::new("output_dir", "\"\"", "must name a folder"));
+        }
+        if self.mode == TrainMode::Lora {
+            if self.lora_rank == 0 {
+                return Err(ConfigError::new(
+                    "lora_rank",
+                    self.lora_rank,
+                    "must be at least 1",
+                ));
+            }
+            if !self.lora_alpha.is_finite() || self.lora_alpha <= 0.0 {
+                return Err(ConfigError::new(
+                    "lora_alpha",
+                    self.lora_alpha,
+                    "must be a positive number",
+                ));
+            }
+            if !(0.0..1.0).contains(&self.lora_dropout) {
+                return Err(ConfigError::new(
+                    "lora_dropout",
+                    self.lora_dropout,
+                    "must be in [0, 1)",
+                ));
+            }
+            match &self.target_modules {
+                TargetModulesSpec::Regex(r) if r.trim().is_empty() => {
+                    return Err(ConfigError::new(
+                        "target_modules",
+                        "\"\"",
+                        "names no module",
+                    ))
+                }
+                TargetModulesSpec::Names(names) if names.is_empty() => {
+                    return Err(ConfigError::new("target_modules", "[]", "names no module"))
+                }
+                _ => {}
+            }
+        }
+        if self.per_device_train_batch_size == 0 {
+            return Err(ConfigError::new(
+                "per_device_train_batch_size",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if self.gradient_accumulation_steps == 0 {
+            return Err(ConfigError::new(
+                "gradient_accumulation_steps",
+                0,
+                "must be at least 1",
+            ));
+        }
+        match self.max_steps {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    "max_steps",
+                    0,
+                    "must be at least 1 (or left out)",
+                ))
+            }
+            Some(_) => {}
+            None if !(self.num_train_epochs.is_finite() && self.num_train_epochs > 0.0) => {
+                return Err(ConfigError::new(
+                    "num_train_epochs",
+                    self.num_train_epochs,
+                    "must be positive when max_steps is not set",
+                ))
+            }
+            None => {}
+        }
+        positive_rate("learning_rate", self.learning_rate)?;
+        if let Some(lr) = self.feature_proj_lr {
+            positive_rate("feature_proj_lr", lr)?;
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(ConfigError::new(
+                "weight_decay",
+                self.weight_decay,
+                "must be 0 or more",
+            ));
+        }
+        for (field, beta) in [
+            ("adam_beta1", self.adam_beta1),
+            ("adam_beta2", self.adam_beta2),
+        ] {
+            if !(0.0..1.0).contains(&beta) {
+                return Err(ConfigError::new(field, beta, "must be in [0, 1)"));
+            }
+        }
+        if !(self.adam_epsilon.is_finite() && self.adam_epsilon > 0.0) {
+            return Err(ConfigError::new(
+                "adam_epsilon",
+                self.adam_epsilon,
+                "must be positive",
+            ));
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return Err(ConfigError::new(
+                "warmup_ratio",
+                self.warmup_ratio,
+                "must be in [0, 1)",
+            ));
+        }
+        if let Some(max) = self.max_steps {
+            if self.warmup_steps >= max {
+                return Err(ConfigError::new(
+                    "warmup_steps",
+                    self.warmup_steps,
+                    format!("must be below max_steps ({max})"),
+                ));
+            }
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
+            return Err(ConfigError::new(
+                "max_grad_norm",
+                self.max_grad_norm,
+                "must be 0 (off) or positive",
+            ));
+        }
+        if self.save_total_limit == Some(0) {
+            return Err(ConfigError::new(
+                "save_total_limit",
+                0,
+                "must be at least 1 (or left out: keep all)",
+            ));
+        }
+        if self.logging_steps == 0 {
+            return Err(ConfigError::new("logging_steps", 0, "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Applies the flags given on a command line over this config, then validates.
+    pub fn with_args(mut self, args: &TrainArgs) -> Result<Self, ConfigError> {
+        macro_rules! set {
+            ($($field:ident),* $(,)?) => {
+                $(if let Some(value) = &args.$field {
+                    self.$field = value.clone();
+                })*
+            };
+        }
+        set!(
+            output_dir,
+            mode,
+            train_vision,
+            lora_rank,
+            lora_alpha,
+            lora_dropout,
+            per_device_train_batch_size,
+            gradient_accumulation_steps,
+            num_train_epochs,
+            learning_rate,
+            weight_decay,
+            adam_beta1,
+            adam_beta2,
+            adam_epsilon,
+            warmup_ratio,
+            warmup_steps,
+            lr_scheduler_type,
+            max_grad_norm,
+            save_steps,
+            logging_steps,
+            seed,
+            on_non_finite,
+            disable_progress_bar,
+        );
+        if let Some(targets) = &args.target_modules {
+            self.target_modules = parse_targets(targets);
+        }
+        if let Some(steps) = args.max_steps {
+            // transformers' convention: max_steps <= 0 means "use the epochs".
+            self.max_steps = (steps > 0).then_some(steps as usize);
+        }
+        if let Some(lr) = args.feature_proj_lr {
+            self.feature_proj_lr = Some(lr);
+        }
+        if let Some(limit) = args.save_total_limit {
+            self.save_total_limit = (limit > 0).then_some(limit as usize);
+        }
+        self.validate()?;
+        Ok(self)
+    }
+}
+
+fn positive_rate(field: &'static str, lr: f64) -> Result<(), ConfigError> {
+    if lr.is_finite() && lr > 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::new(field, lr, "must be a positive number"))
+    }
+}
+
+/// `c_attn|w1|w2` (a regex) or `q_proj,v_proj` (a list of names).
+fn parse_targets(text: &str) -> TargetModulesSpec {
+    if text.contains(',') {
+        TargetModulesSpec::Names(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        )
+    } else {
+        TargetModulesSpec::Regex(text.to_string())
+    }
+}
+
+/// Command-line flags that override [`TrainConfig`], spelt as transformers and the seed's
+/// `train.sh` spell them (`--per_device_train_batch_size 4`). Flatten it into a program's own
+/// `clap` parser and apply it with [`TrainConfig::with_args`].
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(rename_all = "snake_case")]
+pub struct TrainArgs {
+    /// Where checkpoints, metrics.jsonl and loss.png go.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// What trains besides the projector.
+    #[arg(long, value_enum)]
+    pub mode: Option<TrainMode>,
+    /// Also train the vision tower (frozen by default).
+    #[arg(long)]
+    pub train_vision: Option<bool>,
+    /// LoRA rank.
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    /// LoRA alpha (scaling alpha / r).
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    /// Dropout on the LoRA adapters' input.
+    #[arg(long)]
+    pub lora_dropout: Option<f64>,
+    /// LoRA targets: a regex over module paths (`c_attn|w1|w2`) or a comma-separated list of
+    /// names (`q_proj,v_proj`).
+    #[arg(long)]
+    pub target_modules: Option<String>,
+    /// Samples per micro-batch.
+    #[arg(long)]
+    pub per_device_train_batch_size: Option<usize>,
+    /// Micro-batches per optimizer step.
+    #[arg(long)]
+    pub gradient_accumulation_steps: Option<usize>,
+    /// Passes over the data.
+    #[arg(long)]
+    pub num_train_epochs: Option<f64>,
+    /// Total optimizer steps (overrides the epochs; 0 or less: use the epochs).
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_steps: Option<i64>,
+    /// Peak learning rate of everything but the projector.
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
+    /// Peak learning rate of the projector.
+    #[arg(long)]
+    pub feature_proj_lr: Option<f64>,
+    /// AdamW weight decay (not on biases and norms).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// AdamW beta 1.
+    #[arg(long)]
+    pub adam_beta1: Option<f64>,
+    /// AdamW beta 2.
+    #[arg(long)]
+    pub adam_beta2: Option<f64>,
+    /// AdamW epsilon.
+    #[arg(long)]
+    pub adam_epsilon: Option<f64>,
+    /// Warmup as a fraction of the total steps.
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+    /// Warmup steps (override the ratio when above 0).
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    /// cosine, linear or constant.
+    #[arg(long, value_enum)]
+    pub lr_scheduler_type: Option<LrSchedule>,
+    /// Global gradient-norm clipping (0: off).
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// Checkpoint every N steps (0: only at the end).
+    #[arg(long)]
+    pub save_steps: Option<usize>,
+    /// Keep the last N checkpoints (0: all).
+    #[arg(long)]
+    pub save_total_limit: Option<i64>,
+    /// Log every N steps.
+    #[arg(long)]
+    pub logging_steps: Option<usize>,
+    /// Seed of the data order and dropout.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// skip or stop on a NaN/inf loss or gradient.
+    #[arg(long, value_enum)]
+    pub on_non_finite: Option<NonFinitePolicy>,
+    /// No progress bar.
+    #[arg(long)]
+    pub disable_progress_bar: Option<bool>,
+}

@@ -1,0 +1,206 @@
+//! What the training loop consumes: micro-batches addressed by epoch and index, so that a
+//! resumed run asks for exactly the batches the interrupted one would have seen next.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+use serde::{Deserialize, Serialize};
+use vlm_model::{VlmBatch, IGNORE_INDEX};
+
+use crate::TrainError;
+
+/// One micro-batch: the model's inputs, the labels (`-100` where nothing is learned) and the
+/// counts the logs report.
+#[derive(Debug, Clone)]
+pub struct TrainBatch<B: Backend> {
+    /// Token ids, attention mask and pixels.
+    pub inputs: VlmBatch<B>,
+    /// `[batch, seq]` labels aligned with `inputs.input_ids` (the loss shifts them).
+    pub labels: Tensor<B, 2, Int>,
+    /// Samples in the batch.
+    pub samples: usize,
+    /// Images in the batch.
+    pub images: usize,
+    /// Real (non-padding) tokens in the batch.
+    pub tokens: usize,
+    /// Tokens the loss learns (labels other than -100 after the shift).
+    pub supervised_tokens: usize,
+}
+
+impl<B: Backend> TrainBatch<B> {
+    /// A batch, with its counts read from the tensors.
+    pub fn new(inputs: VlmBatch<B>, labels: Tensor<B, 2, Int>) -> Self {
+        let [samples, seq] = inputs.input_ids.dims();
+        let images = inputs.pixel_values.as_ref().map_or(0, |p| p.dims()[0]);
+        let tokens = match &inputs.attention_mask {
+            Some(mask) => mask.to_data().iter::<i64>().filter(|&m| m != 0).count(),
+            None => samples * seq,
+        };
+        let supervised_tokens = labels
+            .to_data()
+            .iter::<i64>()
+            .enumerate()
+            .filter(|(i, label)| i % seq != 0 && *label != IGNORE_INDEX)
+            .count();
+        Self {
+            inputs,
+            labels,
+            samples,
+            images,
+            tokens,
+            supervised_tokens,
+        }
+    }
+}
+
+/// Where a data source stands: `index` units (records, samples or batches: the source's
+/// choice) of epoch `epoch`'s order are consumed. Saved in checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct DataPosition {
+    /// The epoch.
+    pub epoch: u64,
+    /// How far into the epoch, in the source's units.
+    pub index: usize,
+}
+
+impl DataPosition {
+    /// The start of epoch `epoch`.
+    pub fn start_of(epoch: u64) -> Self {
+        Self { epoch, index: 0 }
+    }
+}
+
+/// A source of micro-batches for [`Trainer::fit`](crate::Trainer::fit): a stream of batches
+/// per epoch that can be repositioned.
+///
+/// Resuming is exact when the source yields, after [`seek`](Self::seek) to a position, the
+/// same batches it yielded after that position before: shuffle by seed and epoch, never by
+/// anything else.
+pub trait TrainData<B: Backend> {
+    /// Micro-batches in one epoch, for the schedule of an epoch-based run (an estimate is
+    /// fine when the source may skip bad records).
+    fn batches_per_epoch(&self) -> usize;
+
+    /// Positions the source so that the next batch is the one after `position`.
+    fn seek(&mut self, position: DataPosition) -> Result<(), TrainError>;
+
+    /// The next micro-batch of the current epoch, on `device`; `None` at the end of the
+    /// epoch (the trainer then seeks to the start of the next one).
+    fn next_batch(&mut self, device: &B::Device) -> Result<Option<TrainBatch<B>>, TrainError>;
+
+    /// Where the source stands: after the last batch returned.
+    fn position(&self) -> DataPosition;
+}
+
+/// In-memory samples served in a shuffled order per epoch (a permutation drawn from the seed
+/// and the epoch), `batch_size` at a time, the last batch of an epoch possibly smaller;
+/// `collate` turns a slice of samples into a batch. Positions count samples.
+pub struct ShuffledData<S, F> {
+    samples: Vec<S>,
+    batch_size: usize,
+    seed: u64,
+    collate: F,
+    position: DataPosition,
+    order: Option<(u64, Vec<usize>)>,
+}
+
+impl<S, F> ShuffledData<S, F> {
+    /// Batches of `batch_size` (at least 1) of `samples`, shuffled by `seed`.
+    pub fn new(samples: Vec<S>, batch_size: usize, seed: u64, collate: F) -> Self {
+        Self {
+            samples,
+            batch_size: batch_size.max(1),
+            seed,
+            collate,
+            position: DataPosition::default(),
+            order: None,
+        }
+    }
+
+    /// The samples.
+    pub fn samples(&self) -> &[S] {
+        &self.samples
+    }
+}
+
+impl<B, S, F> TrainData<B> for ShuffledData<S, F>
+where
+    B: Backend,
+    F: FnMut(&[&S], &B::Device) -> Result<TrainBatch<B>, TrainError>,
+{
+    fn batches_per_epoch(&self) -> usize {
+        self.samples.len().div_ceil(self.batch_size)
+    }
+
+    fn seek(&mut self, position: DataPosition) -> Result<(), TrainError> {
+        if position.index > self.samples.len() {
+            return Err(TrainError::Data(format!(
+                "cannot resume at sample {} of an epoch of {}",
+                position.index,
+                self.samples.len()
+            )));
+        }
+        self.position = position;
+        Ok(())
+    }
+
+    fn next_batch(&mut self, device: &B::Device) -> Result<Option<TrainBatch<B>>, TrainError> {
+        let DataPosition { epoch, index } = self.position;
+        if index >= self.samples.len() {
+            return Ok(None);
+        }
+        if self.order.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            self.order = Some((epoch, epoch_order(self.samples.len(), self.seed, epoch)));
+        }
+        let order = &self.order.as_ref().expect("just set").1;
+        let end = (index + self.batch_size).min(order.len());
+        let picked: Vec<&S> = order[index..end]
+            .iter()
+            .map(|&i| &self.samples[i])
+            .collect();
+        let batch = (self.collate)(&picked, device)?;
+        self.position.index = end;
+        Ok(Some(batch))
+    }
+
+    fn position(&self) -> DataPosition {
+        self.position
+    }
+}
+
+/// The order of `len` samples in `epoch`: a Fisher-Yates shuffle driven by SplitMix64 seeded
+/// from `seed` and `epoch` (stable across platforms and versions).
+pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut rng = SplitMix64::new(seed ^ epoch.wrapping_mul(0xA076_1D64_78BD_642F));
+    let mut order: Vec<usize> = (0..len).collect();
+    for i in (1..len).rev() {
+        let j = (rng.next() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+/// SplitMix64: a tiny, well-mixed generator whose output is fixed by its seed.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform float in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}

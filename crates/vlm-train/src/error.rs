@@ -1,0 +1,107 @@
+//! The errors of training: configuration, data, model, checkpoint and numeric failures.
+
+use std::path::PathBuf;
+
+use vlm_model::ModelError;
+
+/// A setting of [`TrainConfig`](crate::TrainConfig) that cannot work, named with the value
+/// given and what would be accepted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid training setting `{field}` = {value}: {reason}")]
+pub struct ConfigError {
+    /// The setting, as the TOML key and the CLI flag (without `--`) spell it.
+    pub field: &'static str,
+    /// The value given, as text.
+    pub value: String,
+    /// What is wrong and what would work.
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(
+        field: &'static str,
+        value: impl ToString,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            field,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything that can stop a training run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// A config file could not be read or parsed.
+    #[error("cannot read the training config {path}: {reason}")]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// The model failed (forward pass, loss, export).
+    #[error(transparent)]
+    Model(#[from] ModelError),
+
+    /// The training data failed.
+    #[error("training data: {0}")]
+    Data(String),
+
+    /// The model has nothing to train in the configured mode, or a part the mode needs is
+    /// missing (e.g. LoRA mode without any adapter attached).
+    #[error("nothing to train: {0}")]
+    NothingToTrain(String),
+
+    /// The loss or a gradient was NaN or infinite and the run is configured to stop on it.
+    #[error("non-finite {what} ({value}) at step {step}; stopping (on_non_finite = \"stop\")")]
+    NonFinite {
+        /// `loss` or `gradient norm`.
+        what: &'static str,
+        /// The value, as text (`NaN`, `inf`).
+        value: String,
+        /// The optimizer step (1-based) it happened in.
+        step: usize,
+    },
+
+    /// A file of the run (checkpoint, metrics) could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// A checkpoint to resume from is missing, incomplete or does not fit the model.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint folder or file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl TrainError {
+    pub(crate) fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Write {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn checkpoint(path: impl Into<PathBuf>, reason: impl ToString) -> Self {
+        Self::Checkpoint {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+}

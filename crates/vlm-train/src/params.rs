@@ -1,0 +1,363 @@
+//! The model's parameters by path: which train (the mode), which optimizer group each
+//! belongs to, and the trainable values saved to and restored from a checkpoint.
+//!
+//! Paths are Burn module paths (`projector.Mlp.linear_1.bias`,
+//! `language_model.model.layers.0.self_attn.q_proj.adapter.lora_a.weight`), stable across
+//! runs, unlike Burn's random `ParamId`s; checkpoints key everything by them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorData};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::{TrainError, TrainMode};
+
+/// First path component of the vision encoder in a `VisionLanguageModel`.
+pub const VISION_PREFIX: &str = "vision";
+/// First path component of the projector in a `VisionLanguageModel`.
+pub const PROJECTOR_PREFIX: &str = "projector";
+/// First path component of the language model in a `VisionLanguageModel`.
+pub const LANGUAGE_MODEL_PREFIX: &str = "language_model";
+/// The path component of a LoRA adapter inside a `LoraLinear`.
+pub const ADAPTER_COMPONENT: &str = "adapter";
+
+/// The four AdamW parameter groups of the seed's trainer: projector or not, times weight
+/// decay or not (biases and norm parameters get no decay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamGroup {
+    /// Projector weights: `feature_proj_lr`, weight decay.
+    Projector,
+    /// Projector biases: `feature_proj_lr`, no decay.
+    ProjectorNoDecay,
+    /// Everything else that trains (LoRA adapters, the LLM, the vision tower when trained):
+    /// `learning_rate`, weight decay.
+    Model,
+    /// Their biases and norm parameters: `learning_rate`, no decay.
+    ModelNoDecay,
+}
+
+impl ParamGroup {
+    /// The four groups, in a fixed order.
+    pub const ALL: [Self; 4] = [
+        Self::Projector,
+        Self::ProjectorNoDecay,
+        Self::Model,
+        Self::ModelNoDecay,
+    ];
+
+    /// Its name in logs, metrics and checkpoint files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Projector => "projector",
+            Self::ProjectorNoDecay => "projector_no_decay",
+            Self::Model => "model",
+            Self::ModelNoDecay => "model_no_decay",
+        }
+    }
+
+    /// Whether it is a projector group (at `feature_proj_lr`).
+    pub fn is_projector(self) -> bool {
+        matches!(self, Self::Projector | Self::ProjectorNoDecay)
+    }
+
+    /// Whether weight decay applies.
+    pub fn decays(self) -> bool {
+        matches!(self, Self::Projector | Self::Model)
+    }
+
+    fn of(path: &[String], parent_type: &str) -> Self {
+        let leaf = path.last().map(String::as_str).unwrap_or_default();
+        let no_decay = leaf == "bias" || leaf == "beta" || parent_type.contains("Norm");
+        let projector = path.first().map(String::as_str) == Some(PROJECTOR_PREFIX);
+        match (projector, no_decay) {
+            (true, false) => Self::Projector,
+            (true, true) => Self::ProjectorNoDecay,
+            (false, false) => Self::Model,
+            (false, true) => Self::ModelNoDecay,
+        }
+    }
+}
+
+/// One float parameter of the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamInfo {
+    /// Its module path, e.g. `projector.Mlp.linear_1.weight`.
+    pub path: String,
+    /// Burn's id of it in this process.
+    pub id: ParamId,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Whether it requires a gradient (is trained).
+    pub trainable: bool,
+    /// The optimizer group it belongs to if trained.
+    pub group: ParamGroup,
+}
+
+/// Every float parameter of `model`, in visiting order.
+pub fn param_table<B: Backend, M: Module<B>>(model: &M) -> Vec<ParamInfo> {
+    let mut table = Table {
+        path: PathStack::default(),
+        params: Vec::new(),
+    };
+    model.visit(&mut table);
+    table.params
+}
+
+/// The trainable parameters' ids of each group (only non-empty groups appear).
+pub fn group_ids(table: &[ParamInfo]) -> BTreeMap<ParamGroup, Vec<ParamId>> {
+    let mut groups: BTreeMap<ParamGroup, Vec<ParamId>> = BTreeMap::new();
+    for info in table.iter().filter(|p| p.trainable) {
+        groups.entry(info.group).or_default().push(info.id);
+    }
+    groups
+}
+
+#[derive(Default)]
+struct PathStack {
+    names: Vec<String>,
+    types: Vec<String>,
+}
+
+impl PathStack {
+    fn enter(&mut self, name: &str, container_type: &str) {
+        self.names.push(name.to_string());
+        self.types.push(container_type.to_string());
+    }
+
+    fn exit(&mut self) {
+        self.names.pop();
+        self.types.pop();
+    }
+
+    fn joined(&self) -> String {
+        self.names.join(".")
+    }
+
+    /// The container type of the innermost entry: the struct that holds the parameter.
+    fn parent_type(&self) -> &str {
+        self.types.last().map(String::as_str).unwrap_or_default()
+    }
+}
+
+struct Table {
+    path: PathStack,
+    params: Vec<ParamInfo>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Table {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let value = param.val();
+        self.params.push(ParamInfo {
+            path: self.path.joined(),
+            id: param.id,
+            shape: value.dims().to_vec(),
+            trainable: value.is_require_grad(),
+            group: ParamGroup::of(&self.path.names, self.path.parent_type()),
+        });
+    }
+}
+
+/// What trains in a vision-language model: the projector always; the language model's LoRA
+/// adapters, all of it, or none of it by `mode`; the vision tower when `train_vision`.
+///
+/// Works on the module paths of `vlm_model::VisionLanguageModel` ([`VISION_PREFIX`],
+/// [`PROJECTOR_PREFIX`], [`LANGUAGE_MODEL_PREFIX`]); every other parameter is frozen.
+/// Frozen parameters never require a gradient, so Burn's autodiff records no operation on
+/// them alone (a frozen tower's forward pass builds no graph) and the optimizer keeps no
+/// state for them. Call it on a model on an autodiff backend.
+pub fn apply_mode<B: Backend, M: Module<B>>(model: M, mode: TrainMode, train_vision: bool) -> M {
+    model.map(&mut Freeze {
+        path: PathStack::default(),
+        mode,
+        train_vision,
+    })
+}
+
+/// Whether the parameter at `path` trains under `mode`.
+pub fn trains(path: &[String], mode: TrainMode, train_vision: bool) -> bool {
+    let in_adapter = path.iter().any(|p| p == ADAPTER_COMPONENT);
+    match path.first().map(String::as_str) {
+        Some(VISION_PREFIX) => train_vision,
+        Some(PROJECTOR_PREFIX) => true,
+        Some(LANGUAGE_MODEL_PREFIX) => match mode {
+            TrainMode::Projector => false,
+            TrainMode::Lora => in_adapter,
+            TrainMode::Full => true,
+        },
+        _ => false,
+    }
+}
+
+struct Freeze {
+    path: PathStack,
+    mode: TrainMode,
+    train_vision: bool,
+}
+
+impl<B: Backend> ModuleMapper<B> for Freeze {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let train = trains(&self.path.names, self.mode, self.train_vision);
+        param.set_require_grad(train)
+    }
+}
+
+/// The values of the trainable parameters, by path, as a safetensors file in the backend's
+/// float type (bit-exact: what resuming restores).
+pub fn save_trainable<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<(), TrainError> {
+    let mut collect = Collect {
+        path: PathStack::default(),
+        tensors: Vec::new(),
+    };
+    model.visit(&mut collect);
+    let views = collect
+        .tensors
+        .iter()
+        .map(|(name, data)| {
+            let dtype = safetensors_dtype(data.dtype).ok_or_else(|| {
+                TrainError::checkpoint(path, format!("{name}: unsupported dtype {:?}", data.dtype))
+            })?;
+            let view = TensorView::new(dtype, data.shape.to_vec(), data.as_bytes())
+                .map_err(|e| TrainError::checkpoint(path, e))?;
+            Ok((name.as_str(), view))
+        })
+        .collect::<Result<Vec<_>, TrainError>>()?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| TrainError::checkpoint(path, e))?;
+    crate::checkpoint::write_synced(path, &bytes)
+}
+
+/// Replaces the trainable parameters' values with those saved by [`save_trainable`] (ids and
+/// gradient requirements kept). Every trainable parameter must be in the file with its shape,
+/// and the file must hold nothing else: an error names the first path that differs.
+pub fn load_trainable<B: Backend, M: Module<B>>(model: M, path: &Path) -> Result<M, TrainError> {
+    let bytes = std::fs::read(path).map_err(|e| TrainError::checkpoint(path, e))?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| TrainError::checkpoint(path, e))?;
+    let mut tensors = HashMap::new();
+    for (name, view) in file.tensors() {
+        let dtype = burn_dtype(view.dtype()).ok_or_else(|| {
+            TrainError::checkpoint(
+                path,
+                format!("{name}: unsupported dtype {:?}", view.dtype()),
+            )
+        })?;
+        let data = TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), dtype);
+        tensors.insert(name, data);
+    }
+    let mut restore = Restore {
+        path: PathStack::default(),
+        tensors,
+        error: None,
+    };
+    let model = model.map(&mut restore);
+    if let Some(reason) = restore.error {
+        return Err(TrainError::checkpoint(path, reason));
+    }
+    if let Some(extra) = restore.tensors.keys().next() {
+        return Err(TrainError::checkpoint(
+            path,
+            format!("holds `{extra}`, which is not a trainable parameter of this model"),
+        ));
+    }
+    Ok(model)
+}
+
+fn safetensors_dtype(dtype: DType) -> Option<Dtype> {
+    Some(match dtype {
+        DType::F64 => Dtype::F64,
+        DType::F32 | DType::Flex32 => Dtype::F32,
+        DType::F16 => Dtype::F16,
+        DType::BF16 => Dtype::BF16,
+        _ => return None,
+    })
+}
+
+fn burn_dtype(dtype: Dtype) -> Option<DType> {
+    Some(match dtype {
+        Dtype::F64 => DType::F64,
+        Dtype::F32 => DType::F32,
+        Dtype::F16 => DType::F16,
+        Dtype::BF16 => DType::BF16,
+        _ => return None,
+    })
+}
+
+struct Collect {
+    path: PathStack,
+    tensors: Vec<(String, TensorData)>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Collect {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let value = param.val();
+        if value.is_require_grad() {
+            self.tensors.push((self.path.joined(), value.into_data()));
+        }
+    }
+}
+
+struct Restore {
+    path: PathStack,
+    tensors: HashMap<String, TensorData>,
+    error: Option<String>,
+}
+
+impl<B: Backend> ModuleMapper<B> for Restore {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        if !tensor.is_require_grad() || self.error.is_some() {
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
+        let name = self.path.joined();
+        let Some(data) = self.tensors.remove(&name) else {
+            self.error = Some(format!("has no value for the trainable parameter `{name}`"));
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        if data.shape.to_vec() != tensor.dims().to_vec() {
+            self.error = Some(format!(
+                "`{name}` has shape {:?}, the model's is {:?}",
+                data.shape.to_vec(),
+                tensor.dims()
+            ));
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
+        let loaded = Tensor::<B, D>::from_data(data, &tensor.device()).require_grad();
+        Param::from_mapped_value(id, loaded, mapper)
+    }
+}

@@ -1,0 +1,265 @@
+//! Train a LLaVA-style model on a prepared manifest (the seed's `train.sh`): a frozen vision
+//! tower, an MLP projector at its own learning rate, and LoRA adapters on the language model
+//! (or the projector alone, or the whole language model).
+//!
+//! ```sh
+//! cargo run --release --example train -- \
+//!     --manifest data/prepared/train.jsonl --image-root ~/data/coco \
+//!     --llm ~/models/qwen2.5-0.5b --vision ~/models/clip-vit-large-patch14-336 \
+//!     --output_dir runs/llava-qwen --lora_rank 128 --lora_alpha 32 --lora_dropout 0.1 \
+//!     --target_modules 'q_proj|k_proj|v_proj|o_proj' --per_device_train_batch_size 4 \
+//!     --gradient_accumulation_steps 8 --num_train_epochs 1 --learning_rate 1e-4 \
+//!     --feature_proj_lr 1e-3 --save_steps 500 --save_total_limit 3
+//! # after an interruption, the same command with --resume (or --resume runs/.../checkpoint-500)
+//! ```
+//!
+//! Settings come from `--config train.toml` (every key of `vlm_train::TrainConfig`), then the
+//! `--flags`, spelt as transformers' `TrainingArguments`. Every checkpoint
+//! `output_dir/checkpoint-N/` holds the trainer's state (exact resume) and, under `model/`,
+//! the `vlm-model` checkpoint: `projector.safetensors`, `vlm_config.json` and the PEFT adapter
+//! (`adapter/`) or, when the whole LLM trains, the merged language model
+//! (`language_model/`).
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use vlm::backend::{device, Train};
+use vlm::data::image::ImageProcessor;
+use vlm::data::{ChatTemplate, Dataset, EncoderConfig, LoaderOptions, SampleEncoder, Tokenizer};
+use vlm::lora::{LoraConfig, TargetModules};
+use vlm::model::{
+    AnyProjector, ChatTemplateConfig, ProjectorConfig, ProjectorKind, QwenVlm, StagedCheckpoint,
+    VisionLanguageModel, VisionTower, VisionTowerConfig, VlmConfig,
+};
+use vlm::qwen::QwenModel;
+use vlm::train::{
+    DatasetSource, Resume, TargetModulesSpec, TrainArgs, TrainBatch, TrainConfig, TrainError,
+    TrainMode, Trainer,
+};
+use vlm::vision::{FeatureSelection, SelectStrategy, VisionEncoder};
+
+#[derive(Parser)]
+#[command(about = "Train a vision-language model on a prepared manifest")]
+struct Args {
+    /// The prepared manifest: JSONL, one conversation per line (see `prepare_data`).
+    #[arg(long)]
+    manifest: PathBuf,
+    /// Folder the manifest's relative image paths start from (default: the manifest's).
+    #[arg(long)]
+    image_root: Option<PathBuf>,
+    /// Hugging Face folder of the base language model (Qwen v1, Qwen2/2.5 or Qwen3).
+    #[arg(long)]
+    llm: PathBuf,
+    /// Hugging Face folder of the vision tower (CLIP or SigLIP).
+    #[arg(long)]
+    vision: PathBuf,
+    /// Key prefix of the tower's weights (`vision_tower.vision_model` in llava-hf folders).
+    #[arg(long, default_value = "vision_model")]
+    vision_prefix: String,
+    /// LLaVA's vision_feature_layer.
+    #[arg(long, default_value_t = -2, allow_negative_numbers = true)]
+    vision_feature_layer: i64,
+    /// LLaVA's vision_feature_select_strategy: `default` (drop CLS) or `full`.
+    #[arg(long, default_value = "default")]
+    vision_feature_select_strategy: String,
+    /// Folder with the tokenizer.json (default: the LLM folder).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// System prompt (default: the seed's).
+    #[arg(long)]
+    system_prompt: Option<String>,
+    /// Longest training sequence, image tokens included.
+    #[arg(long, default_value_t = 2048)]
+    max_len: usize,
+    /// Data loader worker threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// A TOML file of training settings; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Resume from the latest checkpoint of output_dir (`--resume`) or from a folder.
+    #[arg(long, num_args = 0..=1, default_missing_value = "latest")]
+    resume: Option<String>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let args = Args::parse();
+    let config = match &args.config {
+        Some(path) => TrainConfig::from_toml_file(path)?,
+        None => TrainConfig::default(),
+    }
+    .with_args(&args.train)?;
+    if config.train_vision {
+        return Err(
+            "train_vision: this program exports checkpoints that load the vision tower \
+                    from its original folder, so it cannot train it; use mode projector, lora \
+                    or full"
+                .into(),
+        );
+    }
+    let dev = device();
+    let llm_dir = absolute(&args.llm)?;
+    let vision_dir = absolute(&args.vision)?;
+
+    let strategy = match args.vision_feature_select_strategy.as_str() {
+        "default" => SelectStrategy::Default,
+        "full" => SelectStrategy::Full,
+        other => return Err(format!("unknown vision_feature_select_strategy {other:?}").into()),
+    };
+    let selection = FeatureSelection {
+        layer: args.vision_feature_layer,
+        strategy,
+    };
+    let vision = VisionTower::<Train>::load(&vision_dir, &args.vision_prefix, selection, &dev)?;
+    let llm = QwenModel::<Train>::load(&llm_dir, &dev)?;
+    let lora = lora_config(&config, &llm_dir);
+    let llm = match &lora {
+        Some(lora) => vlm::lora::apply(llm, lora)?,
+        None => llm,
+    };
+    let projector = AnyProjector::new(
+        &ProjectorConfig {
+            kind: ProjectorKind::Mlp2xGelu,
+            input_dim: vision.output_dim(),
+            output_dim: llm.config().hidden_size,
+        },
+        &dev,
+    )?;
+
+    let tokenizer = Tokenizer::from_model_dir(args.tokenizer.as_ref().unwrap_or(&llm_dir))?;
+    let template = match &args.system_prompt {
+        Some(system) => ChatTemplate::new(system.clone()),
+        None => ChatTemplate::default(),
+    };
+    let system_prompt = template.system().map(str::to_string);
+    let images = ImageProcessor::new(vision.preprocessing().clone());
+    let encoder = SampleEncoder::new(
+        tokenizer,
+        template,
+        EncoderConfig::new(vision.tokens_per_image(), args.max_len),
+    )?;
+    let image_token_id = encoder.image_token_id();
+    let model = VisionLanguageModel::new(vision, projector, llm, image_token_id)?;
+
+    let image_root = match &args.image_root {
+        Some(root) => root.clone(),
+        None => args
+            .manifest
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf(),
+    };
+    let mut options = LoaderOptions::new(config.per_device_train_batch_size);
+    options.seed = config.seed;
+    if let Some(workers) = args.workers {
+        options.workers = workers;
+    }
+    let dataset = Dataset::open(&args.manifest, &image_root, encoder, images, options)?;
+    println!(
+        "{} records in {}; mode {:?}; output {}",
+        dataset.len(),
+        args.manifest.display(),
+        config.mode,
+        config.output_dir.display()
+    );
+    let mut data = DatasetSource::new(dataset);
+
+    let tower = VisionTowerConfig {
+        path: vision_dir.clone(),
+        weight_prefix: args.vision_prefix.clone(),
+        feature_layer: args.vision_feature_layer,
+        feature_strategy: strategy,
+    };
+    let template = ChatTemplateConfig {
+        name: "chatml".into(),
+        system_prompt,
+    };
+    let mode = config.mode;
+    let export = |model: &QwenVlm<Train>, dir: &Path| {
+        export_checkpoint(model, dir, mode, &llm_dir, &tower, &template, lora.as_ref())
+    };
+    let resume = match args.resume.as_deref() {
+        None => Resume::No,
+        Some("latest") => Resume::Latest,
+        Some(dir) => Resume::From(PathBuf::from(dir)),
+    };
+    let loss = |m: &QwenVlm<Train>, b: TrainBatch<Train>| Ok(m.forward_loss(b.inputs, b.labels)?.1);
+    let outcome = Trainer::new(config, dev, loss)?
+        .with_export(export)
+        .fit(model, &mut data, resume)?;
+    println!(
+        "done: step {}, last loss {:.4}, {} records skipped; last checkpoint {}",
+        outcome.state.step,
+        outcome.state.last_loss.unwrap_or(f64::NAN),
+        data.skipped(),
+        outcome
+            .last_checkpoint
+            .map_or("none".into(), |p| p.display().to_string())
+    );
+    Ok(())
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, Box<dyn Error>> {
+    Ok(std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?)
+}
+
+/// The LoRA settings of a LoRA-mode run.
+fn lora_config(config: &TrainConfig, llm: &Path) -> Option<LoraConfig> {
+    if config.mode != TrainMode::Lora {
+        return None;
+    }
+    let targets = match &config.target_modules {
+        TargetModulesSpec::Regex(regex) => TargetModules::parse(regex),
+        TargetModulesSpec::Names(names) => TargetModules::names(names.clone()),
+    };
+    Some(
+        LoraConfig::new(config.lora_rank, config.lora_alpha, targets)
+            .with_dropout(config.lora_dropout)
+            .with_base_model(llm.display().to_string()),
+    )
+}
+
+/// Writes the `vlm-model` checkpoint into `dir/model`: projector and config, plus the PEFT
+/// adapter (LoRA) or the merged language model (full).
+fn export_checkpoint(
+    model: &QwenVlm<Train>,
+    dir: &Path,
+    mode: TrainMode,
+    llm_dir: &Path,
+    tower: &VisionTowerConfig,
+    template: &ChatTemplateConfig,
+    lora: Option<&LoraConfig>,
+) -> Result<(), TrainError> {
+    let destination = dir.join("model");
+    let failed = |e: &dyn std::fmt::Display| TrainError::Checkpoint {
+        path: destination.clone(),
+        reason: e.to_string(),
+    };
+    let language_model = match mode {
+        TrainMode::Full => PathBuf::from("language_model"),
+        _ => llm_dir.to_path_buf(),
+    };
+    let mut config = VlmConfig::for_model(model, language_model, tower.clone(), template.clone());
+    if lora.is_some() {
+        config.adapter = Some(PathBuf::from("adapter"));
+    }
+    let staged = StagedCheckpoint::new(&destination, model, &config)?;
+    if let Some(lora) = lora {
+        vlm::lora::save_adapter(model.language_model(), lora, staged.path().join("adapter"))
+            .map_err(|e| failed(&e))?;
+    }
+    if mode == TrainMode::Full {
+        model
+            .language_model()
+            .save_merged(
+                staged.path().join("language_model"),
+                llm_dir.join("config.json"),
+            )
+            .map_err(|e| failed(&e))?;
+    }
+    staged.commit()?;
+    Ok(())
+}

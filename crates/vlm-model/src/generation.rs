@@ -3,7 +3,7 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use vlm_qwen::{position_ids_from_mask, GenerationConfig, Sampler};
+use vlm_qwen::{position_ids_from_mask, GenerationConfig, TokenChooser};
 use vlm_vision::VisionEncoder;
 
 use crate::{LanguageModel, ModelError, Projector, VisionLanguageModel, VlmBatch};
@@ -154,7 +154,7 @@ pub(crate) fn decode<B: Backend, L: LanguageModel<B>>(
     history: Vec<Vec<u32>>,
     mut on_token: impl FnMut(&[u32]),
 ) -> Result<Vec<Vec<u32>>, ModelError> {
-    let mut run = TokenChoice::new(config, history, decoder.language_model.vocab_size())?;
+    let mut run = TokenChooser::new(config, history, decoder.language_model.vocab_size())?;
     let mut logits = decoder.feed(embeds, mask)?;
     for step in 1..=config.max_new_tokens {
         let tokens = run.choose(logits);
@@ -164,59 +164,5 @@ pub(crate) fn decode<B: Backend, L: LanguageModel<B>>(
         }
         logits = decoder.feed_tokens(&tokens)?;
     }
-    Ok(run.generated)
-}
-
-/// The sampling state of one generation run.
-struct TokenChoice<'c> {
-    config: &'c GenerationConfig,
-    sampler: Sampler,
-    history: Vec<Vec<u32>>,
-    finished: Vec<bool>,
-    generated: Vec<Vec<u32>>,
-}
-
-impl<'c> TokenChoice<'c> {
-    fn new(
-        config: &'c GenerationConfig,
-        history: Vec<Vec<u32>>,
-        vocab_size: usize,
-    ) -> Result<Self, ModelError> {
-        if config.pad_token_id as usize >= vocab_size {
-            return Err(ModelError::InvalidInput(format!(
-                "pad_token_id {} is outside the vocabulary of {vocab_size}",
-                config.pad_token_id
-            )));
-        }
-        let batch = history.len();
-        Ok(Self {
-            config,
-            sampler: Sampler::new(config.decoding.clone(), config.repetition_penalty)?,
-            history,
-            finished: vec![false; batch],
-            generated: vec![Vec::new(); batch],
-        })
-    }
-
-    /// One token per sequence: sampled while it runs, `pad_token_id` once it has stopped.
-    fn choose(&mut self, logits: Vec<Vec<f32>>) -> Vec<u32> {
-        let mut tokens = Vec::with_capacity(logits.len());
-        for (row, mut row_logits) in logits.into_iter().enumerate() {
-            let token = if self.finished[row] {
-                self.config.pad_token_id
-            } else {
-                let token = self.sampler.next_token(&mut row_logits, &self.history[row]);
-                self.history[row].push(token);
-                self.finished[row] = self.config.stop_token_ids.contains(&token);
-                token
-            };
-            self.generated[row].push(token);
-            tokens.push(token);
-        }
-        tokens
-    }
-
-    fn all_finished(&self) -> bool {
-        self.finished.iter().all(|&done| done)
-    }
+    Ok(run.into_generated())
 }

@@ -7,7 +7,7 @@ mod common;
 use burn::tensor::{Int, Tensor};
 use common::{ids_tensor, rows, Llava};
 use vlm_model::{ModelError, VlmBatch};
-use vlm_qwen::GenerationConfig;
+use vlm_qwen::{GenerationConfig, QwenError};
 use vlm_testkit::TestBackend;
 
 /// The llava reference prompts without their answers: sample 0 keeps 22 tokens (2 prompt,
@@ -132,7 +132,10 @@ fn a_chat_keeps_the_image_at_its_turn() {
     let bad = chat
         .turn(&[40], None, &out_of_vocab, |_| {})
         .expect_err("pad id");
-    assert!(matches!(bad, ModelError::InvalidInput(_)), "{bad}");
+    assert!(
+        matches!(bad, ModelError::Language(QwenError::InvalidGeneration(_))),
+        "{bad}"
+    );
 
     let second_turn = [40, 41, 42];
     let history: Vec<u32> = chat.history().to_vec();

@@ -5,8 +5,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::cache::KvCache;
-use crate::sampling::{Decoding, Sampler};
-use crate::{QwenError, QwenModel};
+use crate::sampling::Decoding;
+use crate::{QwenError, QwenModel, TokenChooser};
 
 /// Settings of [`QwenModel::generate`].
 #[derive(Debug, Clone, PartialEq)]
@@ -143,13 +143,10 @@ enum Context<B: Backend> {
 /// The state of one batched generation run.
 struct Generation<'a, B: Backend> {
     model: &'a QwenModel<B>,
-    config: &'a GenerationConfig,
-    sampler: Sampler,
+    max_new_tokens: usize,
+    chooser: TokenChooser<'a>,
     mask: Tensor<B, 2, Int>,
     context: Context<B>,
-    history: Vec<Vec<u32>>,
-    finished: Vec<bool>,
-    generated: Vec<Vec<u32>>,
 }
 
 impl<'a, B: Backend> Generation<'a, B> {
@@ -159,14 +156,7 @@ impl<'a, B: Backend> Generation<'a, B> {
         mask: Tensor<B, 2, Int>,
         history: Vec<Vec<u32>>,
     ) -> Result<Self, QwenError> {
-        let vocab = model.config().vocab_size;
-        if config.pad_token_id as usize >= vocab {
-            return Err(QwenError::InvalidGeneration(format!(
-                "pad_token_id {} is outside the vocabulary of {vocab}",
-                config.pad_token_id
-            )));
-        }
-        let batch = history.len();
+        let chooser = TokenChooser::new(config, history, model.config().vocab_size)?;
         let context = if config.use_cache {
             Context::Cached(model.new_cache())
         } else {
@@ -174,13 +164,10 @@ impl<'a, B: Backend> Generation<'a, B> {
         };
         Ok(Self {
             model,
-            config,
-            sampler: Sampler::new(config.decoding.clone(), config.repetition_penalty)?,
+            max_new_tokens: config.max_new_tokens,
+            chooser,
             mask,
             context,
-            history,
-            finished: vec![false; batch],
-            generated: vec![Vec::new(); batch],
         })
     }
 
@@ -189,38 +176,20 @@ impl<'a, B: Backend> Generation<'a, B> {
         prompt: Tensor<B, 3>,
         mut on_token: impl FnMut(&[u32]),
     ) -> Result<Vec<Vec<u32>>, QwenError> {
-        let steps = self.config.max_new_tokens;
+        let steps = self.max_new_tokens;
         if steps == 0 {
-            return Ok(self.generated);
+            return Ok(self.chooser.into_generated());
         }
         let mut logits = self.forward(prompt)?;
         for step in 1..=steps {
-            let tokens = self.choose(logits);
+            let tokens = self.chooser.choose(logits);
             on_token(&tokens);
-            if step == steps || self.finished.iter().all(|&done| done) {
+            if step == steps || self.chooser.all_finished() {
                 break;
             }
             logits = self.advance(&tokens)?;
         }
-        Ok(self.generated)
-    }
-
-    /// Picks one token per sequence and records it.
-    fn choose(&mut self, logits: Vec<Vec<f32>>) -> Vec<u32> {
-        let mut tokens = Vec::with_capacity(logits.len());
-        for (row, mut row_logits) in logits.into_iter().enumerate() {
-            let token = if self.finished[row] {
-                self.config.pad_token_id
-            } else {
-                let token = self.sampler.next_token(&mut row_logits, &self.history[row]);
-                self.history[row].push(token);
-                self.finished[row] = self.config.stop_token_ids.contains(&token);
-                token
-            };
-            self.generated[row].push(token);
-            tokens.push(token);
-        }
-        tokens
+        Ok(self.chooser.into_generated())
     }
 
     /// Feeds the chosen tokens and returns the logits for the next ones.

@@ -38,6 +38,7 @@
 mod adapt;
 mod attention;
 mod cache;
+mod chooser;
 mod config;
 mod decoder;
 mod error;
@@ -56,6 +57,7 @@ mod save;
 
 pub use attention::QwenAttention;
 pub use cache::KvCache;
+pub use chooser::TokenChooser;
 pub use config::{QwenConfig, QwenVariant};
 pub use decoder::QwenDecoder;
 pub use error::QwenError;

@@ -5,7 +5,10 @@ use burn::tensor::{backend::Backend, Tensor, TensorData};
 use vlm_hf::WeightStore;
 
 use super::linear::{init_linear, linear_dims, linear_tensors, load_linear};
-use super::{PersistentProjector, Projector, ProjectorConfig, ProjectorKind, PROJECTOR_PREFIX};
+use super::{
+    check_input_width, PersistentProjector, Projector, ProjectorConfig, ProjectorKind,
+    PROJECTOR_PREFIX,
+};
 use crate::ModelError;
 
 /// LLaVA-1.5's two-layer MLP projector (transformers' `LlavaMultiModalProjector`):
@@ -64,15 +67,7 @@ impl<B: Backend> MlpProjector<B> {
 
 impl<B: Backend> Projector<B> for MlpProjector<B> {
     fn forward(&self, features: Tensor<B, 3>) -> Result<Tensor<B, 3>, ModelError> {
-        let [_, _, width] = features.dims();
-        if width != self.input_dim() {
-            return Err(ModelError::DimensionMismatch {
-                producer: "the image features",
-                produced: width,
-                consumer: "the MLP projector",
-                expected: self.input_dim(),
-            });
-        }
+        check_input_width(&features, self.input_dim(), "the MLP projector")?;
         let hidden = gelu(self.linear_1.forward(features));
         Ok(self.linear_2.forward(hidden))
     }

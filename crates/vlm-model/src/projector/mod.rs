@@ -49,3 +49,22 @@ pub trait PersistentProjector<B: Backend>: Projector<B> {
     /// Every weight as `(name, f32 data)`, names starting with [`PROJECTOR_PREFIX`].
     fn hf_tensors(&self) -> Vec<(String, TensorData)>;
 }
+
+/// Checks that `features` (`[images, tokens, width]`) are as wide as `projector` takes.
+fn check_input_width<B: Backend>(
+    features: &Tensor<B, 3>,
+    expected: usize,
+    projector: &'static str,
+) -> Result<(), ModelError> {
+    let [_, _, width] = features.dims();
+    if width == expected {
+        Ok(())
+    } else {
+        Err(ModelError::DimensionMismatch {
+            producer: "the image features",
+            produced: width,
+            consumer: projector,
+            expected,
+        })
+    }
+}

@@ -4,7 +4,10 @@ use burn::tensor::{backend::Backend, Tensor, TensorData};
 use vlm_hf::WeightStore;
 
 use super::linear::{init_linear, linear_dims, linear_tensors, load_linear};
-use super::{PersistentProjector, Projector, ProjectorConfig, ProjectorKind, PROJECTOR_PREFIX};
+use super::{
+    check_input_width, PersistentProjector, Projector, ProjectorConfig, ProjectorKind,
+    PROJECTOR_PREFIX,
+};
 use crate::ModelError;
 
 /// nanoVLM's modality projector: a pixel shuffle that concatenates each `s x s` square of
@@ -67,15 +70,7 @@ impl<B: Backend> PixelShuffleProjector<B> {
 
 impl<B: Backend> Projector<B> for PixelShuffleProjector<B> {
     fn forward(&self, features: Tensor<B, 3>) -> Result<Tensor<B, 3>, ModelError> {
-        let [_, _, width] = features.dims();
-        if width != self.input_dim() {
-            return Err(ModelError::DimensionMismatch {
-                producer: "the image features",
-                produced: width,
-                consumer: "the pixel-shuffle projector",
-                expected: self.input_dim(),
-            });
-        }
+        check_input_width(&features, self.input_dim(), "the pixel-shuffle projector")?;
         Ok(self.linear.forward(self.shuffle(features)?))
     }
 

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-/// Everything that can go wrong while reading a Hugging Face folder.
+/// Everything that can go wrong while reading or writing a Hugging Face folder.
 ///
 /// Each variant carries the file (and tensor key where there is one) so that a user with a
 /// broken download knows what to fix.
@@ -46,5 +46,14 @@ pub enum HfError {
         path: PathBuf,
         actual: String,
         expected: &'static str,
+    },
+    /// A file or folder could not be written (or moved into place).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file or folder being written.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
     },
 }

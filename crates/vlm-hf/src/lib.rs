@@ -5,11 +5,14 @@
 //! sharded and stored in f32, bf16 or f16. This crate does that once, with errors that name the
 //! file, the tensor key and what was expected, and it streams: tensors are read one at a time
 //! from memory-mapped files, so loading a checkpoint never holds two copies of it in RAM.
+//! Saving goes back through the same crate: [`SafetensorsWriter`] and [`write_json`] write
+//! files atomically.
 
 mod config;
 mod error;
 mod preprocessor;
 mod weights;
+mod write;
 
 pub use config::read_config;
 pub use error::HfError;
@@ -18,3 +21,4 @@ pub use preprocessor::{
     IMAGENET_STANDARD_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
 };
 pub use weights::{WeightInfo, WeightStore};
+pub use write::{create_dir_all, write_atomic, write_json, SafetensorsWriter};

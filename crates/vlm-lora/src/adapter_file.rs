@@ -5,16 +5,14 @@
 //! `base_model.model.<path>.lora_B.weight` (`[out, r]`).
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use vlm_hf::WeightStore;
+use vlm_hf::{create_dir_all, write_json, SafetensorsWriter, WeightStore};
 
 use crate::peft_config::CONFIG_FILE;
 use crate::target::resolve_targets;
-use crate::write::{write_json, SafetensorsWriter};
 use crate::{AdaptableModel, LoraAdapter, LoraConfig, LoraError, LoraLinear};
 
 /// File name of the adapter weights inside an adapter folder.
@@ -41,12 +39,9 @@ pub fn save_adapter<B: Backend, M: AdaptableModel<B>>(
     config.validate()?;
     let dir = dir.as_ref();
     let writer = adapter_tensors(model, config)?;
-    fs::create_dir_all(dir).map_err(|source| LoraError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    create_dir_all(dir)?;
     writer.write(&dir.join(WEIGHTS_FILE))?;
-    write_json(&dir.join(CONFIG_FILE), &config.to_peft_json())
+    Ok(write_json(&dir.join(CONFIG_FILE), &config.to_peft_json())?)
 }
 
 /// Every adapter's `A` and `B` under PEFT's keys, after checking them against `config`.

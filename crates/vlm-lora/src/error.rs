@@ -8,19 +8,10 @@ use vlm_hf::HfError;
 /// mismatched adapter (trained for another model, another rank) knows what disagrees.
 #[derive(Debug, thiserror::Error)]
 pub enum LoraError {
-    /// Reading `adapter_config.json` or `adapter_model.safetensors` failed (I/O, malformed JSON
-    /// or safetensors header, unsupported dtype).
+    /// Reading or writing `adapter_config.json` or `adapter_model.safetensors` failed (I/O,
+    /// malformed JSON or safetensors header, unsupported dtype).
     #[error(transparent)]
     Hf(#[from] HfError),
-    /// A file could not be written (or moved into place).
-    #[error("cannot write {path}: {source}")]
-    Write {
-        /// The file being written.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
-    },
     /// A LoRA setting is out of its valid range (rank 0, dropout outside `[0, 1)`, ...).
     #[error("invalid LoRA config: {0}")]
     InvalidConfig(String),

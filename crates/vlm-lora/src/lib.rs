@@ -100,7 +100,6 @@ mod merge;
 mod model;
 mod peft_config;
 mod target;
-mod write;
 
 pub use adapter::LoraAdapter;
 pub use adapter_file::{load_adapter, save_adapter};
@@ -112,4 +111,3 @@ pub use linear::LoraLinear;
 pub use merge::{merge, merge_and_unload, unmerge};
 pub use model::{adapted_modules, AdaptableModel};
 pub use target::TargetModules;
-pub use write::{write_atomic, SafetensorsWriter};

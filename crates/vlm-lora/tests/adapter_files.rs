@@ -9,10 +9,8 @@ use std::path::Path;
 use burn::tensor::{Distribution, Tensor};
 use common::{peft_tensors, Toy, FC1, Q_PROJ};
 use serde_json::Value;
-use vlm_hf::WeightStore;
-use vlm_lora::{
-    AdaptableModel, LoraAdapter, LoraConfig, LoraError, SafetensorsWriter, TargetModules,
-};
+use vlm_hf::{HfError, SafetensorsWriter, WeightStore};
+use vlm_lora::{AdaptableModel, LoraAdapter, LoraConfig, LoraError, TargetModules};
 use vlm_testkit::{device, fixture, TestBackend};
 
 type B = TestBackend;
@@ -296,7 +294,7 @@ fn writes_replace_files_atomically() {
     fs::create_dir_all(blocked.path().join("adapter_model.safetensors/occupied")).expect("mkdir");
     let err = vlm_lora::save_adapter(&newer, &config, blocked.path()).expect_err("blocked");
     assert!(
-        matches!(&err, LoraError::Write { path, .. } if path.ends_with("adapter_model.safetensors")),
+        matches!(&err, LoraError::Hf(HfError::Write { path, .. }) if path.ends_with("adapter_model.safetensors")),
         "{err:?}"
     );
     assert_eq!(names(blocked.path()), ["adapter_model.safetensors"]);

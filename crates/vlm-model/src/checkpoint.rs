@@ -6,15 +6,11 @@
 //! in the config's `adapter`); the frozen vision tower and base language model stay in their
 //! own Hugging Face folders, which the config names.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use safetensors::tensor::TensorView;
-use safetensors::Dtype;
 use tempfile::TempDir;
-use vlm_hf::{read_config, WeightStore};
+use vlm_hf::{read_config, write_json, SafetensorsWriter, WeightStore};
 use vlm_lora::LoraConfig;
 use vlm_qwen::QwenModel;
 use vlm_vision::VisionEncoder;
@@ -101,9 +97,7 @@ impl StagedCheckpoint {
             });
         }
         let staging = staging_dir(&destination)?;
-        write_file(&staging.path().join(PROJECTOR_FILE), |path| {
-            projector_bytes(model.projector(), path)
-        })?;
+        projector_weights(model.projector()).write(&staging.path().join(PROJECTOR_FILE))?;
         let mut config = config.clone();
         let adapter_path = staging.path().join(&adapter_dir);
         if model
@@ -117,9 +111,7 @@ impl StagedCheckpoint {
                 reason: "a LoRA config was given but the language model carries no adapter",
             });
         }
-        write_file(&staging.path().join(CONFIG_FILE), |path| {
-            serde_json::to_vec_pretty(&config).map_err(|e| encode_error(path, e))
-        })?;
+        write_json(&staging.path().join(CONFIG_FILE), &config)?;
         Ok(Self {
             staging,
             destination,
@@ -286,42 +278,11 @@ fn replace_dir(staged: &Path, destination: &Path) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Writes the bytes `encode` makes for `path` and flushes them to disk.
-fn write_file(
-    path: &Path,
-    encode: impl FnOnce(&Path) -> Result<Vec<u8>, ModelError>,
-) -> Result<(), ModelError> {
-    let bytes = encode(path)?;
-    let write_error = |source| ModelError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = File::create(path).map_err(write_error)?;
-    file.write_all(&bytes).map_err(write_error)?;
-    file.sync_all().map_err(write_error)
-}
-
-/// The projector's weights as a safetensors file (f32, `format: pt` metadata as
-/// transformers writes it).
-fn projector_bytes<B: Backend>(
-    projector: &impl PersistentProjector<B>,
-    path: &Path,
-) -> Result<Vec<u8>, ModelError> {
-    let tensors = projector.hf_tensors();
-    let views = tensors
-        .iter()
-        .map(|(name, data)| {
-            let view = TensorView::new(Dtype::F32, data.shape.to_vec(), data.as_bytes());
-            Ok((name.as_str(), view.map_err(|e| encode_error(path, e))?))
-        })
-        .collect::<Result<Vec<_>, ModelError>>()?;
-    let metadata = [("format".to_string(), "pt".to_string())].into();
-    safetensors::serialize(views, Some(metadata)).map_err(|e| encode_error(path, e))
-}
-
-fn encode_error(path: &Path, error: impl std::fmt::Display) -> ModelError {
-    ModelError::Encode {
-        path: path.to_path_buf(),
-        message: error.to_string(),
+/// The projector's weights under llava-hf names, in Hugging Face `[out, in]` layout (f32).
+fn projector_weights<B: Backend>(projector: &impl PersistentProjector<B>) -> SafetensorsWriter {
+    let mut writer = SafetensorsWriter::new();
+    for (name, data) in projector.hf_tensors() {
+        writer.add_data(name, data);
     }
+    writer
 }

@@ -14,7 +14,8 @@ use vlm_vision::VisionError;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// Reading a config or safetensors file failed (missing tensor, wrong shape, unsupported
-    /// dtype, I/O, malformed JSON); the inner error names the file and the key.
+    /// dtype, I/O, malformed JSON), or writing one did; the inner error names the file and
+    /// the key.
     #[error(transparent)]
     Hf(#[from] HfError),
     /// The vision tower failed to load or rejected its input.
@@ -138,13 +139,5 @@ pub enum ModelError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
-    },
-    /// Encoding a checkpoint file failed.
-    #[error("cannot encode {path}: {message}")]
-    Encode {
-        /// The file being written.
-        path: PathBuf,
-        /// What the encoder reported.
-        message: String,
     },
 }

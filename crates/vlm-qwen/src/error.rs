@@ -7,7 +7,8 @@ use vlm_lora::LoraError;
 #[derive(Debug, thiserror::Error)]
 pub enum QwenError {
     /// Reading `config.json` or the safetensors weights failed (missing tensor, wrong shape,
-    /// unsupported dtype, I/O, malformed JSON); the inner error names the file and the key.
+    /// unsupported dtype, I/O, malformed JSON), or writing a model folder did; the inner
+    /// error names the file and the key.
     #[error(transparent)]
     Hf(#[from] HfError),
     /// `config.json` names a `model_type` this crate does not implement.
@@ -32,7 +33,7 @@ pub enum QwenError {
     /// A generation setting is out of its valid range.
     #[error("invalid generation setting: {0}")]
     InvalidGeneration(String),
-    /// Attaching, loading or saving LoRA adapters failed, or writing a model folder did.
+    /// Attaching, loading or saving LoRA adapters failed.
     #[error(transparent)]
     Lora(#[from] LoraError),
     /// The `config.json` given to save a model describes another architecture.

@@ -4,7 +4,8 @@ use std::fs;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use vlm_lora::{write_atomic, AdaptableModel, LoraError, LoraLinear, SafetensorsWriter};
+use vlm_hf::{create_dir_all, write_atomic, HfError, SafetensorsWriter};
+use vlm_lora::{AdaptableModel, LoraLinear};
 
 use crate::names::{LayerNames, Names, LM_HEAD};
 use crate::{QwenConfig, QwenDecoderLayer, QwenError, QwenModel};
@@ -34,10 +35,7 @@ impl<B: Backend> QwenModel<B> {
                 path: base_config.to_path_buf(),
             });
         }
-        fs::create_dir_all(dir).map_err(|source| LoraError::Write {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        create_dir_all(dir)?;
         self.weights().write(&dir.join(WEIGHTS_FILE))?;
         copy_atomic(base_config, &dir.join(CONFIG_FILE))?;
         let generation = base_config.with_file_name(GENERATION_CONFIG_FILE);
@@ -96,6 +94,7 @@ fn add_linear<B: Backend>(writer: &mut SafetensorsWriter, path: &str, linear: &L
     }
 }
 
-fn copy_atomic(from: &Path, to: &Path) -> Result<(), LoraError> {
+/// Copies `from` to `to` atomically.
+fn copy_atomic(from: &Path, to: &Path) -> Result<(), HfError> {
     write_atomic(to, |temp| fs::copy(from, temp).map(drop))
 }

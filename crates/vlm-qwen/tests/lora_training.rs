@@ -18,7 +18,8 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use common::{masked_max_diff, Reference};
-use vlm_lora::{AdaptableModel, LoraConfig, SafetensorsWriter, TargetModules};
+use vlm_hf::SafetensorsWriter;
+use vlm_lora::{AdaptableModel, LoraConfig, TargetModules};
 use vlm_qwen::QwenModel;
 use vlm_testkit::{device, fixture, TestBackend};
 

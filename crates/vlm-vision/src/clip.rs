@@ -3,7 +3,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::nn::LayerNorm;
 use burn::tensor::{backend::Backend, Tensor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use vlm_hf::{PreprocessorConfig, WeightStore};
 
 use crate::config::{check_preprocessing, read_preprocessing, read_vision_config};
@@ -23,7 +23,7 @@ const WEIGHT_PREFIX: &str = "vision_model";
 /// Absent keys take transformers' defaults (ViT-B/32 at 224 pixels), unknown keys are
 /// ignored; [`ClipVisionConfig::from_file`] also reads the nested `vision_config` of
 /// `CLIPModel` and LLaVA checkpoints.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ClipVisionConfig {
     /// Width of every token.
@@ -112,6 +112,8 @@ pub struct ClipVisionTower<B: Backend> {
     drop_cls: bool,
     #[module(skip)]
     preprocessing: PreprocessorConfig,
+    #[module(skip)]
+    config: ClipVisionConfig,
 }
 
 impl<B: Backend> ClipVisionTower<B> {
@@ -167,7 +169,13 @@ impl<B: Backend> ClipVisionTower<B> {
             feature_layer,
             drop_cls: selection.drops_cls(true),
             preprocessing,
+            config: config.clone(),
         })
+    }
+
+    /// The config the tower was built from (what [`save`](Self::save) writes back).
+    pub fn config(&self) -> &ClipVisionConfig {
+        &self.config
     }
 
     /// Runs every layer and returns what transformers' `CLIPVisionModel` returns with

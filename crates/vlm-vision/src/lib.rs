@@ -8,7 +8,8 @@
 //! `CLIPModel`, `SiglipVisionModel` and `SiglipModel` folders (or the tower inside a LLaVA
 //! checkpoint, through `from_store` and a key prefix) and match transformers' outputs. Each
 //! tower carries its folder's `preprocessor_config.json` ([`VisionEncoder::preprocessing`]):
-//! the pixels it expects.
+//! the pixels it expects. `save` writes a tower back as a Hugging Face folder (a tower
+//! trained or built here, shipped in the standard layout).
 //!
 //! ```no_run
 //! use burn::tensor::{backend::Backend, Tensor};
@@ -48,6 +49,7 @@ mod error;
 mod layer;
 mod mlp;
 mod output;
+mod save;
 mod selection;
 mod siglip;
 mod vit;

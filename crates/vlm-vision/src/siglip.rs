@@ -3,7 +3,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::nn::LayerNorm;
 use burn::tensor::{backend::Backend, Tensor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use vlm_hf::{PreprocessorConfig, WeightStore};
 
 use crate::config::{check_preprocessing, read_preprocessing, read_vision_config};
@@ -23,7 +23,7 @@ const WEIGHT_PREFIX: &str = "vision_model";
 /// Absent keys take transformers' defaults (ViT-B/16 at 224 pixels), unknown keys (such as
 /// `vision_use_head`) are ignored; [`SiglipVisionConfig::from_file`] also reads the nested
 /// `vision_config` of `SiglipModel` and LLaVA checkpoints.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct SiglipVisionConfig {
     /// Width of every token.
@@ -110,6 +110,8 @@ pub struct SiglipVisionTower<B: Backend> {
     feature_layer: usize,
     #[module(skip)]
     preprocessing: PreprocessorConfig,
+    #[module(skip)]
+    config: SiglipVisionConfig,
 }
 
 impl<B: Backend> SiglipVisionTower<B> {
@@ -167,7 +169,13 @@ impl<B: Backend> SiglipVisionTower<B> {
             )?,
             feature_layer,
             preprocessing,
+            config: config.clone(),
         })
+    }
+
+    /// The config the tower was built from (what [`save`](Self::save) writes back).
+    pub fn config(&self) -> &SiglipVisionConfig {
+        &self.config
     }
 
     /// Runs every layer and returns what transformers' `SiglipVisionModel` returns with

@@ -1,5 +1,6 @@
 //! Writing Hugging Face files atomically: a temporary file in the target folder, renamed
-//! into place once complete, so a crash never leaves a truncated adapter or checkpoint.
+//! into place once complete, so a crash never leaves a truncated config, adapter or
+//! checkpoint. Every model crate saves through these, so they live here, under all of them.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -11,9 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use safetensors::{Dtype, View};
-use serde_json::Value;
+use serde::Serialize;
 
-use crate::LoraError;
+use crate::HfError;
 
 /// Tensors bound for one safetensors file, each converted to bytes only while it is written,
 /// so saving a model never holds a second copy of it in memory.
@@ -55,30 +56,52 @@ impl SafetensorsWriter {
         dtype: DType,
         make: impl Fn() -> Tensor<B, D> + 'static,
     ) {
-        let (dtype, target) = match dtype {
-            DType::F64 => (Dtype::F64, DType::F64),
-            DType::F16 => (Dtype::F16, DType::F16),
-            DType::BF16 => (Dtype::BF16, DType::BF16),
-            _ => (Dtype::F32, DType::F32),
-        };
+        let (dtype, target) = stored_dtype(dtype);
         let fetch = Box::new(move || make().into_data().convert_dtype(target));
-        self.tensors.push((
-            name.into(),
-            LazyTensor {
-                dtype,
-                shape: dims.to_vec(),
-                fetch,
-            },
-        ));
+        self.push(name.into(), dtype, dims.to_vec(), fetch);
+    }
+
+    /// Adds host data already read back from a device (f32, f16, bf16 or f64; any other
+    /// dtype is written as f32).
+    pub fn add_data(&mut self, name: impl Into<String>, data: TensorData) {
+        let (dtype, target) = stored_dtype(data.dtype);
+        let shape = data.shape.to_vec();
+        let data = data.convert_dtype(target);
+        self.push(name.into(), dtype, shape, Box::new(move || data.clone()));
+    }
+
+    fn push(
+        &mut self,
+        name: String,
+        dtype: Dtype,
+        shape: Vec<usize>,
+        fetch: Box<dyn Fn() -> TensorData>,
+    ) {
+        let tensor = LazyTensor {
+            dtype,
+            shape,
+            fetch,
+        };
+        self.tensors.push((name, tensor));
     }
 
     /// Writes the file atomically, with the `{"format": "pt"}` metadata transformers expects.
-    pub fn write(self, path: &Path) -> Result<(), LoraError> {
+    pub fn write(self, path: &Path) -> Result<(), HfError> {
         let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
         write_atomic(path, |temp| {
             safetensors::serialize_to_file(self.tensors, Some(metadata), temp)
                 .map_err(io::Error::other)
         })
+    }
+}
+
+/// The safetensors dtype a Burn float dtype is stored as, and the Burn dtype to convert to.
+fn stored_dtype(dtype: DType) -> (Dtype, DType) {
+    match dtype {
+        DType::F64 => (Dtype::F64, DType::F64),
+        DType::F16 => (Dtype::F16, DType::F16),
+        DType::BF16 => (Dtype::BF16, DType::BF16),
+        _ => (Dtype::F32, DType::F32),
     }
 }
 
@@ -100,10 +123,19 @@ impl View for LazyTensor {
     }
 }
 
-/// Writes `value` as pretty JSON (sorted keys, trailing newline), atomically.
-pub(crate) fn write_json(path: &Path, value: &Value) -> Result<(), LoraError> {
+/// Writes `value` as pretty JSON with a trailing newline, atomically (the form of the
+/// configs Hugging Face tools write).
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), HfError> {
     let text = serde_json::to_string_pretty(value).map_err(io::Error::other);
     write_atomic(path, |temp| fs::write(temp, text? + "\n"))
+}
+
+/// Creates the folder `dir` and its missing parents, naming `dir` in the error.
+pub fn create_dir_all(dir: &Path) -> Result<(), HfError> {
+    fs::create_dir_all(dir).map_err(|source| HfError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// Runs `write` on a temporary path next to `path`, syncs the result to disk and renames it
@@ -111,7 +143,7 @@ pub(crate) fn write_json(path: &Path, value: &Value) -> Result<(), LoraError> {
 pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&Path) -> io::Result<()>,
-) -> Result<(), LoraError> {
+) -> Result<(), HfError> {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -123,7 +155,7 @@ pub fn write_atomic(
         // Best effort: the write already failed, and that is the error worth reporting.
         let _ = fs::remove_file(&temp);
     }
-    result.map_err(|source| LoraError::Write {
+    result.map_err(|source| HfError::Write {
         path: path.to_path_buf(),
         source,
     })

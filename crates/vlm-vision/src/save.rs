@@ -1,0 +1,165 @@
+//! Saving a vision tower as a Hugging Face folder: `config.json` (`CLIPVisionModel` or
+//! `SiglipVisionModel`), `model.safetensors` under transformers' key names and
+//! `preprocessor_config.json`, so that [`ClipVisionTower::load`], [`SiglipVisionTower::load`]
+//! and transformers' `from_pretrained` read it back.
+//!
+//! The module tree of a tower mirrors transformers' (same field names, nesting and order), so
+//! the weights are written by walking it: a parameter's key is its module path under
+//! `vision_model.`, with Burn's names turned into PyTorch's where they differ (a layer norm's
+//! `gamma`/`beta`, a linear's `[in, out]` weight, the position embedding table).
+
+use std::path::Path;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor};
+use serde::Serialize;
+use serde_json::{json, Value};
+use vlm_hf::{create_dir_all, write_json, HfError, PreprocessorConfig, SafetensorsWriter};
+
+use crate::{ClipVisionTower, SiglipVisionTower, VisionEncoder, VisionError};
+
+/// Key prefix of the tower's weights in the saved folder.
+const WEIGHT_PREFIX: &str = "vision_model";
+
+impl<B: Backend> ClipVisionTower<B> {
+    /// Writes the tower to `dir` (created if missing) as a `CLIPVisionModel` folder, weights
+    /// in the tower's float dtype; each file is written atomically.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), VisionError> {
+        let extra = json!({
+            "architectures": ["CLIPVisionModel"],
+            "model_type": "clip_vision_model",
+        });
+        save_tower(
+            self,
+            dir.as_ref(),
+            self.config(),
+            extra,
+            self.preprocessing(),
+        )
+    }
+}
+
+impl<B: Backend> SiglipVisionTower<B> {
+    /// Writes the tower to `dir` (created if missing) as a `SiglipVisionModel` folder, weights
+    /// in the tower's float dtype; each file is written atomically. The config says
+    /// `vision_use_head: false`: the attention-pool head is not part of the tower.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), VisionError> {
+        let extra = json!({
+            "architectures": ["SiglipVisionModel"],
+            "model_type": "siglip_vision_model",
+            "vision_use_head": false,
+        });
+        save_tower(
+            self,
+            dir.as_ref(),
+            self.config(),
+            extra,
+            self.preprocessing(),
+        )
+    }
+}
+
+/// Writes the weights of `tower`, its `config` with the `extra` keys and the weights' dtype,
+/// and its `preprocessing` into `dir`.
+fn save_tower<B: Backend>(
+    tower: &impl Module<B>,
+    dir: &Path,
+    config: &impl Serialize,
+    extra: Value,
+    preprocessing: &PreprocessorConfig,
+) -> Result<(), VisionError> {
+    create_dir_all(dir)?;
+    let mut weights = HfWeights::default();
+    tower.visit(&mut weights);
+    let config = config_json(dir, config, extra, weights.dtype)?;
+    weights.writer.write(&dir.join("model.safetensors"))?;
+    write_json(&dir.join("config.json"), &config)?;
+    write_json(&dir.join(PreprocessorConfig::FILE_NAME), preprocessing)?;
+    Ok(())
+}
+
+/// `config` as a JSON object with the `extra` keys and the `dtype` transformers records.
+fn config_json(
+    dir: &Path,
+    config: &impl Serialize,
+    extra: Value,
+    dtype: Option<DType>,
+) -> Result<Value, HfError> {
+    let json_error = |source| HfError::Json {
+        path: dir.join("config.json"),
+        source,
+    };
+    let mut config = serde_json::to_value(config).map_err(json_error)?;
+    if let (Value::Object(config), Value::Object(extra)) = (&mut config, extra) {
+        config.extend(extra);
+        config.insert("dtype".to_string(), json!(dtype.map(torch_dtype_name)));
+    }
+    Ok(config)
+}
+
+/// PyTorch's name of a float dtype, as `config.json` records it.
+fn torch_dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F64 => "float64",
+        DType::F16 => "float16",
+        DType::BF16 => "bfloat16",
+        _ => "float32",
+    }
+}
+
+/// A module visitor that adds every float parameter to a safetensors file under its
+/// transformers key, remembering the weights' dtype.
+#[derive(Default)]
+struct HfWeights {
+    writer: SafetensorsWriter,
+    /// Module path of the parameter being visited, with each level's container type.
+    path: Vec<(String, String)>,
+    dtype: Option<DType>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for HfWeights {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path
+            .push((name.to_string(), container_type.to_string()));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let Some(((field, container), parents)) = self.path.split_last() else {
+            return;
+        };
+        let (name, transpose) = hf_name(container, field);
+        let key = parents
+            .iter()
+            .map(|(parent, _)| parent.as_str())
+            .chain([name])
+            .fold(WEIGHT_PREFIX.to_string(), |key, part| key + "." + part);
+        let tensor = param.val();
+        self.dtype.get_or_insert(tensor.dtype());
+        self.writer.add(
+            key,
+            if transpose {
+                tensor.transpose()
+            } else {
+                tensor
+            },
+        );
+    }
+}
+
+/// transformers' name of the parameter `field` of a module of type `container` (Burn's
+/// `"Struct:Name"`), and whether it is stored transposed (Burn's linears are `[in, out]`,
+/// PyTorch's `[out, in]`).
+fn hf_name<'a>(container: &str, field: &'a str) -> (&'a str, bool) {
+    match (container, field) {
+        ("Struct:Linear", "weight") => ("weight", true),
+        ("Struct:LayerNorm", "gamma") => ("weight", false),
+        ("Struct:LayerNorm", "beta") => ("bias", false),
+        ("Struct:PatchEmbeddings", "position_embedding") => ("position_embedding.weight", false),
+        _ => (field, false),
+    }
+}

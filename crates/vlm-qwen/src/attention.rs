@@ -72,12 +72,12 @@ impl<B: Backend> QwenAttention<B> {
 
     /// Attends `x` (`[batch, seq, hidden]`) to the cached keys and itself.
     ///
-    /// `blocked` is `[batch, 1, seq, cached + seq]` (`true` = may not attend).
+    /// `bias` is `[batch, 1, seq, cached + seq]`, made by [`attention_bias`].
     pub(crate) fn forward(
         &self,
         x: Tensor<B, 3>,
         rope: &RopeTables<B>,
-        blocked: &Tensor<B, 4, Bool>,
+        bias: &Tensor<B, 4>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
@@ -86,17 +86,14 @@ impl<B: Backend> QwenAttention<B> {
             self.num_kv_heads * self.head_dim,
         );
         let [q, k, v] = self.qkv.forward(x, q_out, kv_out);
-        let q = self.heads(q, self.num_heads, &self.q_norm);
-        let k = self.heads(k, self.num_kv_heads, &self.k_norm);
-        let v = self.heads(v, self.num_kv_heads, &None);
-        let (q, k) = (rope.apply(q), rope.apply(k));
+        let q = self.heads(q, self.num_heads, &self.q_norm, Some(rope));
+        let k = self.heads(k, self.num_kv_heads, &self.k_norm, Some(rope));
+        let v = self.heads(v, self.num_kv_heads, &None, None);
         let (k, v) = match cache {
             Some(cache) => cache.append(k, v),
             None => (k, v),
         };
-        let groups = self.num_heads / self.num_kv_heads;
-        let context =
-            self.scaled_dot_product(q, repeat_kv(k, groups), repeat_kv(v, groups), blocked);
+        let context = self.scaled_dot_product(q, k, v, bias);
         let context = context
             .swap_dims(1, 2)
             .reshape([batch, seq, self.num_heads * self.head_dim]);
@@ -127,45 +124,72 @@ impl<B: Backend> QwenAttention<B> {
     }
 
     /// `[batch, seq, heads * head_dim] -> [batch, heads, seq, head_dim]`, normalising each head
-    /// first when a norm is given.
-    fn heads(&self, x: Tensor<B, 3>, heads: usize, norm: &Option<RmsNorm<B>>) -> Tensor<B, 4> {
+    /// first when a norm is given, then rotating it when RoPE tables are given (both before
+    /// the swap, on the contiguous layout).
+    fn heads(
+        &self,
+        x: Tensor<B, 3>,
+        heads: usize,
+        norm: &Option<RmsNorm<B>>,
+        rope: Option<&RopeTables<B>>,
+    ) -> Tensor<B, 4> {
         let [batch, seq, _] = x.dims();
         let x = x.reshape([batch, seq, heads, self.head_dim]);
         let x = match norm {
             Some(norm) => norm.forward(x),
             None => x,
         };
+        let x = match rope {
+            Some(rope) => rope.apply(x),
+            None => x,
+        };
         x.swap_dims(1, 2)
     }
 
-    /// `softmax(q k^T / sqrt(d) + mask) v`, with blocked scores set to the dtype's most negative
-    /// finite value as Hugging Face's eager attention does (fully blocked rows stay finite).
+    /// `softmax(q k^T / sqrt(d) + bias) v` for queries `[batch, heads, seq, head_dim]` and keys
+    /// and values `[batch, kv_heads, total, head_dim]`.
+    ///
+    /// Grouped-query attention without repeating the keys and values: query head
+    /// `kv * groups + g` meets kv head `kv`, so each kv head's `groups` query heads are stacked
+    /// as `groups * seq` rows of one matmul (no copy of the cache per step).
     fn scaled_dot_product(
         &self,
         q: Tensor<B, 4>,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
-        blocked: &Tensor<B, 4, Bool>,
+        bias: &Tensor<B, 4>,
     ) -> Tensor<B, 4> {
+        let [batch, heads, seq, dim] = q.dims();
+        let [_, kv_heads, total, _] = k.dims();
+        let groups = heads / kv_heads;
         let scale = (self.head_dim as f64).powf(-0.5);
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
-        let [batch, heads, seq, total] = scores.dims();
-        let lowest = scores
-            .dtype()
-            .finfo()
-            .map_or(f64::from(f32::MIN), |info| info.min);
-        let scores = scores.mask_fill(blocked.clone().expand([batch, heads, seq, total]), lowest);
-        softmax(scores, 3).matmul(v)
+        let q = q.reshape([batch, kv_heads, groups * seq, dim]);
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(scale)
+            .reshape([batch, kv_heads, groups, seq, total]);
+        let probs = softmax(scores + bias.clone().unsqueeze_dim::<5>(1), 4);
+        probs
+            .reshape([batch, kv_heads, groups * seq, total])
+            .matmul(v)
+            .reshape([batch, heads, seq, dim])
     }
 }
 
-/// Repeats each key/value head `groups` times so that query head `h` meets kv head `h / groups`.
-fn repeat_kv<B: Backend>(x: Tensor<B, 4>, groups: usize) -> Tensor<B, 4> {
-    if groups == 1 {
-        return x;
-    }
-    let [batch, kv_heads, len, dim] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .expand([batch, kv_heads, groups, len, dim])
-        .reshape([batch, kv_heads * groups, len, dim])
+/// The additive attention bias for `blocked` (`[batch, 1, seq, total]`, `true` = may not
+/// attend): 0 where attending is allowed, half the float type's most negative finite value
+/// where not.
+///
+/// Same result as Hugging Face's eager attention, which fills blocked scores with the minimum:
+/// a blocked weight is exactly 0 after the softmax, and a fully blocked row (a padding query)
+/// stays finite and uniform. Half the minimum cannot overflow to `-inf` when added to a score;
+/// an addition with a broadcast bias is also much cheaper on CPU backends than `mask_fill`
+/// with a broadcast mask, forward and backward.
+pub(crate) fn attention_bias<B: Backend>(blocked: Tensor<B, 4, Bool>) -> Tensor<B, 4> {
+    let zeros = Tensor::<B, 4>::zeros(blocked.dims(), &blocked.device());
+    let lowest = zeros
+        .dtype()
+        .finfo()
+        .map_or(f64::from(f32::MIN), |info| info.min);
+    zeros.mask_fill(blocked, lowest / 2.0)
 }

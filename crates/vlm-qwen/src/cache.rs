@@ -7,17 +7,32 @@ use burn::tensor::Tensor;
 ///
 /// Create one with [`QwenModel::new_cache`](crate::QwenModel::new_cache), pass it to a prefill
 /// forward, then to each one-token decode step: every forward appends its keys and values
-/// (after RoPE, before the grouped-query repeat) so the prefix is never recomputed.
+/// (after RoPE, one entry per key/value head) so the prefix is never recomputed.
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
     layers: Vec<LayerCache<B>>,
 }
 
-/// The cached keys and values of one layer, `[batch, kv_heads, len, head_dim]` each.
+/// The cached keys and values of one layer.
+///
+/// Stored in buffers `[batch, kv_heads, capacity, head_dim]` of which the first `len`
+/// positions are filled: a decode step writes its keys and values in place (the buffers are
+/// not shared once the previous step's views are dropped) instead of concatenating, which
+/// would copy the whole cache every step. The capacity doubles when full.
 #[derive(Debug, Clone)]
 pub(crate) struct LayerCache<B: Backend> {
-    entries: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
+    entries: Option<Buffers<B>>,
 }
+
+#[derive(Debug, Clone)]
+struct Buffers<B: Backend> {
+    keys: Tensor<B, 4>,
+    values: Tensor<B, 4>,
+    len: usize,
+}
+
+/// Room made past the prompt when a cache is first filled, in positions.
+const INITIAL_ROOM: usize = 64;
 
 impl<B: Backend> KvCache<B> {
     /// An empty cache for a model of `num_layers` decoder layers.
@@ -31,7 +46,7 @@ impl<B: Backend> KvCache<B> {
 
     /// Number of cached positions (0 before the first forward).
     pub fn len(&self) -> usize {
-        self.dims().map_or(0, |[_, _, len, _]| len)
+        self.first().map_or(0, |buffers| buffers.len)
     }
 
     /// Whether nothing has been cached yet.
@@ -41,7 +56,7 @@ impl<B: Backend> KvCache<B> {
 
     /// Batch size of the cached sequences, if any.
     pub fn batch_size(&self) -> Option<usize> {
-        self.dims().map(|[batch, _, _, _]| batch)
+        self.first().map(|buffers| buffers.keys.dims()[0])
     }
 
     /// Number of layers the cache was made for.
@@ -53,27 +68,87 @@ impl<B: Backend> KvCache<B> {
         self.layers.iter_mut()
     }
 
-    fn dims(&self) -> Option<[usize; 4]> {
-        let (keys, _) = self.layers.first()?.entries.as_ref()?;
-        Some(keys.dims())
+    fn first(&self) -> Option<&Buffers<B>> {
+        self.layers.first()?.entries.as_ref()
     }
 }
 
 impl<B: Backend> LayerCache<B> {
-    /// Appends this step's keys and values and returns all of them.
+    /// Appends this step's keys and values (`[batch, kv_heads, seq, head_dim]`) and returns
+    /// all of them, as views of the buffers.
     pub(crate) fn append(
         &mut self,
         keys: Tensor<B, 4>,
         values: Tensor<B, 4>,
     ) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let (keys, values) = match self.entries.take() {
-            Some((old_keys, old_values)) => (
-                Tensor::cat(vec![old_keys, keys], 2),
-                Tensor::cat(vec![old_values, values], 2),
-            ),
-            None => (keys, values),
+        let [_, _, seq, _] = keys.dims();
+        let buffers = match self.entries.take() {
+            Some(buffers) => buffers.reserve(seq),
+            None => Buffers::empty(&keys, seq + INITIAL_ROOM),
         };
-        self.entries = Some((keys.clone(), values.clone()));
-        (keys, values)
+        let buffers = buffers.write(keys, values);
+        let filled = (
+            buffers.filled(&buffers.keys),
+            buffers.filled(&buffers.values),
+        );
+        self.entries = Some(buffers);
+        filled
+    }
+}
+
+impl<B: Backend> Buffers<B> {
+    /// Empty buffers shaped like `like` with room for `capacity` positions.
+    fn empty(like: &Tensor<B, 4>, capacity: usize) -> Self {
+        let [batch, heads, _, dim] = like.dims();
+        let device = like.device();
+        let zeros = || Tensor::zeros([batch, heads, capacity, dim], &device);
+        Self {
+            keys: zeros(),
+            values: zeros(),
+            len: 0,
+        }
+    }
+
+    /// These buffers with room for `more` positions: the same ones if they have it, else
+    /// twice as large (or as large as needed) with the filled part copied over.
+    fn reserve(self, more: usize) -> Self {
+        let [_, _, capacity, _] = self.keys.dims();
+        if self.len + more <= capacity {
+            return self;
+        }
+        let grown = Self::empty(&self.keys, (2 * capacity).max(self.len + more));
+        Self {
+            keys: grown
+                .keys
+                .slice_assign(Self::span(&self.keys, 0, self.len), self.filled(&self.keys)),
+            values: grown.values.slice_assign(
+                Self::span(&self.values, 0, self.len),
+                self.filled(&self.values),
+            ),
+            len: self.len,
+        }
+    }
+
+    /// Writes `keys` and `values` after the filled positions (room must have been reserved).
+    fn write(self, keys: Tensor<B, 4>, values: Tensor<B, 4>) -> Self {
+        let [_, _, seq, _] = keys.dims();
+        let keys_span = Self::span(&self.keys, self.len, seq);
+        let values_span = Self::span(&self.values, self.len, seq);
+        Self {
+            keys: self.keys.slice_assign(keys_span, keys),
+            values: self.values.slice_assign(values_span, values),
+            len: self.len + seq,
+        }
+    }
+
+    /// The filled positions of `buffer`, a view.
+    fn filled(&self, buffer: &Tensor<B, 4>) -> Tensor<B, 4> {
+        buffer.clone().slice(Self::span(buffer, 0, self.len))
+    }
+
+    /// The ranges selecting positions `start..start + len` of every batch row and head.
+    fn span(buffer: &Tensor<B, 4>, start: usize, len: usize) -> [std::ops::Range<usize>; 4] {
+        let [batch, heads, _, dim] = buffer.dims();
+        [0..batch, 0..heads, start..start + len, 0..dim]
     }
 }

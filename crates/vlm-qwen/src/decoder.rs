@@ -6,6 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use vlm_hf::HfError;
 
+use crate::attention::attention_bias;
 use crate::cache::KvCache;
 use crate::layer::QwenDecoderLayer;
 use crate::load::Loader;
@@ -58,12 +59,12 @@ impl<B: Backend> QwenDecoder<B> {
     ) -> Tensor<B, 3> {
         let [_, seq, _] = embeds.dims();
         let rope = self.rotary_emb.tables(position_ids);
-        let blocked = blocked_keys(attention_mask, seq);
+        let bias = attention_bias(blocked_keys(attention_mask, seq));
         let mut layer_caches = cache.map(KvCache::layers_mut);
         let mut x = embeds;
         for layer in &self.layers {
             let layer_cache = layer_caches.as_mut().and_then(Iterator::next);
-            x = layer.forward(x, &rope, &blocked, layer_cache);
+            x = layer.forward(x, &rope, &bias, layer_cache);
         }
         self.norm.forward(x)
     }

@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::nn::RmsNorm;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::Tensor;
 use vlm_hf::HfError;
 use vlm_lora::LoraLinear;
 
@@ -72,15 +72,12 @@ impl<B: Backend> QwenDecoderLayer<B> {
         &self,
         x: Tensor<B, 3>,
         rope: &RopeTables<B>,
-        blocked: &Tensor<B, 4, Bool>,
+        bias: &Tensor<B, 4>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
-        let attended = self.self_attn.forward(
-            self.input_layernorm.forward(x.clone()),
-            rope,
-            blocked,
-            cache,
-        );
+        let attended =
+            self.self_attn
+                .forward(self.input_layernorm.forward(x.clone()), rope, bias, cache);
         let x = x + attended;
         let fed = self
             .mlp

@@ -123,9 +123,13 @@ impl<'a, B: Backend> Loader<'a, B> {
 }
 
 /// A Burn [`Linear`] from a Hugging Face `[d_out, d_in]` weight (Burn stores `[d_in, d_out]`).
+///
+/// The transpose is materialised once here: a transposed view would be copied by every
+/// forward pass on CPU backends (`linear` reshapes the weight), which dominated decoding.
 fn linear<B: Backend>(weight: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Linear<B> {
+    let device = weight.device();
     Linear {
-        weight: Param::from_tensor(weight.transpose()),
+        weight: Param::from_tensor(Tensor::from_data(weight.transpose().into_data(), &device)),
         bias: bias.map(Param::from_tensor),
     }
 }

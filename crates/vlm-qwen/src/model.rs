@@ -5,7 +5,6 @@ use std::path::Path;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::linear;
 use burn::tensor::{Int, Tensor};
 use vlm_hf::WeightStore;
 
@@ -166,11 +165,7 @@ impl<B: Backend> QwenModel<B> {
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => linear(
-                hidden,
-                self.model.embed_tokens.weight.val().transpose(),
-                None,
-            ),
+            None => tied_head(hidden, self.model.embed_tokens.weight.val()),
         }
     }
 
@@ -200,4 +195,16 @@ impl<B: Backend> QwenModel<B> {
             None => Ok(()),
         }
     }
+}
+
+/// The LM head tied to the token embedding `[vocab, hidden]`: one 2-D matmul with the
+/// transposed table, which CPU backends read in place (going through `linear` would reshape
+/// the transposed view and copy the whole table on every call).
+fn tied_head<B: Backend>(hidden: Tensor<B, 3>, embedding: Tensor<B, 2>) -> Tensor<B, 3> {
+    let [batch, seq, width] = hidden.dims();
+    let [vocab, _] = embedding.dims();
+    hidden
+        .reshape([batch * seq, width])
+        .matmul(embedding.transpose())
+        .reshape([batch, seq, vocab])
 }

@@ -15,7 +15,7 @@ pub struct RotaryEmbedding<B: Backend> {
     inv_freq: Tensor<B, 1>,
 }
 
-/// Cosines and sines for one batch of positions, `[batch, 1, seq, head_dim]`.
+/// Cosines and sines for one batch of positions, `[batch, seq, 1, head_dim]`.
 #[derive(Debug, Clone)]
 pub(crate) struct RopeTables<B: Backend> {
     cos: Tensor<B, 4>,
@@ -40,7 +40,7 @@ impl<B: Backend> RotaryEmbedding<B> {
         let [half] = self.inv_freq.dims();
         let angles = positions.float().reshape([batch, seq, 1])
             * self.inv_freq.clone().reshape([1, 1, half]);
-        let angles = Tensor::cat(vec![angles.clone(), angles], 2).unsqueeze_dim::<4>(1);
+        let angles = Tensor::cat(vec![angles.clone(), angles], 2).unsqueeze_dim::<4>(2);
         RopeTables {
             cos: angles.clone().cos(),
             sin: angles.sin(),
@@ -49,7 +49,8 @@ impl<B: Backend> RotaryEmbedding<B> {
 }
 
 impl<B: Backend> RopeTables<B> {
-    /// Rotates `x` (`[batch, heads, seq, head_dim]`).
+    /// Rotates `x` (`[batch, seq, heads, head_dim]`: the projections' own layout, contiguous,
+    /// which CPU backends broadcast over much faster than a head-major view).
     pub(crate) fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         x.clone() * self.cos.clone() + rotate_half(x) * self.sin.clone()
     }
@@ -57,8 +58,8 @@ impl<B: Backend> RopeTables<B> {
 
 /// `[x1, x2] -> [-x2, x1]` along the last dimension.
 fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [batch, heads, seq, dim] = x.dims();
-    let x1 = x.clone().slice([0..batch, 0..heads, 0..seq, 0..dim / 2]);
-    let x2 = x.slice([0..batch, 0..heads, 0..seq, dim / 2..dim]);
+    let [batch, seq, heads, dim] = x.dims();
+    let x1 = x.clone().slice([0..batch, 0..seq, 0..heads, 0..dim / 2]);
+    let x2 = x.slice([0..batch, 0..seq, 0..heads, dim / 2..dim]);
     Tensor::cat(vec![x2.neg(), x1], 3)
 }

@@ -65,6 +65,8 @@ impl<'a, B: Backend> TowerWeights<'a, B> {
     ) -> Result<Linear<B>, HfError> {
         let weights = self.child(name);
         let weight = weights.tensor("weight", [d_out, d_in])?.transpose();
+        // Materialised once: CPU backends would copy a transposed view in every forward.
+        let weight = Tensor::from_data(weight.into_data(), self.device);
         Ok(Linear {
             weight: frozen(weight),
             bias: Some(weights.param("bias", [d_out])?),

@@ -13,6 +13,12 @@
 //! # after an interruption, the same command with --resume (or --resume runs/.../checkpoint-500)
 //! ```
 //!
+//! Data-parallel (README, "Distributed training"): `--devices cuda:0,cuda:1` trains one peer
+//! per device on this machine; on several machines, every node runs the same command with
+//! `--num_nodes N --node_rank R --coordinator HOST:PORT` (node 0 runs the coordinator and
+//! writes checkpoints). `--per_device_train_batch_size` is per peer: the global batch is
+//! peers x per-device batch x accumulation.
+//!
 //! Settings come from `--config train.toml` (every key of `vlm_train::TrainConfig`), then the
 //! `--flags`, spelt as transformers' `TrainingArguments`. Every checkpoint
 //! `output_dir/checkpoint-N/` holds the trainer's state (exact resume) and, under `model/`,
@@ -24,7 +30,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use vlm::backend::{device, Train};
+use vlm::backend::{device, device_named, Train};
 use vlm::data::image::ImageProcessor;
 use vlm::data::{ChatTemplate, Dataset, EncoderConfig, LoaderOptions, SampleEncoder, Tokenizer};
 use vlm::lora::{LoraConfig, TargetModules};
@@ -34,8 +40,8 @@ use vlm::model::{
 };
 use vlm::qwen::QwenModel;
 use vlm::train::{
-    DatasetSource, Resume, TargetModulesSpec, TrainArgs, TrainBatch, TrainConfig, TrainError,
-    TrainMode, Trainer,
+    run_local_peers, DatasetSource, Peer, Resume, TargetModulesSpec, TrainArgs, TrainBatch,
+    TrainConfig, TrainError, TrainMode, Trainer,
 };
 use vlm::vision::{FeatureSelection, SelectStrategy, VisionEncoder};
 
@@ -85,7 +91,7 @@ struct Args {
     train: TrainArgs,
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     let args = Args::parse();
     let config = match &args.config {
         Some(path) => TrainConfig::from_toml_file(path)?,
@@ -100,7 +106,28 @@ fn main() -> Result<(), Box<dyn Error>> {
                 .into(),
         );
     }
-    let dev = device();
+    let peers = Peer::local_peers(&config)?;
+    let summaries = run_local_peers(peers, |peer| train_peer(&args, &config, peer))?;
+    for summary in summaries.iter().flatten() {
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+/// Trains as data-parallel `peer` (the only one without `--devices` / `--num_nodes`): loads
+/// the model on the peer's device and reads the peer's shard of every global batch. The
+/// main peer's summary line comes back.
+fn train_peer(
+    args: &Args,
+    config: &TrainConfig,
+    peer: Peer,
+) -> Result<Option<String>, Box<dyn Error + Send + Sync>> {
+    let config = config.clone();
+    let dev = match &peer.device {
+        Some(name) => device_named(name)?,
+        None => device(),
+    };
+    let main = peer.is_main();
     let llm_dir = absolute(&args.llm)?;
     let vision_dir = absolute(&args.vision)?;
 
@@ -152,20 +179,23 @@ fn main() -> Result<(), Box<dyn Error>> {
             .unwrap_or(Path::new("."))
             .to_path_buf(),
     };
-    let mut options = LoaderOptions::new(config.per_device_train_batch_size);
+    let mut options = LoaderOptions::new(config.per_device_train_batch_size * peer.world);
     options.seed = config.seed;
     if let Some(workers) = args.workers {
         options.workers = workers;
     }
     let dataset = Dataset::open(&args.manifest, &image_root, encoder, images, options)?;
-    println!(
-        "{} records in {}; mode {:?}; output {}",
-        dataset.len(),
-        args.manifest.display(),
-        config.mode,
-        config.output_dir.display()
-    );
-    let mut data = DatasetSource::new(dataset);
+    if main {
+        println!(
+            "{} records in {}; mode {:?}; {} peer(s); output {}",
+            dataset.len(),
+            args.manifest.display(),
+            config.mode,
+            peer.world,
+            config.output_dir.display()
+        );
+    }
+    let mut data = DatasetSource::new(dataset).with_shard(peer.rank, peer.world);
 
     let tower = VisionTowerConfig {
         path: vision_dir.clone(),
@@ -189,8 +219,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let loss = |m: &QwenVlm<Train>, b: TrainBatch<Train>| Ok(m.forward_loss(b.inputs, b.labels)?.1);
     let outcome = Trainer::new(config, dev, loss)?
         .with_export(export)
+        .with_peer(peer)
         .fit(model, &mut data, resume)?;
-    println!(
+    let summary = format!(
         "done: step {}, last loss {:.4}, {} records skipped; last checkpoint {}",
         outcome.state.step,
         outcome.state.last_loss.unwrap_or(f64::NAN),
@@ -199,10 +230,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             .last_checkpoint
             .map_or("none".into(), |p| p.display().to_string())
     );
-    Ok(())
+    Ok(main.then_some(summary))
 }
 
-fn absolute(path: &Path) -> Result<PathBuf, Box<dyn Error>> {
+fn absolute(path: &Path) -> Result<PathBuf, Box<dyn Error + Send + Sync>> {
     Ok(std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?)
 }
 

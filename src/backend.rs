@@ -47,3 +47,39 @@ pub type Train = Autodiff<Inference>;
 pub fn device() -> burn::tensor::Device<Inference> {
     Default::default()
 }
+
+/// The device a `--devices` entry names (one data-parallel peer each): `cuda:N` with `cuda`,
+/// `gpu:N` (the N-th discrete GPU) with `wgpu`, `cpu` on the CPU backends; no index means 0.
+pub fn device_named(spec: &str) -> Result<burn::tensor::Device<Inference>, String> {
+    let (kind, index) = match spec.trim().split_once(':') {
+        Some((kind, index)) => {
+            let index = index
+                .parse()
+                .map_err(|_| format!("device {spec:?}: {index:?} is not an index"))?;
+            (kind, index)
+        }
+        None => (spec.trim(), 0),
+    };
+    named(kind, index).ok_or_else(|| format!("device {spec:?}: this build takes {DEVICE_NAMES}"))
+}
+
+#[cfg(feature = "cuda")]
+const DEVICE_NAMES: &str = "cuda:N";
+#[cfg(feature = "cuda")]
+fn named(kind: &str, index: usize) -> Option<burn::tensor::Device<Inference>> {
+    (kind == "cuda").then_some(burn::backend::cuda::CudaDevice { index })
+}
+
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+const DEVICE_NAMES: &str = "gpu:N";
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+fn named(kind: &str, index: usize) -> Option<burn::tensor::Device<Inference>> {
+    (kind == "gpu").then_some(burn::backend::wgpu::WgpuDevice::DiscreteGpu(index))
+}
+
+#[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+const DEVICE_NAMES: &str = "cpu";
+#[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+fn named(kind: &str, index: usize) -> Option<burn::tensor::Device<Inference>> {
+    (kind == "cpu" && index == 0).then(Default::default)
+}

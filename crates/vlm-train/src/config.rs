@@ -128,6 +128,23 @@ pub struct TrainConfig {
     pub on_non_finite: NonFinitePolicy,
     /// No progress bar (logs still go to stderr and `metrics.jsonl`).
     pub disable_progress_bar: bool,
+    /// The devices of this node, one data-parallel peer each (`["cuda:0", "cuda:1"]`,
+    /// `["cpu", "cpu"]`); empty: one peer on the default device. Every node lists as many.
+    pub devices: Vec<String>,
+    /// Machines (processes) taking part in the run; above 1 they meet at `coordinator`.
+    pub num_nodes: usize,
+    /// This node's rank among `num_nodes`, from 0; node 0 runs the coordinator and only its
+    /// first peer writes checkpoints and logs.
+    pub node_rank: usize,
+    /// `host:port` of the coordinator (Burn's collective orchestrator, started by node 0);
+    /// required when `num_nodes` is above 1.
+    pub coordinator: Option<String>,
+    /// `host:port` where the other nodes reach this node's tensor service; default: the
+    /// coordinator's host, at the coordinator's port + 1 + `node_rank` (right on one machine).
+    pub node_address: Option<String>,
+    /// Seconds a peer waits for the others at a collective step before failing the run (a
+    /// peer that died or hangs): the longest a step may take on the slowest peer.
+    pub collective_timeout_s: u64,
 }
 
 impl Default for TrainConfig {
@@ -160,6 +177,12 @@ impl Default for TrainConfig {
             seed: 42,
             on_non_finite: NonFinitePolicy::Skip,
             disable_progress_bar: false,
+            devices: Vec::new(),
+            num_nodes: 1,
+            node_rank: 0,
+            coordinator: None,
+            node_address: None,
+            collective_timeout_s: 600,
         }
     }
 }
@@ -335,7 +358,53 @@ impl TrainConfig {
         if self.logging_steps == 0 {
             return Err(ConfigError::new("logging_steps", 0, "must be at least 1"));
         }
+        self.validate_parallel()
+    }
+
+    /// Checks the data-parallel settings.
+    fn validate_parallel(&self) -> Result<(), ConfigError> {
+        if let Some(empty) = self.devices.iter().find(|d| d.trim().is_empty()) {
+            return Err(ConfigError::new(
+                "devices",
+                format!("{empty:?}"),
+                "names an empty device",
+            ));
+        }
+        if self.num_nodes == 0 {
+            return Err(ConfigError::new("num_nodes", 0, "must be at least 1"));
+        }
+        if self.node_rank >= self.num_nodes {
+            return Err(ConfigError::new(
+                "node_rank",
+                self.node_rank,
+                format!("must be below num_nodes ({})", self.num_nodes),
+            ));
+        }
+        if self.num_nodes > 1 && self.coordinator.is_none() {
+            return Err(ConfigError::new(
+                "coordinator",
+                "none",
+                "must be given (host:port) when num_nodes is above 1",
+            ));
+        }
+        if self.collective_timeout_s == 0 {
+            return Err(ConfigError::new(
+                "collective_timeout_s",
+                0,
+                "must be at least 1",
+            ));
+        }
         Ok(())
+    }
+
+    /// Data-parallel peers on this node: one per listed device, at least one.
+    pub fn devices_per_node(&self) -> usize {
+        self.devices.len().max(1)
+    }
+
+    /// Data-parallel peers of the whole run: every node runs [`devices_per_node`](Self::devices_per_node).
+    pub fn world_size(&self) -> usize {
+        self.devices_per_node() * self.num_nodes
     }
 
     /// Applies the flags given on a command line over this config, then validates.
@@ -371,7 +440,19 @@ impl TrainConfig {
             seed,
             on_non_finite,
             disable_progress_bar,
+            num_nodes,
+            node_rank,
+            collective_timeout_s,
         );
+        if let Some(devices) = &args.devices {
+            self.devices = devices.split(',').map(|d| d.trim().to_string()).collect();
+        }
+        if let Some(coordinator) = &args.coordinator {
+            self.coordinator = Some(coordinator.clone());
+        }
+        if let Some(address) = &args.node_address {
+            self.node_address = Some(address.clone());
+        }
         if let Some(targets) = &args.target_modules {
             self.target_modules = parse_targets(targets);
         }
@@ -501,4 +582,22 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub disable_progress_bar: Option<bool>,
+    /// This node's devices, one data-parallel peer each: `cuda:0,cuda:1`, `cpu,cpu`.
+    #[arg(long)]
+    pub devices: Option<String>,
+    /// Machines (processes) in the run; the same on every node.
+    #[arg(long)]
+    pub num_nodes: Option<usize>,
+    /// This node's rank, from 0 (node 0 runs the coordinator and writes checkpoints).
+    #[arg(long)]
+    pub node_rank: Option<usize>,
+    /// host:port of the coordinator; the same on every node.
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// host:port where the other nodes reach this one (default: coordinator port + 1 + rank).
+    #[arg(long)]
+    pub node_address: Option<String>,
+    /// Seconds to wait for the other peers at a step before failing.
+    #[arg(long)]
+    pub collective_timeout_s: Option<u64>,
 }

@@ -94,9 +94,13 @@ pub trait TrainData<B: Backend> {
 /// In-memory samples served in a shuffled order per epoch (a permutation drawn from the seed
 /// and the epoch), `batch_size` at a time, the last batch of an epoch possibly smaller;
 /// `collate` turns a slice of samples into a batch. Positions count samples.
+///
+/// Sharded for data-parallel peer `rank` of `world` ([`with_shard`](Self::with_shard)), it
+/// walks global batches of `world * batch_size` samples and serves the peer's part of each.
 pub struct ShuffledData<S, F> {
     samples: Vec<S>,
     batch_size: usize,
+    shard: Shard,
     seed: u64,
     collate: F,
     position: DataPosition,
@@ -109,6 +113,7 @@ impl<S, F> ShuffledData<S, F> {
         Self {
             samples,
             batch_size: batch_size.max(1),
+            shard: Shard::default(),
             seed,
             collate,
             position: DataPosition::default(),
@@ -120,6 +125,56 @@ impl<S, F> ShuffledData<S, F> {
     pub fn samples(&self) -> &[S] {
         &self.samples
     }
+
+    /// Serves peer `rank`'s shard of global batches of `world * batch_size` samples (see
+    /// [`Shard`]); positions still count samples of the epoch's order, so they are the same
+    /// on every peer and for any peer count.
+    pub fn with_shard(mut self, rank: usize, world: usize) -> Self {
+        self.shard = Shard::new(rank, world);
+        self
+    }
+}
+
+/// Peer `rank` of `world`'s part of every global batch: the global batch's samples split in
+/// `world` contiguous runs as even as possible, in rank order, so that the peers together
+/// see exactly the batch one peer would with the global batch size. A global batch with
+/// fewer samples than peers (only the last of an epoch can be) is left out: every peer must
+/// take part in every step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// The peer's rank.
+    pub rank: usize,
+    /// Peers.
+    pub world: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self { rank: 0, world: 1 }
+    }
+}
+
+impl Shard {
+    /// Peer `rank` of `world` (at least 1; `rank` below it).
+    pub fn new(rank: usize, world: usize) -> Self {
+        let world = world.max(1);
+        Self {
+            rank: rank.min(world - 1),
+            world,
+        }
+    }
+
+    /// Global batches of `global` samples in an epoch of `len` samples.
+    pub fn batches(&self, len: usize, global: usize) -> usize {
+        len / global + usize::from(len % global >= self.world)
+    }
+
+    /// This peer's range within a global batch of `n` samples; `None` when it has fewer
+    /// samples than peers.
+    pub fn part(&self, n: usize) -> Option<std::ops::Range<usize>> {
+        (n >= self.world && n > 0)
+            .then(|| self.rank * n / self.world..(self.rank + 1) * n / self.world)
+    }
 }
 
 impl<B, S, F> TrainData<B> for ShuffledData<S, F>
@@ -128,7 +183,8 @@ where
     F: FnMut(&[&S], &B::Device) -> Result<TrainBatch<B>, TrainError>,
 {
     fn batches_per_epoch(&self) -> usize {
-        self.samples.len().div_ceil(self.batch_size)
+        self.shard
+            .batches(self.samples.len(), self.batch_size * self.shard.world)
     }
 
     fn seek(&mut self, position: DataPosition) -> Result<(), TrainError> {
@@ -152,8 +208,11 @@ where
             self.order = Some((epoch, epoch_order(self.samples.len(), self.seed, epoch)));
         }
         let order = &self.order.as_ref().expect("just set").1;
-        let end = (index + self.batch_size).min(order.len());
-        let picked: Vec<&S> = order[index..end]
+        let end = (index + self.batch_size * self.shard.world).min(order.len());
+        let Some(part) = self.shard.part(end - index) else {
+            return Ok(None);
+        };
+        let picked: Vec<&S> = order[index + part.start..index + part.end]
             .iter()
             .map(|&i| &self.samples[i])
             .collect();

@@ -2,10 +2,10 @@
 //! decoding, prefetch, skipped records) with its resume positions.
 
 use burn::tensor::backend::Backend;
-use vlm_data::{Batches, Dataset, Position};
+use vlm_data::{Batch, Batches, Dataset, Position};
 use vlm_model::{VlmBatch, IGNORE_INDEX};
 
-use crate::{DataPosition, TrainBatch, TrainData, TrainError};
+use crate::{DataPosition, Shard, TrainBatch, TrainData, TrainError};
 
 /// The batches of a manifest [`Dataset`], epoch after epoch, as the trainer consumes them.
 ///
@@ -13,8 +13,13 @@ use crate::{DataPosition, TrainBatch, TrainData, TrainError};
 /// resumed run reads exactly the records the interrupted one would have read next. Records
 /// the dataset skips (missing image, no placeholder, ...) are reported on stderr with their
 /// manifest line and counted.
+///
+/// Sharded for data-parallel peer `rank` of `world` ([`with_shard`](Self::with_shard)), the
+/// dataset's `batch_size` is the global batch: every peer reads it and keeps its [`Shard`]
+/// of the rows, so positions stay the same on every peer and for any peer count.
 pub struct DatasetSource {
     dataset: Dataset,
+    shard: Shard,
     stream: Option<Batches>,
     position: DataPosition,
     skipped: usize,
@@ -25,10 +30,18 @@ impl DatasetSource {
     pub fn new(dataset: Dataset) -> Self {
         Self {
             dataset,
+            shard: Shard::default(),
             stream: None,
             position: DataPosition::default(),
             skipped: 0,
         }
+    }
+
+    /// Serves peer `rank` of `world`'s rows of every batch (the dataset's batch size is the
+    /// global one: `world` times the per-device batch).
+    pub fn with_shard(mut self, rank: usize, world: usize) -> Self {
+        self.shard = Shard::new(rank, world);
+        self
     }
 
     /// The dataset.
@@ -62,7 +75,7 @@ impl<B: Backend> TrainData<B> for DatasetSource {
         if options.drop_last {
             self.dataset.len() / batch
         } else {
-            self.dataset.len().div_ceil(batch)
+            self.shard.batches(self.dataset.len(), batch)
         }
     }
 
@@ -89,7 +102,11 @@ impl<B: Backend> TrainData<B> for DatasetSource {
             epoch: loaded.resume.epoch,
             index: loaded.resume.index,
         };
-        let batch = &loaded.batch;
+        let Some(rows) = self.shard.part(loaded.batch.batch_size) else {
+            return Ok(None);
+        };
+        let part = shard_rows(&loaded.batch, rows);
+        let batch = part.as_ref().unwrap_or(&loaded.batch);
         let seq = batch.seq_len.max(1);
         let tensors = batch.to_tensors::<B>(device);
         Ok(Some(TrainBatch {
@@ -114,4 +131,29 @@ impl<B: Backend> TrainData<B> for DatasetSource {
     fn position(&self) -> DataPosition {
         self.position
     }
+}
+
+/// Rows `rows` of `batch` (and their images), padding kept; `None` when that is all of it.
+fn shard_rows(batch: &Batch, rows: std::ops::Range<usize>) -> Option<Batch> {
+    if rows.start == 0 && rows.end == batch.batch_size {
+        return None;
+    }
+    let seq = batch.seq_len;
+    let tokens = rows.start * seq..rows.end * seq;
+    let image_len = batch.image_shape.map_or(0, |[c, h, w]| c * h * w);
+    let images_before = batch.has_image[..rows.start].iter().filter(|&&h| h).count();
+    let has_image = batch.has_image[rows.clone()].to_vec();
+    let images = has_image.iter().filter(|&&h| h).count();
+    let pixels = images_before * image_len..(images_before + images) * image_len;
+    Some(Batch {
+        ids: batch.ids[rows.clone()].to_vec(),
+        batch_size: rows.len(),
+        seq_len: seq,
+        input_ids: batch.input_ids[tokens.clone()].to_vec(),
+        attention_mask: batch.attention_mask[tokens.clone()].to_vec(),
+        labels: batch.labels[tokens].to_vec(),
+        pixel_values: batch.pixel_values[pixels].to_vec(),
+        image_shape: batch.image_shape.filter(|_| images > 0),
+        has_image,
+    })
 }

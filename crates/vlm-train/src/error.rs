@@ -80,6 +80,15 @@ pub enum TrainError {
         source: std::io::Error,
     },
 
+    /// The data-parallel peers could not exchange gradients: registration or an all-reduce
+    /// failed or timed out (a peer stopped, hangs or cannot be reached).
+    #[error("data-parallel training: {0}")]
+    Collective(String),
+
+    /// A data-parallel peer could not run: its thread failed to start or panicked.
+    #[error("data-parallel peer: {0}")]
+    Peer(String),
+
     /// A checkpoint to resume from is missing, incomplete or does not fit the model.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {

@@ -20,6 +20,10 @@
 //! [`ShuffledData`] serves in-memory samples that way, [`DatasetSource`] a `vlm-data`
 //! manifest `Dataset`.
 //!
+//! Data-parallel training ([`distributed`]): one peer per device and machine on Burn's
+//! collective engine, each on its shard of every global batch, gradients summed by
+//! all-reduce; only rank 0 writes checkpoints and logs.
+//!
 //! Depends on `vlm-model` (and, through it, the lower crates) and `vlm-data`.
 
 #![warn(missing_docs)]
@@ -28,6 +32,7 @@ pub mod checkpoint;
 mod config;
 mod data;
 mod dataset;
+pub mod distributed;
 mod error;
 mod grads;
 pub mod metrics;
@@ -40,8 +45,9 @@ pub use checkpoint::{latest_checkpoint, list_checkpoints, TrainerState};
 pub use config::{
     LrSchedule, NonFinitePolicy, TargetModulesSpec, TrainArgs, TrainConfig, TrainMode,
 };
-pub use data::{epoch_order, DataPosition, ShuffledData, SplitMix64, TrainBatch, TrainData};
+pub use data::{epoch_order, DataPosition, Shard, ShuffledData, SplitMix64, TrainBatch, TrainData};
 pub use dataset::DatasetSource;
+pub use distributed::{run_local_peers, Peer, PeerError};
 pub use error::{ConfigError, TrainError};
 pub use optim::GroupedAdamW;
 pub use params::{

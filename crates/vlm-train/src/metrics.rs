@@ -72,10 +72,11 @@ impl MetricsRecord {
     }
 }
 
-/// Appends records to `metrics.jsonl`, one flushed line each.
+/// Appends records to `metrics.jsonl`, one flushed line each (or, on a data-parallel peer
+/// other than the main one, nowhere).
 pub struct MetricsLog {
     path: PathBuf,
-    file: File,
+    file: Option<File>,
 }
 
 impl MetricsLog {
@@ -105,7 +106,19 @@ impl MetricsLog {
             .append(true)
             .open(&path)
             .map_err(|e| TrainError::write(&path, e))?;
-        Ok(Self { path, file })
+        Ok(Self {
+            path,
+            file: Some(file),
+        })
+    }
+
+    /// A log that writes nothing: what peers other than the main one keep (the main peer
+    /// writes `output_dir/metrics.jsonl`, the path this one reports).
+    pub fn disabled(output_dir: &Path) -> Self {
+        Self {
+            path: output_dir.join(METRICS_FILE),
+            file: None,
+        }
     }
 
     /// The file.
@@ -115,11 +128,13 @@ impl MetricsLog {
 
     /// Appends one record.
     pub fn write(&mut self, record: &MetricsRecord) -> Result<(), TrainError> {
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
         let mut line = serde_json::to_string(record).expect("records serialise");
         line.push('\n');
-        self.file
-            .write_all(line.as_bytes())
-            .and_then(|()| self.file.flush())
+        file.write_all(line.as_bytes())
+            .and_then(|()| file.flush())
             .map_err(|e| TrainError::write(&self.path, e))
     }
 }

@@ -16,6 +16,7 @@ use crate::checkpoint::{
     OPTIMIZER_DIR, TRAINABLE_FILE, TRAINER_STATE_FILE, TRAIN_CONFIG_FILE,
 };
 use crate::data::SplitMix64;
+use crate::distributed::{reduce_step, share_trainable, Peer, PeerLink, StepSums};
 use crate::grads::{global_norm, scale_and_split};
 use crate::metrics::{plot_loss_curve, MetricsLog, MetricsRecord, LOSS_CURVE_FILE};
 use crate::params::{
@@ -110,6 +111,7 @@ pub struct Trainer<'a, B: AutodiffBackend, M> {
     export: Option<ExportFn<'a, M>>,
     on_step: Option<StepFn<'a>>,
     stop_after: Option<usize>,
+    peer: Peer,
 }
 
 impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
@@ -128,6 +130,7 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
             export: None,
             on_step: None,
             stop_after: None,
+            peer: Peer::single(),
         })
     }
 
@@ -160,6 +163,14 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
         self
     }
 
+    /// Trains as data-parallel `peer` (see [`distributed`](crate::distributed)): `data` must
+    /// serve this peer's shard, the device is the peer's; only the main peer writes
+    /// checkpoints and logs.
+    pub fn with_peer(mut self, peer: Peer) -> Self {
+        self.peer = peer;
+        self
+    }
+
     /// Trains `model` on `data`, from the start or from a checkpoint.
     ///
     /// Applies the configured [`TrainMode`] first (what requires a gradient); then runs
@@ -173,13 +184,22 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
     ) -> Result<TrainOutcome<M>, TrainError> {
         let config = self.config.clone();
         let output_dir = config.output_dir.clone();
-        std::fs::create_dir_all(&output_dir).map_err(|e| TrainError::write(&output_dir, e))?;
-        for stale in remove_stale_staging(&output_dir) {
-            eprintln!(
-                "removed {}: a checkpoint whose writing was interrupted",
-                stale.display()
-            );
+        let main = self.peer.is_main();
+        if main {
+            std::fs::create_dir_all(&output_dir).map_err(|e| TrainError::write(&output_dir, e))?;
+            for stale in remove_stale_staging(&output_dir) {
+                eprintln!(
+                    "removed {}: a checkpoint whose writing was interrupted",
+                    stale.display()
+                );
+            }
         }
+        let link = if self.peer.is_distributed() {
+            let device = self.device.clone();
+            Some(PeerLink::<B::InnerBackend>::join(&self.peer, device)?)
+        } else {
+            None
+        };
 
         let mut model = apply_mode(model, config.mode, config.train_vision);
         let mut table = param_table(&model);
@@ -221,8 +241,15 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
             optimizer.load(&dir.join(OPTIMIZER_DIR), &table, &self.device)?;
             state = saved;
         }
+        if let Some(link) = &link {
+            model = share_trainable(link, model, main)?;
+        }
         data.seek(state.data)?;
-        let mut metrics = MetricsLog::open(&output_dir, resume_dir.as_ref().map(|_| state.step))?;
+        let mut metrics = if main {
+            MetricsLog::open(&output_dir, resume_dir.as_ref().map(|_| state.step))?
+        } else {
+            MetricsLog::disabled(&output_dir)
+        };
         if let Some(dir) = &resume_dir {
             metrics.write(&MetricsRecord::Resumed {
                 step: state.step,
@@ -237,7 +264,7 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
 
         let total = state.schedule.total_steps;
         let end = self.stop_after.map_or(total, |s| s.min(total));
-        let progress = progress_bar(&config, total, state.step);
+        let progress = progress_bar(&config, total, state.step, main);
         let mut run = RunClock::new(state.step);
         let mut reports = Vec::new();
         let mut last_checkpoint = None;
@@ -246,29 +273,27 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
 
         while state.step < end {
             let step = state.step + 1;
-            B::seed(&self.device, step_seed(config.seed, state.step));
+            B::seed(&self.device, step_seed(self.peer_seed(), state.step));
             let window = next_window(
                 data,
                 &mut state,
                 config.gradient_accumulation_steps,
                 &self.device,
             )?;
-            for batch in &window {
-                state.samples_seen += batch.samples as u64;
-                state.tokens_seen += batch.tokens as u64;
-                state.images_seen += batch.images as u64;
-                interval.tokens += batch.tokens;
-                interval.images += batch.images;
-            }
-
-            let report = self.step(
+            let (report, sums) = self.step(
                 &mut model,
                 &mut optimizer,
                 &group_of,
                 window,
                 step,
                 &mut metrics,
+                link.as_ref(),
             )?;
+            state.samples_seen += sums.samples as u64;
+            state.tokens_seen += sums.tokens as u64;
+            state.images_seen += sums.images as u64;
+            interval.tokens += sums.tokens as usize;
+            interval.images += sums.images as usize;
             let report = match report {
                 StepResult::Done(report, next) => {
                     model = next;
@@ -296,12 +321,14 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
             if step.is_multiple_of(config.logging_steps) || step == total {
                 let record =
                     interval.record(&report, &state, &run, config.gradient_accumulation_steps);
-                print_log(&progress, &record, total);
+                if main {
+                    print_log(&progress, &record, total);
+                }
                 metrics.write(&record)?;
                 interval = Interval::default();
             }
             let due = config.save_steps > 0 && step.is_multiple_of(config.save_steps);
-            if due || step == total {
+            if main && (due || step == total) {
                 let path = self.save(&model, &optimizer, &state, &table)?;
                 metrics.write(&MetricsRecord::Checkpoint {
                     step,
@@ -315,7 +342,10 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
         }
         let _ = saved_at;
         progress.finish_and_clear();
-        let loss_curve = if state.step == total {
+        if let Some(link) = link {
+            link.leave();
+        }
+        let loss_curve = if main && state.step == total {
             plot_loss_curve(metrics.path(), &output_dir.join(LOSS_CURVE_FILE))?
         } else {
             None
@@ -330,7 +360,9 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
         })
     }
 
-    /// One optimizer step over the micro-batches of `window`.
+    /// One optimizer step over the micro-batches of `window`; with other peers, over theirs
+    /// too (their gradients and counts summed in). Returns the step's (global) counts.
+    #[allow(clippy::too_many_arguments)]
     fn step(
         &mut self,
         model: &mut M,
@@ -339,13 +371,16 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
         window: Vec<TrainBatch<B>>,
         step: usize,
         metrics: &mut MetricsLog,
-    ) -> Result<StepResult<M>, TrainError> {
-        let policy = self.config.on_non_finite;
-        let micro_batches = window.len();
-        let mut accumulator = GradientsAccumulator::<M>::new();
-        let (mut loss_sum, mut supervised) = (0.0f64, 0usize);
-        let skip =
-            |reason: String, loss: Option<f64>, supervised: usize, norm: Option<f64>| StepReport {
+        link: Option<&PeerLink<B::InnerBackend>>,
+    ) -> Result<(StepResult<M>, StepSums), TrainError> {
+        let local = self.accumulate(model, window, step, metrics)?;
+        let (grads, sums) = match link {
+            Some(link) => reduce_step(link, &*model, local.grads, group_of, local.sums, step)?,
+            None => (local.grads, local.sums),
+        };
+        let supervised = sums.supervised as usize;
+        let skip = |reason: String, loss: Option<f64>, norm: Option<f64>| {
+            let report = StepReport {
                 step,
                 loss,
                 supervised_tokens: supervised,
@@ -353,69 +388,37 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
                 learning_rates: Vec::new(),
                 skipped: Some(reason),
             };
-        for (index, batch) in window.into_iter().enumerate() {
-            if batch.supervised_tokens == 0 {
-                let reason = format!(
-                    "micro-batch {} of {micro_batches} has no supervised token (every label is \
-                     -100): left out of the step",
-                    index + 1
-                );
-                eprintln!("step {step}: {reason}");
-                metrics.write(&MetricsRecord::Skipped { step, reason })?;
-                continue;
-            }
-            let loss = (self.loss)(model, batch)?;
-            let value: f64 = loss.loss.clone().into_scalar().elem();
-            if !value.is_finite() {
-                if policy == NonFinitePolicy::Stop {
-                    return Err(TrainError::NonFinite {
-                        what: "loss",
-                        value: value.to_string(),
-                        step,
-                    });
-                }
-                let reason = format!(
-                    "non-finite loss {value} in micro-batch {} of {micro_batches}: step skipped",
-                    index + 1
-                );
-                eprintln!("step {step}: {reason}");
-                metrics.write(&MetricsRecord::Skipped {
+            Ok((StepResult::Skipped(report, model.clone()), sums))
+        };
+        if sums.non_finite > 0.0 {
+            let value = local.non_finite.clone();
+            if self.config.on_non_finite == NonFinitePolicy::Stop {
+                return Err(TrainError::NonFinite {
+                    what: "loss",
+                    value: value.map_or("non-finite on another peer".into(), |(v, _)| v),
                     step,
-                    reason: reason.clone(),
-                })?;
-                return Ok(StepResult::Skipped(
-                    skip(reason, None, supervised, None),
-                    model.clone(),
-                ));
+                });
             }
-            let count = loss.supervised_tokens;
-            // Back-propagate the summed loss; the sum over the step is divided by the step's
-            // supervised-token count below, which is the exact token mean of all of them.
-            let grads = loss.loss.mul_scalar(count as f64).backward();
-            accumulator.accumulate(model, GradientsParams::from_grads(grads, model));
-            loss_sum += value * count as f64;
-            supervised += count;
+            let reason = value.map_or_else(
+                || "non-finite loss on another peer: step skipped".to_string(),
+                |(_, reason)| reason,
+            );
+            report_skip(step, &reason, metrics)?;
+            return skip(reason, None, None);
         }
         if supervised == 0 {
             let reason = format!(
-                "no supervised token in any of the {micro_batches} micro-batches: step skipped"
+                "no supervised token in any of the {} micro-batches: step skipped",
+                local.micro_batches
             );
-            eprintln!("step {step}: {reason}");
-            metrics.write(&MetricsRecord::Skipped {
-                step,
-                reason: reason.clone(),
-            })?;
-            return Ok(StepResult::Skipped(
-                skip(reason, None, 0, None),
-                model.clone(),
-            ));
+            report_skip(step, &reason, metrics)?;
+            return skip(reason, None, None);
         }
-        let loss = loss_sum / supervised as f64;
-        let grads = accumulator.grads();
-        let scale = 1.0 / supervised as f64;
+        let loss = sums.loss_sum / sums.supervised;
+        let scale = 1.0 / sums.supervised;
         let norm = global_norm(&*model, &grads, scale);
         if !norm.is_finite() {
-            if policy == NonFinitePolicy::Stop {
+            if self.config.on_non_finite == NonFinitePolicy::Stop {
                 return Err(TrainError::NonFinite {
                     what: "gradient norm",
                     value: norm.to_string(),
@@ -423,15 +426,8 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
                 });
             }
             let reason = format!("non-finite gradient norm {norm}: step skipped");
-            eprintln!("step {step}: {reason}");
-            metrics.write(&MetricsRecord::Skipped {
-                step,
-                reason: reason.clone(),
-            })?;
-            return Ok(StepResult::Skipped(
-                skip(reason, Some(loss), supervised, Some(norm)),
-                model.clone(),
-            ));
+            report_skip(step, &reason, metrics)?;
+            return skip(reason, Some(loss), Some(norm));
         }
         let max_norm = self.config.max_grad_norm;
         let clip = if max_norm > 0.0 {
@@ -442,17 +438,81 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
         let split = scale_and_split(&*model, grads, scale * clip, group_of);
         let factor = self.schedule_factor(step - 1);
         let (next, learning_rates) = optimizer.step(model.clone(), split, factor);
-        Ok(StepResult::Done(
-            StepReport {
-                step,
-                loss: Some(loss),
-                supervised_tokens: supervised,
-                grad_norm: Some(norm),
-                learning_rates,
-                skipped: None,
-            },
-            next,
-        ))
+        let report = StepReport {
+            step,
+            loss: Some(loss),
+            supervised_tokens: supervised,
+            grad_norm: Some(norm),
+            learning_rates,
+            skipped: None,
+        };
+        Ok((StepResult::Done(report, next), sums))
+    }
+
+    /// This peer's part of a step: the gradients of the summed loss (loss times supervised
+    /// tokens) of the micro-batches of `window`, accumulated, and the step's counts. Stops at
+    /// a non-finite loss (the step will be skipped or the run stopped).
+    fn accumulate(
+        &self,
+        model: &M,
+        window: Vec<TrainBatch<B>>,
+        step: usize,
+        metrics: &mut MetricsLog,
+    ) -> Result<LocalStep, TrainError> {
+        let micro_batches = window.len();
+        let mut accumulator = GradientsAccumulator::<M>::new();
+        let mut sums = StepSums::default();
+        for batch in &window {
+            sums.samples += batch.samples as f64;
+            sums.tokens += batch.tokens as f64;
+            sums.images += batch.images as f64;
+        }
+        for (index, batch) in window.into_iter().enumerate() {
+            if batch.supervised_tokens == 0 {
+                let reason = format!(
+                    "micro-batch {} of {micro_batches} has no supervised token (every label is \
+                     -100): left out of the step",
+                    index + 1
+                );
+                report_skip(step, &reason, metrics)?;
+                continue;
+            }
+            let loss = (self.loss)(model, batch)?;
+            let value: f64 = loss.loss.clone().into_scalar().elem();
+            if !value.is_finite() {
+                let reason = format!(
+                    "non-finite loss {value} in micro-batch {} of {micro_batches}: step skipped",
+                    index + 1
+                );
+                sums.non_finite = 1.0;
+                return Ok(LocalStep {
+                    grads: accumulator.grads(),
+                    sums,
+                    micro_batches,
+                    non_finite: Some((value.to_string(), reason)),
+                });
+            }
+            let count = loss.supervised_tokens;
+            // Back-propagate the summed loss; the sum over the step is divided by the step's
+            // supervised-token count afterwards, which is the exact token mean of all of them.
+            let grads = loss.loss.mul_scalar(count as f64).backward();
+            accumulator.accumulate(model, GradientsParams::from_grads(grads, model));
+            sums.loss_sum += value * count as f64;
+            sums.supervised += count as f64;
+        }
+        Ok(LocalStep {
+            grads: accumulator.grads(),
+            sums,
+            micro_batches,
+            non_finite: None,
+        })
+    }
+
+    /// The seed of this peer's random draws (dropout): the run's seed on the main peer,
+    /// another one, fixed by the rank, on each other peer.
+    fn peer_seed(&self) -> u64 {
+        let rank = self.peer.rank as u64;
+        self.config.seed ^ rank.wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
     fn schedule_factor(&self, step: usize) -> f64 {
@@ -491,6 +551,24 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
 enum StepResult<M> {
     Done(StepReport, M),
     Skipped(StepReport, M),
+}
+
+/// One peer's part of a step, before the peers' parts are summed.
+struct LocalStep {
+    grads: GradientsParams,
+    sums: StepSums,
+    micro_batches: usize,
+    /// The non-finite loss met, as text, and the reason to report.
+    non_finite: Option<(String, String)>,
+}
+
+/// Reports a skipped step (or micro-batch) on stderr and in the metrics.
+fn report_skip(step: usize, reason: &str, metrics: &mut MetricsLog) -> Result<(), TrainError> {
+    eprintln!("step {step}: {reason}");
+    metrics.write(&MetricsRecord::Skipped {
+        step,
+        reason: reason.to_string(),
+    })
 }
 
 /// The micro-batches of one step: up to `count`, fewer when the epoch ends (the next step
@@ -590,7 +668,9 @@ fn check_resumable(
         return Err(TrainError::checkpoint(
             dir,
             format!(
-                "was trained on {} micro-batches per epoch, this data has {}",
+                "was trained on {} micro-batches per epoch, this data has {} (resuming on \
+                 another device count needs the same global batch: peers x \
+                 per_device_train_batch_size)",
                 saved.batches_per_epoch, fresh.batches_per_epoch
             ),
         ));
@@ -614,8 +694,8 @@ fn check_resumable(
     Ok(())
 }
 
-fn progress_bar(config: &TrainConfig, total: usize, position: usize) -> ProgressBar {
-    if config.disable_progress_bar {
+fn progress_bar(config: &TrainConfig, total: usize, position: usize, main: bool) -> ProgressBar {
+    if config.disable_progress_bar || !main {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total as u64);

@@ -123,6 +123,11 @@ pub fn rng_lock() -> MutexGuard<'static, ()> {
 /// projections of the language model. The frozen parts are the same in every call; the
 /// trainable ones (projector, adapters) are drawn from `init_seed`.
 pub fn model(lora: bool, init_seed: u64) -> Vlm {
+    model_with_dropout(lora, init_seed, 0.1)
+}
+
+/// [`model`] with the adapters' dropout `dropout`.
+pub fn model_with_dropout(lora: bool, init_seed: u64, dropout: f64) -> Vlm {
     let device = Default::default();
     TestBackend::seed(&device, init_seed);
     let llm = QwenModel::<Train>::load(fixture("qwen2_tied"), &device).expect("qwen2_tied");
@@ -132,7 +137,7 @@ pub fn model(lora: bool, init_seed: u64) -> Vlm {
             8.0,
             TargetModules::parse("q_proj|v_proj|up_proj|down_proj"),
         )
-        .with_dropout(0.1);
+        .with_dropout(dropout);
         vlm_lora::apply(llm, &config).expect("lora")
     } else {
         llm

@@ -5,6 +5,7 @@
 //! [`burn::tensor::backend::Backend`]; only programs choose a concrete one.
 
 pub mod backend;
+pub mod cli;
 
 pub use burn;
 pub use vlm_data as data;

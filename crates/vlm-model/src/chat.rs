@@ -74,7 +74,8 @@ where
             .get_or_insert_with(|| Decoder::new(language_model, config.use_cache));
         let mask = Tensor::ones([1, ids.len()], &embeds.device());
         let replies = decode(decoder, embeds, mask, config, vec![history], |tokens| {
-            on_token(tokens[0])
+            on_token(tokens[0]);
+            std::ops::ControlFlow::Continue(())
         })?;
         let reply = replies.into_iter().next().unwrap_or_default();
         self.history.extend(prompt_ids);

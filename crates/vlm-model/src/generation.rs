@@ -1,6 +1,8 @@
 //! Generation with images: prefill with the spliced embeddings, then one token per step
 //! through the language model's cache, with `vlm-qwen`'s sampling settings.
 
+use std::ops::ControlFlow;
+
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use vlm_qwen::{position_ids_from_mask, GenerationConfig, TokenChooser};
@@ -29,7 +31,22 @@ where
         &self,
         batch: VlmBatch<B>,
         config: &GenerationConfig,
-        on_token: impl FnMut(&[u32]),
+        mut on_token: impl FnMut(&[u32]),
+    ) -> Result<Vec<Vec<u32>>, ModelError> {
+        self.generate_until(batch, config, |tokens| {
+            on_token(tokens);
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// As [`generate`](Self::generate), but `on_token` may end generation early by returning
+    /// [`ControlFlow::Break`] (a client gone, a stop string seen); the tokens chosen up to
+    /// then are returned.
+    pub fn generate_until(
+        &self,
+        batch: VlmBatch<B>,
+        config: &GenerationConfig,
+        on_token: impl FnMut(&[u32]) -> ControlFlow<()>,
     ) -> Result<Vec<Vec<u32>>, ModelError> {
         let mask = self.attention_mask(&batch.input_ids, batch.attention_mask)?;
         let embeds = self.inputs_embeds(batch.input_ids.clone(), batch.pixel_values)?;
@@ -143,7 +160,7 @@ impl<'a, B: Backend, L: LanguageModel<B>> Decoder<'a, B, L> {
 
 /// Feeds the prompt (`embeds` `[batch, n, hidden]` with its mask `[batch, n]`), then
 /// chooses tokens and feeds them back until every sequence has stopped or
-/// `max_new_tokens` are out; returns the new tokens of each sequence. `history` holds each
+/// `max_new_tokens` are out, or `on_token` breaks; returns the new tokens of each sequence. `history` holds each
 /// sequence's tokens so far, for the repetition penalty. The settings are checked before
 /// anything is fed; the last chosen tokens are not fed.
 pub(crate) fn decode<B: Backend, L: LanguageModel<B>>(
@@ -152,14 +169,14 @@ pub(crate) fn decode<B: Backend, L: LanguageModel<B>>(
     mask: Tensor<B, 2, Int>,
     config: &GenerationConfig,
     history: Vec<Vec<u32>>,
-    mut on_token: impl FnMut(&[u32]),
+    mut on_token: impl FnMut(&[u32]) -> ControlFlow<()>,
 ) -> Result<Vec<Vec<u32>>, ModelError> {
     let mut run = TokenChooser::new(config, history, decoder.language_model.vocab_size())?;
     let mut logits = decoder.feed(embeds, mask)?;
     for step in 1..=config.max_new_tokens {
         let tokens = run.choose(logits);
-        on_token(&tokens);
-        if step == config.max_new_tokens || run.all_finished() {
+        let flow = on_token(&tokens);
+        if flow.is_break() || step == config.max_new_tokens || run.all_finished() {
             break;
         }
         logits = decoder.feed_tokens(&tokens)?;

@@ -1,0 +1,283 @@
+//! A web chat page and an OpenAI-compatible HTTP API over a vision-language model.
+//!
+//! ```text
+//! cargo run --release --example serve -- --checkpoint runs/llava-qwen/step-1000
+//! # then open http://127.0.0.1:8080/ or point an OpenAI client at http://127.0.0.1:8080/v1
+//! ```
+//!
+//! - `GET /`: the chat page (upload or paste an image, multi-turn chat, streamed answers,
+//!   sampling settings, a clear button); its script and style are embedded in the binary,
+//!   nothing is loaded from elsewhere.
+//! - `POST /v1/chat/completions`: OpenAI's chat API: `messages` whose `content` is a string
+//!   or `text` and `image_url` parts (images inline as base64 `data:` URLs, JPEG or PNG; the
+//!   server fetches no URL), `max_tokens`, `temperature`, `top_p`, `stop`, `seed`, `stream`
+//!   (server-sent events in OpenAI's chunk format, ending with `data: [DONE]`) and `usage`.
+//! - `GET /v1/models`: the one model served.
+//!
+//! Errors are OpenAI's JSON (`{"error": {"message", "type", "param", "code"}}`): 4xx for a bad
+//! request, 5xx for the server's own failures. Requests wait in a bounded queue for the
+//! model thread, which answers one at a time (no batching); a full queue answers 503.
+//! Bounds: the request body (`--body-limit`), the image's pixels (checked in its header before
+//! decoding), `max_tokens` and the context. Binds 127.0.0.1 unless `--host` says otherwise;
+//! Ctrl-C or SIGTERM stops accepting connections, finishes the answers under way and exits.
+
+mod api;
+mod error;
+mod image;
+mod prompt;
+mod routes;
+mod stop;
+mod worker;
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use clap::Parser;
+use vlm::backend::{device, Inference};
+use vlm::cli::{stop_token_ids, LoadError, ModelArgs};
+use vlm::data::image::{DecodeLimits, ImageProcessor};
+use vlm::vision::VisionEncoder;
+
+use crate::api::RequestLimits;
+use crate::prompt::Prompter;
+use crate::routes::AppState;
+use crate::worker::Worker;
+
+/// Serves a vision-language model: a chat page at / and an OpenAI-compatible API at /v1.
+///
+/// Prints `listening on http://HOST:PORT` once it accepts connections (`--port 0` picks a
+/// free port).
+#[derive(Debug, Parser)]
+#[command(name = "serve", verbatim_doc_comment)]
+struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+
+    /// Address to listen on (0.0.0.0 exposes the server to the network).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+
+    /// The model's name in responses and /v1/models.
+    #[arg(long, default_value = "vlm")]
+    model_name: String,
+
+    /// max_tokens of a request that gives none.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    default_max_tokens: usize,
+
+    /// The largest max_tokens a request may ask for.
+    #[arg(long, value_name = "N", default_value_t = 2048)]
+    max_tokens_limit: usize,
+
+    /// The longest prompt plus answer, in tokens.
+    #[arg(long, value_name = "N", default_value_t = 8192)]
+    max_context: usize,
+
+    /// The largest request body, in bytes (images travel inside it, base64).
+    #[arg(long, value_name = "BYTES", default_value_t = 20 * 1024 * 1024)]
+    body_limit: usize,
+
+    /// The largest image width and height, in pixels, read from the image header before
+    /// decoding.
+    #[arg(long, value_name = "PIXELS", default_value_t = 4096)]
+    max_image_side: u32,
+
+    /// Requests that may wait for the model; more are answered 503.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    queue: usize,
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    /// The flags are inconsistent.
+    #[error("{0} (see --help)")]
+    Usage(String),
+    /// The model did not load.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Binding or serving failed.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The model thread ended before the server was ready.
+    #[error("the model thread stopped before the model was loaded")]
+    ModelThread,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), ServeError> {
+    check(&args)?;
+    let (jobs, queue) = tokio::sync::mpsc::channel(args.queue);
+    let (ready, loaded) = std::sync::mpsc::sync_channel(1);
+    let model_args = args.model.clone();
+    let prompter_limits = limits(&args);
+    let model_thread = std::thread::spawn(move || {
+        let dev = device();
+        let worker = match model_args.load::<Inference>(&dev) {
+            Ok(loaded) => {
+                let prompter = prompter(&loaded, prompter_limits);
+                let _ = ready.send(Ok(prompter));
+                Worker {
+                    stop_token_ids: stop_token_ids(&loaded.tokenizer, vocab_size(&loaded)),
+                    model: loaded.model,
+                    tokenizer: loaded.tokenizer,
+                    device: dev,
+                }
+            }
+            Err(err) => {
+                let _ = ready.send(Err(err));
+                return;
+            }
+        };
+        worker.run(queue);
+    });
+    let prompter = loaded.recv().map_err(|_| ServeError::ModelThread)??;
+    let state = Arc::new(AppState {
+        jobs,
+        prompter,
+        limits: RequestLimits {
+            default_max_tokens: args.default_max_tokens,
+            max_tokens: args.max_tokens_limit,
+        },
+        body_limit: args.body_limit,
+        model_name: args.model_name.clone(),
+        started: unix_now(),
+        next_id: AtomicU64::new(1),
+    });
+    serve(SocketAddr::new(args.host, args.port), state)?;
+    // The router (and its queue sender) is gone: the model thread ends after its last job.
+    model_thread.join().map_err(|_| ServeError::ModelThread)
+}
+
+fn check(args: &Args) -> Result<(), ServeError> {
+    let usage = |m: &str| Err(ServeError::Usage(m.to_string()));
+    if args.default_max_tokens == 0 || args.default_max_tokens > args.max_tokens_limit {
+        return usage("--default-max-tokens must be in 1..=--max-tokens-limit");
+    }
+    if args.max_context <= args.max_tokens_limit {
+        return usage("--max-context must exceed --max-tokens-limit");
+    }
+    if args.queue == 0 || args.max_image_side == 0 || args.body_limit == 0 {
+        return usage("--queue, --max-image-side and --body-limit must be at least 1");
+    }
+    Ok(())
+}
+
+/// What the prompter takes from the flags.
+#[derive(Debug, Clone, Copy)]
+struct PrompterLimits {
+    max_image_side: u32,
+    max_context: usize,
+}
+
+fn limits(args: &Args) -> PrompterLimits {
+    PrompterLimits {
+        max_image_side: args.max_image_side,
+        max_context: args.max_context,
+    }
+}
+
+fn vocab_size(loaded: &vlm::cli::LoadedModel<Inference>) -> usize {
+    loaded.model.language_model().config().vocab_size
+}
+
+/// The prompter for the loaded model: its tokenizer, image processor (with the server's
+/// decode limits) and placeholder token.
+fn prompter(loaded: &vlm::cli::LoadedModel<Inference>, limits: PrompterLimits) -> Prompter {
+    let model = &loaded.model;
+    let side = limits.max_image_side;
+    let decode = DecodeLimits {
+        max_width: side,
+        max_height: side,
+        // 16-bit RGBA, the widest stored pixel format.
+        max_alloc: u64::from(side) * u64::from(side) * 8,
+    };
+    let processor = ImageProcessor::new(model.vision().preprocessing().clone()).with_limits(decode);
+    let image_token = loaded
+        .tokenizer
+        .inner()
+        .id_to_token(model.image_token_id())
+        .unwrap_or_default();
+    Prompter {
+        tokenizer: loaded.tokenizer.clone(),
+        processor,
+        image_token,
+        tokens_per_image: model.tokens_per_image(),
+        vocab_size: vocab_size(loaded),
+        default_system: loaded.system_prompt.clone(),
+        max_context: limits.max_context,
+    }
+}
+
+/// Serves until Ctrl-C or SIGTERM, then lets the answers under way finish.
+fn serve(addr: SocketAddr, state: Arc<AppState>) -> Result<(), ServeError> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| ServeError::Io { what, source }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io("cannot start the async runtime"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(io(&format!("cannot listen on {addr}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(io("cannot read the address"))?;
+        println!("listening on http://{local}");
+        axum::serve(listener, routes::router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(io("the server failed"))
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    eprintln!("shutting down: finishing the answers under way");
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

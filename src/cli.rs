@@ -1,0 +1,164 @@
+//! The model flags every program that runs a VLM shares (`chat`, `serve`, `eval`, `merge`),
+//! and loading the model and tokenizer they name.
+//!
+//! One place decides what `--checkpoint`, `--llava`, `--llm`, `--vision` and `--tokenizer`
+//! mean, so the programs cannot drift apart: the same flags load the same model, and with no
+//! model flag they all fall back to the quickstart's checkpoint
+//! ([`QUICKSTART_CHECKPOINT`]) when it exists.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use vlm_data::{Tokenizer, TokenizerError};
+use vlm_model::{load_checkpoint, load_llava_hf, ModelError, QwenVlm};
+
+/// Where `cargo run --release --example quickstart` leaves its trained checkpoint (relative to
+/// the working directory): the model the programs use when no model flag is given.
+pub const QUICKSTART_CHECKPOINT: &str = "target/quickstart/model/checkpoint";
+
+/// The flags that choose a model, to `#[command(flatten)]` into a program's arguments.
+///
+/// The model: `--checkpoint DIR` (a vlm checkpoint; its `vlm_config.json` names the language
+/// model and vision tower, which `--llm` and `--vision`, when given, must match) or
+/// `--llava DIR` (a Hugging Face LLaVA folder); with neither (and no `--llm`), the
+/// quickstart's checkpoint ([`quickstart_checkpoint`]).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ModelArgs {
+    /// Hugging Face folder of the base language model (where the tokenizer is looked for);
+    /// with --checkpoint it must be the one the checkpoint names.
+    #[arg(long, value_name = "DIR")]
+    pub llm: Option<PathBuf>,
+
+    /// Vision tower folder; with --checkpoint it must be the one the checkpoint names.
+    #[arg(long, value_name = "DIR")]
+    pub vision: Option<PathBuf>,
+
+    /// A vlm checkpoint folder (vlm_config.json, projector.safetensors, adapter/)
+    /// [default: target/quickstart/model/checkpoint when no model flag is given].
+    #[arg(long, value_name = "DIR", conflicts_with = "llava")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// A Hugging Face LLaVA folder (LlavaForConditionalGeneration) with a Qwen LLM.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["llm", "vision"])]
+    pub llava: Option<PathBuf>,
+
+    /// tokenizer.json [default: the language model folder's]. Its ids must be inside the
+    /// model's vocabulary.
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// A model ready to run: the VLM, its tokenizer and the system prompt it was trained with.
+pub struct LoadedModel<B: Backend> {
+    /// The vision-language model.
+    pub model: QwenVlm<B>,
+    /// `--tokenizer`, else the language model folder's `tokenizer.json`.
+    pub tokenizer: Tokenizer,
+    /// The checkpoint's system prompt (none for a LLaVA folder).
+    pub system_prompt: Option<String>,
+}
+
+/// Why the model flags did not give a model.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The flags do not name a model, or contradict the checkpoint.
+    #[error("{0} (see --help)")]
+    Usage(String),
+    /// The tokenizer could not be read.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    /// The model failed to load.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+impl ModelArgs {
+    /// Loads the model and its tokenizer on `device`.
+    pub fn load<B: Backend>(&self, device: &B::Device) -> Result<LoadedModel<B>, LoadError> {
+        let (model, llm_dir, system_prompt) = self.load_model(device)?;
+        let tokenizer = match &self.tokenizer {
+            Some(file) => Tokenizer::from_file(file)?,
+            None => Tokenizer::from_model_dir(&llm_dir)?,
+        };
+        Ok(LoadedModel {
+            model,
+            tokenizer,
+            system_prompt,
+        })
+    }
+
+    /// The model, the folder of its language model (for the tokenizer) and the checkpoint's
+    /// system prompt.
+    fn load_model<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<(QwenVlm<B>, PathBuf, Option<String>), LoadError> {
+        if let Some(dir) = &self.llava {
+            let llm = self.llm.clone().unwrap_or_else(|| dir.clone());
+            return Ok((load_llava_hf::<B>(dir, device)?, llm, None));
+        }
+        let dir = self.checkpoint_dir()?;
+        let (model, config) = load_checkpoint::<B>(&dir, device)?;
+        let named_llm = dir.join(&config.language_model);
+        let named_vision = dir.join(&config.vision_tower.path);
+        check_named("--llm", self.llm.as_deref(), &named_llm)?;
+        check_named("--vision", self.vision.as_deref(), &named_vision)?;
+        Ok((model, named_llm, config.chat_template.system_prompt))
+    }
+
+    /// The checkpoint to load: `--checkpoint`, else (without `--llm`) the quickstart's.
+    fn checkpoint_dir(&self) -> Result<PathBuf, LoadError> {
+        match (&self.checkpoint, &self.llm) {
+            (Some(dir), _) => Ok(dir.clone()),
+            (None, Some(_)) => Err(LoadError::Usage(
+                "--llm needs --checkpoint DIR (or give --llava DIR)".into(),
+            )),
+            (None, None) => quickstart_checkpoint().ok_or_else(|| {
+                LoadError::Usage(format!(
+                    "no model: run `cargo run --release --example quickstart` first (it writes \
+                     {QUICKSTART_CHECKPOINT}, the default model), or give --checkpoint DIR or \
+                     --llava DIR"
+                ))
+            }),
+        }
+    }
+}
+
+/// The quickstart's checkpoint folder under the working directory, else under the
+/// repository (where `cargo run` from the repository writes it), when it exists.
+pub fn quickstart_checkpoint() -> Option<PathBuf> {
+    let relative = Path::new(QUICKSTART_CHECKPOINT);
+    let in_repository = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    [relative.to_path_buf(), in_repository]
+        .into_iter()
+        .find(|dir| dir.is_dir())
+}
+
+/// Fails when a flag names another folder than the checkpoint does.
+fn check_named(flag: &str, given: Option<&Path>, named: &Path) -> Result<(), LoadError> {
+    match given {
+        Some(given) if !same_dir(given, named) => Err(LoadError::Usage(format!(
+            "{flag} {} is not the folder the checkpoint names: {}",
+            given.display(),
+            named.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// The ids that end an answer: the tokenizer's `<|im_end|>` and `<|endoftext|>`, those inside
+/// a vocabulary of `vocab_size`.
+pub fn stop_token_ids(tokenizer: &Tokenizer, vocab_size: usize) -> Vec<u32> {
+    ["<|im_end|>", "<|endoftext|>"]
+        .into_iter()
+        .filter_map(|name| tokenizer.token_id(name).ok())
+        .filter(|&id| (id as usize) < vocab_size)
+        .collect()
+}

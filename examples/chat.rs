@@ -19,11 +19,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use vlm::backend::{device, Inference};
 use vlm::burn::tensor::{Device, Tensor, TensorData};
+use vlm::cli::{stop_token_ids, LoadError, ModelArgs};
 use vlm::data::image::{ImageError, ImageProcessor};
 use vlm::data::{TextStreamer, Tokenizer, TokenizerError};
-use vlm::model::{
-    load_checkpoint, load_llava_hf, AnyProjector, ChatSession, ModelError, QwenVlm, VisionTower,
-};
+use vlm::model::{AnyProjector, ChatSession, ModelError, QwenVlm, VisionTower};
 use vlm::qwen::{Decoding, GenerationConfig, QwenModel, SamplingParams};
 use vlm::vision::VisionEncoder;
 
@@ -34,32 +33,16 @@ type B = Inference;
 ///
 /// The model: --checkpoint DIR (a vlm checkpoint; its vlm_config.json names the language
 /// model and vision tower, which --llm and --vision, when given, must match) or --llava DIR
-/// (a Hugging Face LLaVA folder). Prompts use the ChatML template; the image goes at the
-/// start of the first user message.
+/// (a Hugging Face LLaVA folder). With neither (and no --llm), the checkpoint the quickstart
+/// trains, target/quickstart/model/checkpoint (under the working directory, else under the
+/// repository): run `cargo run --release --example quickstart` first. Prompts use the ChatML
+/// template; the image goes at the start of the first user message.
 #[derive(Debug, Parser)]
 #[command(name = "chat", verbatim_doc_comment)]
 pub struct Args {
-    /// Hugging Face folder of the base language model (where the tokenizer is looked for);
-    /// with --checkpoint it must be the one the checkpoint names.
-    #[arg(long, value_name = "DIR")]
-    pub llm: Option<PathBuf>,
-
-    /// Vision tower folder; with --checkpoint it must be the one the checkpoint names.
-    #[arg(long, value_name = "DIR")]
-    pub vision: Option<PathBuf>,
-
-    /// A vlm checkpoint folder (vlm_config.json, projector.safetensors, adapter/).
-    #[arg(long, value_name = "DIR", conflicts_with = "llava")]
-    pub checkpoint: Option<PathBuf>,
-
-    /// A Hugging Face LLaVA folder (LlavaForConditionalGeneration) with a Qwen LLM.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["llm", "vision"])]
-    pub llava: Option<PathBuf>,
-
-    /// tokenizer.json [default: the language model folder's]. Its ids must be inside the
-    /// model's vocabulary.
-    #[arg(long, value_name = "FILE")]
-    pub tokenizer: Option<PathBuf>,
+    /// The model (--checkpoint, --llava, --llm, --vision, --tokenizer).
+    #[command(flatten)]
+    pub model: ModelArgs,
 
     /// The image to ask about (JPEG, PNG), shown once, at the first turn.
     #[arg(long, value_name = "PATH")]
@@ -137,6 +120,16 @@ pub enum ChatError {
     Io(#[from] std::io::Error),
 }
 
+impl From<LoadError> for ChatError {
+    fn from(err: LoadError) -> Self {
+        match err {
+            LoadError::Usage(message) => Self::Usage(message),
+            LoadError::Tokenizer(err) => Self::Tokenizer(err),
+            LoadError::Model(err) => Self::Model(err),
+        }
+    }
+}
+
 /// One answer: its token ids (the stop token included when one was emitted) and the text
 /// that was printed for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,19 +163,11 @@ pub fn run(
 ) -> Result<Vec<Reply>, ChatError> {
     let config = generation_config(args)?;
     let dev = device();
-    let (model, llm_dir, system) = load(args, &dev)?;
-    let tokenizer = match &args.tokenizer {
-        Some(file) => Tokenizer::from_file(file)?,
-        None => Tokenizer::from_model_dir(&llm_dir)?,
-    };
+    let loaded = args.model.load::<B>(&dev)?;
+    let (model, tokenizer, system) = (loaded.model, loaded.tokenizer, loaded.system_prompt);
     let mut config = config;
     let vocab_size = model.language_model().config().vocab_size;
-    for name in ["<|im_end|>", "<|endoftext|>"] {
-        match tokenizer.token_id(name) {
-            Ok(id) if (id as usize) < vocab_size => config.stop_token_ids.push(id),
-            _ => {}
-        }
-    }
+    config.stop_token_ids = stop_token_ids(&tokenizer, vocab_size);
     let image = match &args.image {
         Some(path) => Some(pixels(&model, path, &dev)?),
         None => None,
@@ -375,43 +360,6 @@ fn generation_config(args: &Args) -> Result<GenerationConfig, ChatError> {
 
 fn usage(message: &str) -> ChatError {
     ChatError::Usage(message.to_string())
-}
-
-/// The model, the folder of its language model (for the tokenizer) and the checkpoint's
-/// system prompt.
-fn load(args: &Args, dev: &Device<B>) -> Result<(QwenVlm<B>, PathBuf, Option<String>), ChatError> {
-    if let Some(dir) = &args.llava {
-        let llm = args.llm.clone().unwrap_or_else(|| dir.clone());
-        return Ok((load_llava_hf::<B>(dir, dev)?, llm, None));
-    }
-    let Some(dir) = &args.checkpoint else {
-        return Err(usage("no model: give --checkpoint DIR or --llava DIR"));
-    };
-    let (model, config) = load_checkpoint::<B>(dir, dev)?;
-    let named_llm = dir.join(&config.language_model);
-    let named_vision = dir.join(&config.vision_tower.path);
-    for (flag, given, named) in [
-        ("--llm", &args.llm, &named_llm),
-        ("--vision", &args.vision, &named_vision),
-    ] {
-        if let Some(given) = given {
-            if !same_dir(given, named) {
-                return Err(ChatError::Usage(format!(
-                    "{flag} {} is not the folder the checkpoint names: {}",
-                    given.display(),
-                    named.display()
-                )));
-            }
-        }
-    }
-    Ok((model, named_llm, config.chat_template.system_prompt))
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
 }
 
 /// The image preprocessed as the tower wants, `[1, 3, H, W]`.

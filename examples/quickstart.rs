@@ -6,7 +6,7 @@
 //! cargo run --release --example quickstart
 //! ```
 //!
-//! What it does, in about ten minutes on two cores:
+//! What it does, in a few minutes on two cores:
 //!
 //! 1. Reads the LLaVA-format conversations of `data/sample/` (train and held-out splits) and
 //!    adds more training scenes drawn by the same generator (`vlm_data::sample`, another seed;
@@ -14,23 +14,29 @@
 //!    unseen). Images go through the `vlm-data` image processor (64 x 64, SigLIP-style
 //!    normalisation), conversations through the real Qwen2 tokenizer and ChatML template with
 //!    `vlm-data`'s label masks (only the answers and their `<|im_end|>` are learned).
-//! 2. Builds the model: a 2-layer ViT written below (64 patches of 8 x 8 pixels; any
-//!    `VisionEncoder` plugs in), nanoVLM's pixel-shuffle projector (64 patches -> 16 image
-//!    tokens) and a 2-layer Qwen2-architecture LLM with random weights, written as a Hugging
-//!    Face folder and loaded by `vlm-qwen` like any checkpoint.
+//! 2. Builds the model from two Hugging Face folders with random weights that it writes and
+//!    then loads like any checkpoint: a SigLIP vision tower (`vlm_vision::SiglipVisionTower`,
+//!    2 layers, 64 patches of 8 x 8 pixels, every token kept) and a 2-layer
+//!    Qwen2-architecture LLM (`vlm-qwen`), joined by nanoVLM's pixel-shuffle projector (64
+//!    patches -> 16 image tokens). `--help` lists the flags that change these sizes.
 //!
 //!    The vocabulary: Qwen's 151,646 tokens would make the embedding and LM head 99% of the
-//!    model and of the compute. The dataset uses about a hundred of them, so the LLM gets a
-//!    compact vocabulary of exactly the Qwen token ids the data uses (train and held-out
-//!    prompts and answers, plus the ChatML and image tokens): ids are mapped into it before
-//!    the model and back out before the tokenizer decodes. The text side is still the real
-//!    Qwen tokenizer and template; only the embedding table is restricted.
+//!    model and of the compute. The dataset uses a few dozen of them, so the LLM gets a
+//!    compact vocabulary (`vlm_data::CompactVocab`): Qwen's tokenizer cut down to the tokens
+//!    the data uses (train and held-out prompts and answers, the ChatML and image tokens), the
+//!    merges that build them and the 256 byte tokens. The data is encoded with the real Qwen
+//!    tokenizer and template and its ids mapped into the compact ones; the same text gives the
+//!    same tokens under the compact `tokenizer.json`, which ships with the saved model.
 //! 3. Trains everything (projector, LLM, and the vision tower: nothing is pretrained) with
 //!    `vlm-train`: AdamW with the projector at its own learning rate, warmup + cosine,
 //!    clipping, a progress bar, `metrics.jsonl` and `loss.png` in the output folder.
 //! 4. Evaluates exact match on every held-out question (each asked in its conversation, the
 //!    earlier answers given), again with every image blanked (the model must then guess:
-//!    near chance), and answers one held-out question.
+//!    near chance), and answers one held-out question. `--train-probe N` also scores N
+//!    training conversations, to tell under- from over-fitting.
+//! 5. Saves the trained model to `OUT/model/` (`llm/` and `vision/` as Hugging Face folders,
+//!    `checkpoint/` as a vlm checkpoint naming them), which `chat` and `serve` load when no
+//!    model is given.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::error::Error;
@@ -38,10 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use burn::module::{AutodiffModule, Module, Param};
-use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
+use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::Parser;
@@ -50,29 +53,64 @@ use vlm::backend::{device, Inference, Train};
 use vlm::data::image::ImageProcessor;
 use vlm::data::sample::{generate, scenes, write_sample_data, SampleConfig, Split};
 use vlm::data::{
-    ChatTemplate, Conversation, EncoderConfig, SampleEncoder, Tokenizer, Turn, IGNORE_INDEX,
+    ChatTemplate, CompactVocab, Conversation, EncoderConfig, SampleEncoder, Tokenizer, Turn,
+    IGNORE_INDEX,
 };
+use vlm::hf::SafetensorsWriter;
 use vlm::hf::{ImageSize, PreprocessorConfig};
-use vlm::lora::SafetensorsWriter;
-use vlm::model::{PixelShuffleProjector, VisionLanguageModel, VlmBatch};
+use vlm::model::{
+    ChatTemplateConfig, PixelShuffleProjector, VisionLanguageModel, VisionTowerConfig, VlmBatch,
+    VlmConfig,
+};
 use vlm::qwen::{left_pad, GenerationConfig, QwenModel};
 use vlm::train::{LrSchedule, Resume, ShuffledData, TrainBatch, TrainConfig, TrainMode, Trainer};
-use vlm::vision::{VisionEncoder, VisionError};
+use vlm::vision::{FeatureSelection, SelectStrategy, SiglipVisionTower};
 
-/// Image side in pixels, patch side, ViT width, depth and heads.
+/// Image side in pixels.
 const SIDE: usize = 64;
-const PATCH: usize = 8;
-const VIT_DIM: usize = 96;
-const VIT_LAYERS: usize = 2;
-const VIT_HEADS: usize = 4;
-/// The LLM: width, MLP width, depth, query and key/value heads.
-const HIDDEN: usize = 128;
-const INTERMEDIATE: usize = 256;
-const LAYERS: usize = 2;
-const HEADS: usize = 4;
-const KV_HEADS: usize = 2;
-/// Pixel shuffle: 8 x 8 patches -> 4 x 4 image tokens.
-const SHUFFLE: usize = 2;
+/// The vision features the LLM sees: the last layer, every patch.
+const SELECTION: FeatureSelection = FeatureSelection {
+    layer: -1,
+    strategy: SelectStrategy::Full,
+};
+/// Qwen2's tokenizer, relative to the repository.
+const QWEN_TOKENIZER: &str = "data/tokenizer/qwen2/tokenizer.json";
+
+/// The sizes of the model, as flags so that they can be explored without editing the program.
+#[derive(clap::Args, Clone, Copy)]
+struct Arch {
+    /// Side of a vision patch in pixels (64 must be a multiple of it).
+    #[arg(long, default_value_t = 8)]
+    patch: usize,
+    /// Width of the vision tower.
+    #[arg(long, default_value_t = 96)]
+    vit_dim: usize,
+    /// Encoder layers of the vision tower.
+    #[arg(long, default_value_t = 2)]
+    vit_layers: usize,
+    /// Attention heads of the vision tower.
+    #[arg(long, default_value_t = 4)]
+    vit_heads: usize,
+    /// Pixel-shuffle factor of the projector: each `s x s` square of patches becomes one
+    /// image token.
+    #[arg(long, default_value_t = 2)]
+    shuffle: usize,
+    /// Width of the LLM.
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    /// Width of the LLM's MLP.
+    #[arg(long, default_value_t = 256)]
+    intermediate: usize,
+    /// Decoder layers of the LLM.
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Query heads of the LLM.
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Key/value heads of the LLM (grouped-query attention; must divide `heads`).
+    #[arg(long, default_value_t = 2)]
+    kv_heads: usize,
+}
 
 #[derive(Parser)]
 #[command(about = "Train a small VLM from scratch on the bundled synthetic dataset, on the CPU")]
@@ -93,6 +131,12 @@ struct Args {
     /// Peak learning rate of the projector.
     #[arg(long, default_value_t = 2e-3)]
     projector_lr: f64,
+    /// Also score this many training conversations after training, per question kind
+    /// (training against held-out accuracy tells under- from over-fitting).
+    #[arg(long, default_value_t = 0)]
+    train_probe: usize,
+    #[command(flatten)]
+    arch: Arch,
     /// Output folder (checkpoint, metrics.jsonl, loss.png).
     #[arg(long, default_value = "target/quickstart")]
     out: PathBuf,
@@ -115,8 +159,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("generating the sample dataset into {}", data_dir.display());
         write_sample_data(&data_dir, &SampleConfig::default())?;
     }
-    let tokenizer = Tokenizer::from_file(root.join("data/tokenizer/qwen2/tokenizer.json"))?;
-    let tokens_per_image = (SIDE / PATCH / SHUFFLE).pow(2);
+    let tokenizer = Tokenizer::from_file(root.join(QWEN_TOKENIZER))?;
+    let arch = args.arch;
+    let tokens_per_image = (SIDE / arch.patch / arch.shuffle).pow(2);
     let encoder = SampleEncoder::new(
         tokenizer,
         ChatTemplate::without_system(),
@@ -151,16 +196,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         start.elapsed().as_secs_f64()
     );
 
+    let probe = questions_in(&training_probe(&train, args.train_probe));
     // The compact vocabulary: every Qwen id the data's prompts and answers use.
     let encoded: Vec<_> = train
         .iter()
         .map(|(conv, _)| encoder.encode(conv))
         .collect::<Result<_, _>>()?;
-    let questions = heldout_questions(&heldout);
-    let prompts: Vec<Vec<u32>> = questions
-        .iter()
-        .map(|q| Ok(encoder.encode_prompt(&q.prompt)?.input_ids))
-        .collect::<Result<_, Box<dyn Error>>>()?;
+    let questions = questions_in(&heldout);
+    let prompts = encode_prompts(&encoder, &questions)?;
     let im_end = encoder.tokenizer().token_id("<|im_end|>")?;
     let mut used: BTreeSet<u32> = [encoder.pad_id(), encoder.image_token_id(), im_end].into();
     used.extend(encoded.iter().flat_map(|s| s.input_ids.iter().copied()));
@@ -168,10 +211,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     for q in &questions {
         used.extend(encoder.tokenizer().encode(&q.answer)?);
     }
-    let vocab = Vocab::new(used);
+    let vocab = Vocab::new(&root.join(QWEN_TOKENIZER), used)?;
     println!(
         "vocabulary: {} of Qwen's {} tokens",
-        vocab.qwen.len(),
+        vocab.len(),
         encoder.tokenizer().vocab_size()
     );
 
@@ -201,11 +244,13 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // 2. The model.
     let llm_dir = args.out.join("llm-init");
-    write_random_qwen2(&llm_dir, vocab.qwen.len())?;
+    write_random_qwen2(&llm_dir, vocab.len(), &arch)?;
+    let vision_dir = args.out.join("vision-init");
+    write_random_siglip(&vision_dir, &arch)?;
     Train::seed(&dev, 0);
     let llm = QwenModel::<Train>::load(&llm_dir, &dev)?;
-    let vision = TinyVit::<Train>::new(&dev);
-    let projector = PixelShuffleProjector::new(VIT_DIM, HIDDEN, SHUFFLE, &dev)?;
+    let vision = SiglipVisionTower::<Train>::load(&vision_dir, SELECTION, &dev)?;
+    let projector = PixelShuffleProjector::new(arch.vit_dim, arch.hidden, arch.shuffle, &dev)?;
     let image_id = vocab.compact(encoder.image_token_id());
     let model = VisionLanguageModel::new(vision, projector, llm, image_id)?;
 
@@ -252,48 +297,42 @@ fn main() -> Result<(), Box<dyn Error>> {
             .unwrap_or_default()
     );
 
-    // 4. Evaluation, on the model without autodiff.
+    // 4. The trained model, saved for `chat` and `serve`; then evaluation.
     let model = outcome.model.valid();
+    let saved = save_model(&model, &vocab, &llm_dir, &args.out.join("model"))?;
+    println!(
+        "model saved to {} (chat with it: cargo run --release --example chat -- --image IMAGE \
+         --prompt \"How many shapes are there?\")",
+        saved.display()
+    );
     let stop = vocab.compact(im_end);
     let answers = answer(&model, &questions, &prompts, &vocab, stop, pad, false)?;
     let blanked = answer(&model, &questions, &prompts, &vocab, stop, pad, true)?;
-    let score = |answers: &[String]| {
-        let right = questions
-            .iter()
-            .zip(answers)
-            .filter(|(q, a)| **a == q.answer)
-            .count();
-        (right, 100.0 * right as f64 / questions.len() as f64)
-    };
-    let (right, accuracy) = score(&answers);
-    let (blank_right, blank_accuracy) = score(&blanked);
+    let (right, blank_right) = (correct(&questions, &answers), correct(&questions, &blanked));
+    let percent = |n: usize| 100.0 * n as f64 / questions.len() as f64;
     let chance = questions.iter().map(|q| q.chance).sum::<f64>() / questions.len() as f64;
     println!(
-        "held-out exact match: {right}/{} = {accuracy:.1}%",
-        questions.len()
+        "held-out exact match: {right}/{} = {:.1}%",
+        questions.len(),
+        percent(right)
     );
     println!(
-        "with the image blanked: {blank_right}/{} = {blank_accuracy:.1}% (uniform guessing \
-         among each question's possible answers: {:.1}%)",
+        "with the image blanked: {blank_right}/{} = {:.1}% (uniform guessing among each \
+         question's possible answers: {:.1}%)",
         questions.len(),
+        percent(blank_right),
         100.0 * chance
     );
-    for kind in ["How many", "What color", "Which shape", "Where"] {
-        let of_kind: Vec<usize> = (0..questions.len())
-            .filter(|&i| questions[i].question.starts_with(kind))
-            .collect();
-        let right = of_kind
-            .iter()
-            .filter(|&&i| answers[i] == questions[i].answer)
-            .count();
-        let blank = of_kind
-            .iter()
-            .filter(|&&i| blanked[i] == questions[i].answer)
-            .count();
+    print_by_kind("", &questions, &answers, Some(&blanked));
+    if !probe.is_empty() {
+        let probe_prompts = encode_prompts(&encoder, &probe)?;
+        let probe_answers = answer(&model, &probe, &probe_prompts, &vocab, stop, pad, false)?;
         println!(
-            "  {kind:<12} {right:>3}/{:<3} (blanked {blank})",
-            of_kind.len()
+            "training conversations: {}/{} right",
+            correct(&probe, &probe_answers),
+            probe.len()
         );
+        print_by_kind("training ", &probe, &probe_answers, None);
     }
     let q = &questions[0];
     println!(
@@ -305,6 +344,74 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
     println!("total wall time {:.0} s", start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The question kinds of the sample dataset, by their first words.
+const KINDS: [&str; 4] = ["How many", "What color", "Which shape", "Where"];
+
+/// How many of `answers` equal their question's answer.
+fn correct(questions: &[Question], answers: &[String]) -> usize {
+    questions
+        .iter()
+        .zip(answers)
+        .filter(|(q, a)| **a == q.answer)
+        .count()
+}
+
+/// One line per question kind: right answers, and right answers with the image blanked.
+fn print_by_kind(
+    label: &str,
+    questions: &[Question],
+    answers: &[String],
+    blanked: Option<&[String]>,
+) {
+    for kind in KINDS {
+        let right_of_kind = |answers: &[String]| {
+            questions
+                .iter()
+                .zip(answers)
+                .filter(|(q, a)| q.question.starts_with(kind) && **a == q.answer)
+                .count()
+        };
+        let asked = questions
+            .iter()
+            .filter(|q| q.question.starts_with(kind))
+            .count();
+        let blank = blanked
+            .map(|b| format!(" (blanked {})", right_of_kind(b)))
+            .unwrap_or_default();
+        println!(
+            "  {label}{kind:<12} {:>3}/{asked:<3}{blank}",
+            right_of_kind(answers)
+        );
+    }
+}
+
+/// The Qwen ids of every question's prompt (ChatML, ending with the assistant header).
+fn encode_prompts(
+    encoder: &SampleEncoder,
+    questions: &[Question],
+) -> Result<Vec<Vec<u32>>, Box<dyn Error>> {
+    questions
+        .iter()
+        .map(|q| Ok(encoder.encode_prompt(&q.prompt)?.input_ids))
+        .collect()
+}
+
+/// The first `count` training conversations with their image names and pixels, to be asked
+/// like the held-out ones.
+fn training_probe(
+    train: &[(Conversation, Pixels)],
+    count: usize,
+) -> Vec<(Conversation, String, Pixels)> {
+    train
+        .iter()
+        .take(count)
+        .map(|(conv, pixels)| {
+            let image = conv.image.as_ref().map(|p| p.display().to_string());
+            (conv.clone(), image.unwrap_or_default(), pixels.clone())
+        })
+        .collect()
 }
 
 fn resolve(root: &Path, path: &Path) -> PathBuf {
@@ -416,7 +523,7 @@ fn extra_scenes(
     Ok(out)
 }
 
-/// A held-out question in its conversation.
+/// A question in its conversation.
 struct Question {
     /// The conversation up to and including the question (earlier answers given).
     prompt: Conversation,
@@ -428,9 +535,11 @@ struct Question {
     chance: f64,
 }
 
-fn heldout_questions(heldout: &[(Conversation, String, Vec<f32>)]) -> Vec<Question> {
+/// Every question of `conversations` (conversation, image name, pixels), each asked in its
+/// conversation with the earlier answers given.
+fn questions_in(conversations: &[(Conversation, String, Pixels)]) -> Vec<Question> {
     let mut out = Vec::new();
-    for (conv, image, pixels) in heldout {
+    for (conv, image, pixels) in conversations {
         for (i, turn) in conv.turns.iter().enumerate() {
             if i % 2 == 0 {
                 continue;
@@ -466,29 +575,31 @@ fn heldout_questions(heldout: &[(Conversation, String, Vec<f32>)]) -> Vec<Questi
     out
 }
 
-/// The Qwen token ids the data uses, numbered 0.. for the model.
-struct Vocab {
-    qwen: Vec<u32>,
-    index: HashMap<u32, u32>,
-}
+/// The compact vocabulary of the model: Qwen's tokenizer cut down to the tokens the data
+/// uses (and the merges that build them), so the model ships a real `tokenizer.json`.
+struct Vocab(CompactVocab);
 
 impl Vocab {
-    fn new(used: BTreeSet<u32>) -> Self {
-        let qwen: Vec<u32> = used.into_iter().collect();
-        let index = qwen
-            .iter()
-            .enumerate()
-            .map(|(i, &id)| (id, i as u32))
-            .collect();
-        Self { qwen, index }
+    fn new(tokenizer: &Path, used: BTreeSet<u32>) -> Result<Self, Box<dyn Error>> {
+        Ok(Self(CompactVocab::from_file(tokenizer, used)?))
     }
 
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The model's id of a Qwen id the data uses (every one is kept by construction).
     fn compact(&self, qwen_id: u32) -> u32 {
-        self.index[&qwen_id]
+        self.0
+            .new_id(qwen_id)
+            .expect("the compact vocabulary keeps every id the data uses")
     }
 
+    /// The Qwen id of a model id (every model id comes from the compact vocabulary).
     fn qwen_id(&self, compact: u32) -> u32 {
-        self.qwen[compact as usize]
+        self.0
+            .old_id(compact)
+            .expect("the model's ids are those of the compact vocabulary")
     }
 }
 
@@ -529,7 +640,8 @@ fn collate(
     TrainBatch::new(inputs, int(labels))
 }
 
-type QsVlm<B> = VisionLanguageModel<B, TinyVit<B>, PixelShuffleProjector<B>, QwenModel<B>>;
+type QsVlm<B> =
+    VisionLanguageModel<B, SiglipVisionTower<B>, PixelShuffleProjector<B>, QwenModel<B>>;
 
 /// Greedy answers to every question, in batches; with `blank`, every image is replaced by
 /// a flat grey one (all zeros after normalisation).
@@ -548,9 +660,8 @@ fn answer(
         pad_token_id: pad,
         ..GenerationConfig::greedy(8)
     };
-    let tokenizer = Tokenizer::from_file(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tokenizer/qwen2/tokenizer.json"),
-    )?;
+    let tokenizer =
+        Tokenizer::from_file(Path::new(env!("CARGO_MANIFEST_DIR")).join(QWEN_TOKENIZER))?;
     let mut out = Vec::with_capacity(questions.len());
     for (qs, ps) in questions.chunks(32).zip(prompts.chunks(32)) {
         let compact: Vec<Vec<u32>> = ps
@@ -583,18 +694,50 @@ fn answer(
     Ok(out)
 }
 
+/// Writes the trained model as `dir/{llm, vision, checkpoint}`: the LLM as a Hugging Face
+/// Qwen2 folder with its compact `tokenizer.json`, the vision tower as a SigLIP folder, and a
+/// vlm checkpoint (projector + `vlm_config.json` naming `../llm` and `../vision`) that `chat`
+/// and `serve` load by default. Returns the checkpoint folder.
+fn save_model(
+    model: &QsVlm<Inference>,
+    vocab: &Vocab,
+    llm_init: &Path,
+    dir: &Path,
+) -> Result<PathBuf, Box<dyn Error>> {
+    let llm = dir.join("llm");
+    model
+        .language_model()
+        .save_merged(&llm, llm_init.join("config.json"))?;
+    vocab.0.write(llm.join("tokenizer.json"))?;
+    model.vision().save(dir.join("vision"))?;
+    let vision = VisionTowerConfig {
+        path: PathBuf::from("../vision"),
+        weight_prefix: "vision_model".into(),
+        feature_layer: SELECTION.layer,
+        feature_strategy: SELECTION.strategy,
+    };
+    let template = ChatTemplateConfig {
+        name: "chatml".into(),
+        system_prompt: None,
+    };
+    let config = VlmConfig::for_model(model, PathBuf::from("../llm"), vision, template);
+    let checkpoint = dir.join("checkpoint");
+    model.save_checkpoint(&checkpoint, &config)?;
+    Ok(checkpoint)
+}
+
 /// A Qwen2 Hugging Face folder with random weights (normal, std 0.02; norms 1, biases 0).
-fn write_random_qwen2(dir: &Path, vocab: usize) -> Result<(), Box<dyn Error>> {
-    std::fs::create_dir_all(dir)?;
+fn write_random_qwen2(dir: &Path, vocab: usize, arch: &Arch) -> Result<(), Box<dyn Error>> {
+    let (hidden, inter) = (arch.hidden, arch.intermediate);
     let config = serde_json::json!({
         "architectures": ["Qwen2ForCausalLM"],
         "model_type": "qwen2",
         "vocab_size": vocab,
-        "hidden_size": HIDDEN,
-        "intermediate_size": INTERMEDIATE,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "num_key_value_heads": KV_HEADS,
+        "hidden_size": hidden,
+        "intermediate_size": inter,
+        "num_hidden_layers": arch.layers,
+        "num_attention_heads": arch.heads,
+        "num_key_value_heads": arch.kv_heads,
         "max_position_embeddings": 512,
         "rope_theta": 10000.0,
         "rms_norm_eps": 1e-6,
@@ -602,145 +745,134 @@ fn write_random_qwen2(dir: &Path, vocab: usize) -> Result<(), Box<dyn Error>> {
         "tie_word_embeddings": true,
         "torch_dtype": "float32"
     });
-    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
-    let dev = device();
-    Inference::seed(&dev, 0);
-    let normal = |shape: [usize; 2]| {
-        Tensor::<Inference, 2>::random(shape, Distribution::Normal(0.0, 0.02), &dev)
-    };
-    let head_dim = HIDDEN / HEADS;
-    let kv = KV_HEADS * head_dim;
-    let mut writer = SafetensorsWriter::new();
-    writer.add("model.embed_tokens.weight", normal([vocab, HIDDEN]));
-    writer.add(
-        "model.norm.weight",
-        Tensor::<Inference, 1>::ones([HIDDEN], &dev),
-    );
-    for layer in 0..LAYERS {
+    let kv = arch.kv_heads * hidden / arch.heads;
+    let mut w = RandomWeights::new(0.02);
+    w.normal("model.embed_tokens.weight", [vocab, hidden]);
+    w.ones("model.norm.weight", hidden);
+    for layer in 0..arch.layers {
         let p = format!("model.layers.{layer}");
-        for norm in ["input_layernorm", "post_attention_layernorm"] {
-            writer.add(
-                format!("{p}.{norm}.weight"),
-                Tensor::<Inference, 1>::ones([HIDDEN], &dev),
-            );
+        w.ones(&format!("{p}.input_layernorm.weight"), hidden);
+        w.ones(&format!("{p}.post_attention_layernorm.weight"), hidden);
+        for (name, out) in [("q_proj", hidden), ("k_proj", kv), ("v_proj", kv)] {
+            w.normal(&format!("{p}.self_attn.{name}.weight"), [out, hidden]);
+            w.zeros(&format!("{p}.self_attn.{name}.bias"), out);
         }
-        for (name, out) in [("q_proj", HIDDEN), ("k_proj", kv), ("v_proj", kv)] {
-            writer.add(
-                format!("{p}.self_attn.{name}.weight"),
-                normal([out, HIDDEN]),
-            );
-            writer.add(
-                format!("{p}.self_attn.{name}.bias"),
-                Tensor::<Inference, 1>::zeros([out], &dev),
-            );
-        }
-        writer.add(
-            format!("{p}.self_attn.o_proj.weight"),
-            normal([HIDDEN, HIDDEN]),
-        );
-        writer.add(
-            format!("{p}.mlp.gate_proj.weight"),
-            normal([INTERMEDIATE, HIDDEN]),
-        );
-        writer.add(
-            format!("{p}.mlp.up_proj.weight"),
-            normal([INTERMEDIATE, HIDDEN]),
-        );
-        writer.add(
-            format!("{p}.mlp.down_proj.weight"),
-            normal([HIDDEN, INTERMEDIATE]),
-        );
+        w.normal(&format!("{p}.self_attn.o_proj.weight"), [hidden, hidden]);
+        w.normal(&format!("{p}.mlp.gate_proj.weight"), [inter, hidden]);
+        w.normal(&format!("{p}.mlp.up_proj.weight"), [inter, hidden]);
+        w.normal(&format!("{p}.mlp.down_proj.weight"), [hidden, inter]);
     }
-    writer.write(&dir.join("model.safetensors"))?;
+    w.write(dir, &config)
+}
+
+/// A SigLIP vision tower folder (`SiglipVisionModel` layout, without the pooling head) with
+/// random weights: linears and the patch convolution normal with std `1 / sqrt(3 fan_in)`
+/// (the spread of Burn's default initialisation), positions std 0.02, norms 1, biases 0.
+fn write_random_siglip(dir: &Path, arch: &Arch) -> Result<(), Box<dyn Error>> {
+    let (dim, inter, patch) = (arch.vit_dim, 4 * arch.vit_dim, arch.patch);
+    let config = serde_json::json!({
+        "architectures": ["SiglipVisionModel"],
+        "model_type": "siglip_vision_model",
+        "hidden_size": dim,
+        "intermediate_size": inter,
+        "num_hidden_layers": arch.vit_layers,
+        "num_attention_heads": arch.vit_heads,
+        "num_channels": 3,
+        "image_size": SIDE,
+        "patch_size": patch,
+        "hidden_act": "gelu_pytorch_tanh",
+        "layer_norm_eps": 1e-6,
+        "vision_use_head": false,
+        "torch_dtype": "float32"
+    });
+    let std = |fan_in: usize| 1.0 / (3.0 * fan_in as f64).sqrt();
+    let mut w = RandomWeights::new(0.02);
+    let e = "vision_model.embeddings";
+    w.normal_std(
+        &format!("{e}.patch_embedding.weight"),
+        [dim, 3, patch, patch],
+        std(3 * patch * patch),
+    );
+    w.zeros(&format!("{e}.patch_embedding.bias"), dim);
+    w.normal(
+        &format!("{e}.position_embedding.weight"),
+        [(SIDE / patch).pow(2), dim],
+    );
+    for layer in 0..arch.vit_layers {
+        let p = format!("vision_model.encoder.layers.{layer}");
+        w.layer_norm(&format!("{p}.layer_norm1"), dim);
+        w.layer_norm(&format!("{p}.layer_norm2"), dim);
+        for name in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            w.linear(&format!("{p}.self_attn.{name}"), dim, dim, std(dim));
+        }
+        w.linear(&format!("{p}.mlp.fc1"), dim, inter, std(dim));
+        w.linear(&format!("{p}.mlp.fc2"), inter, dim, std(inter));
+    }
+    w.layer_norm("vision_model.post_layernorm", dim);
+    w.write(dir, &config)?;
+    std::fs::write(
+        dir.join(PreprocessorConfig::FILE_NAME),
+        serde_json::to_vec_pretty(&*PREPROCESSING)?,
+    )?;
     Ok(())
 }
 
-/// A small ViT trained from scratch: 8 x 8 patches, learned positions, pre-norm blocks.
-#[derive(Module, Debug)]
-struct TinyVit<B: Backend> {
-    patch_embed: Linear<B>,
-    position: Param<Tensor<B, 2>>,
-    blocks: Vec<VitBlock<B>>,
-    norm: LayerNorm<B>,
+/// Random tensors by Hugging Face name, written as a model folder.
+struct RandomWeights {
+    writer: SafetensorsWriter,
+    std: f64,
+    dev: burn::tensor::Device<Inference>,
 }
 
-#[derive(Module, Debug)]
-struct VitBlock<B: Backend> {
-    norm_1: LayerNorm<B>,
-    attn: MultiHeadAttention<B>,
-    norm_2: LayerNorm<B>,
-    fc_1: Linear<B>,
-    fc_2: Linear<B>,
-}
-
-impl<B: Backend> TinyVit<B> {
-    fn new(dev: &B::Device) -> Self {
-        let patches = (SIDE / PATCH).pow(2);
-        let blocks = (0..VIT_LAYERS)
-            .map(|_| VitBlock {
-                norm_1: LayerNormConfig::new(VIT_DIM).init(dev),
-                attn: MultiHeadAttentionConfig::new(VIT_DIM, VIT_HEADS)
-                    .with_dropout(0.0)
-                    .init(dev),
-                norm_2: LayerNormConfig::new(VIT_DIM).init(dev),
-                fc_1: LinearConfig::new(VIT_DIM, 4 * VIT_DIM).init(dev),
-                fc_2: LinearConfig::new(4 * VIT_DIM, VIT_DIM).init(dev),
-            })
-            .collect();
+impl RandomWeights {
+    /// Seeds the backend's generator (the same weights every run); `std` is the spread of
+    /// [`normal`](Self::normal).
+    fn new(std: f64) -> Self {
+        let dev = device();
+        Inference::seed(&dev, 0);
         Self {
-            patch_embed: LinearConfig::new(3 * PATCH * PATCH, VIT_DIM).init(dev),
-            position: Param::from_tensor(Tensor::random(
-                [patches, VIT_DIM],
-                Distribution::Normal(0.0, 0.02),
-                dev,
-            )),
-            blocks,
-            norm: LayerNormConfig::new(VIT_DIM).init(dev),
+            writer: SafetensorsWriter::new(),
+            std,
+            dev,
         }
     }
-}
 
-impl<B: Backend> VisionEncoder<B> for TinyVit<B> {
-    fn forward(&self, pixels: Tensor<B, 4>) -> Result<Tensor<B, 3>, VisionError> {
-        let [batch, channels, height, width] = pixels.dims();
-        if [channels, height, width] != [3, SIDE, SIDE] {
-            return Err(VisionError::PixelShape {
-                actual: pixels.dims(),
-                channels: 3,
-                image_size: SIDE,
-            });
-        }
-        let grid = SIDE / PATCH;
-        let patches = pixels
-            .reshape([batch, 3, grid, PATCH, grid, PATCH])
-            .permute([0, 2, 4, 1, 3, 5])
-            .reshape([batch, grid * grid, 3 * PATCH * PATCH]);
-        let mut x = self.patch_embed.forward(patches) + self.position.val().unsqueeze::<3>();
-        for block in &self.blocks {
-            let attended = block
-                .attn
-                .forward(MhaInput::self_attn(block.norm_1.forward(x.clone())))
-                .context;
-            x = x + attended;
-            let hidden = gelu(block.fc_1.forward(block.norm_2.forward(x.clone())));
-            x = x.clone() + block.fc_2.forward(hidden);
-        }
-        Ok(self.norm.forward(x))
+    fn normal<const D: usize>(&mut self, name: &str, shape: [usize; D]) {
+        self.normal_std(name, shape, self.std);
     }
 
-    fn output_dim(&self) -> usize {
-        VIT_DIM
+    fn normal_std<const D: usize>(&mut self, name: &str, shape: [usize; D], std: f64) {
+        let t = Tensor::<Inference, D>::random(shape, Distribution::Normal(0.0, std), &self.dev);
+        self.writer.add(name, t);
     }
 
-    fn tokens_per_image(&self) -> usize {
-        (SIDE / PATCH).pow(2)
+    fn ones(&mut self, name: &str, len: usize) {
+        let t = Tensor::<Inference, 1>::ones([len], &self.dev);
+        self.writer.add(name, t);
     }
 
-    fn image_size(&self) -> usize {
-        SIDE
+    fn zeros(&mut self, name: &str, len: usize) {
+        let t = Tensor::<Inference, 1>::zeros([len], &self.dev);
+        self.writer.add(name, t);
     }
 
-    fn preprocessing(&self) -> &PreprocessorConfig {
-        &PREPROCESSING
+    /// A linear `input -> output` with weight std `std` and a zero bias.
+    fn linear(&mut self, name: &str, input: usize, output: usize, std: f64) {
+        self.normal_std(&format!("{name}.weight"), [output, input], std);
+        self.zeros(&format!("{name}.bias"), output);
+    }
+
+    /// A layer norm at identity: weight 1, bias 0.
+    fn layer_norm(&mut self, name: &str, len: usize) {
+        self.ones(&format!("{name}.weight"), len);
+        self.zeros(&format!("{name}.bias"), len);
+    }
+
+    /// `config.json` and `model.safetensors` into `dir`.
+    fn write(self, dir: &Path, config: &serde_json::Value) -> Result<(), Box<dyn Error>> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(config)?)?;
+        self.writer.write(&dir.join("model.safetensors"))?;
+        Ok(())
     }
 }

@@ -118,8 +118,25 @@ fn bad_input_is_a_typed_error() {
     let err = chat(&["--prompt-ids", "1", "--max-new-tokens", "0"], "").expect_err("zero");
     assert!(matches!(err, ChatError::Usage(_)), "{err}");
 
-    let args = Args::try_parse_from(["chat", "--prompt-ids", "1"]).expect("flags");
+    let args = Args::try_parse_from(["chat", "--prompt-ids", "1", "--llm", "a"]).expect("flags");
     let err = run(&args, &b""[..], &mut Vec::new()).expect_err("no model");
     assert!(matches!(err, ChatError::Usage(_)), "{err}");
     assert!(Args::try_parse_from(["chat", "--llava", "a", "--checkpoint", "b"]).is_err());
+}
+
+#[test]
+fn without_a_model_flag_the_quickstart_checkpoint_is_the_default() {
+    let flags = ["chat", "--prompt-ids", "1", "--max-new-tokens", "1"];
+    let args = Args::try_parse_from(flags).expect("flags");
+    let result = run(&args, &b""[..], &mut Vec::new());
+    let relative = std::path::Path::new(vlm::cli::QUICKSTART_CHECKPOINT);
+    let trained = relative.is_dir() || fixture("../..").join(relative).is_dir();
+    match result {
+        Ok(replies) => assert!(trained && replies.len() == 1, "{replies:?}"),
+        Err(err) => {
+            assert!(!trained, "the quickstart checkpoint exists but: {err}");
+            assert!(matches!(err, ChatError::Usage(_)), "{err}");
+            assert!(err.to_string().contains("--example quickstart"), "{err}");
+        }
+    }
 }

@@ -47,7 +47,7 @@ use vlm::data::{
 };
 use vlm::hf::{ImageSize, PreprocessorConfig};
 use vlm::model::{PixelShuffleProjector, VisionLanguageModel, VlmBatch};
-use vlm::qwen::{left_pad, GenerationConfig, QwenModel};
+use vlm::qwen::{GenerationConfig, QwenModel};
 use vlm::train::{
     DatasetSource, LrSchedule, Resume, StepReport, TrainBatch, TrainConfig, TrainMode, Trainer,
 };
@@ -327,19 +327,12 @@ fn answers(
     let mut answers = Vec::with_capacity(questions.len());
     for chunk in questions.chunks(25) {
         let prompts: Vec<Vec<u32>> = chunk.iter().map(|q| q.ids.clone()).collect();
-        let padded = left_pad::<Inference>(&prompts, encoder.pad_id(), &dev)?;
         let pixels = chunk
             .iter()
             .flat_map(|q| q.pixels.iter().copied())
             .collect();
-        let batch = VlmBatch {
-            input_ids: padded.input_ids,
-            attention_mask: Some(padded.attention_mask),
-            pixel_values: Some(Tensor::from_data(
-                TensorData::new(pixels, [chunk.len(), 3, SIDE, SIDE]),
-                &dev,
-            )),
-        };
+        let pixels = Tensor::from_data(TensorData::new(pixels, [chunk.len(), 3, SIDE, SIDE]), &dev);
+        let batch = VlmBatch::left_padded(&prompts, encoder.pad_id(), Some(pixels), &dev)?;
         for ids in model.generate(batch, &config, |_| {})? {
             answers.push(tokenizer.decode(&ids, true)?.trim().to_string());
         }

@@ -34,7 +34,7 @@ use vlm::data::{
     TokenizerError, IMAGE_PLACEHOLDER,
 };
 use vlm::model::{ModelError, VlmBatch};
-use vlm::qwen::{left_pad, GenerationConfig, QwenError};
+use vlm::qwen::GenerationConfig;
 use vlm::vision::VisionEncoder;
 
 type B = Inference;
@@ -114,9 +114,6 @@ enum EvalError {
     /// Generation failed.
     #[error(transparent)]
     Model(#[from] ModelError),
-    /// The prompts could not be batched.
-    #[error(transparent)]
-    Qwen(#[from] QwenError),
 }
 
 /// One question: the prompt conversation (ending with the user's turn), its image and the
@@ -360,12 +357,12 @@ impl<'m> Evaluator<'m> {
             .iter()
             .map(|q| Ok(self.encoder.encode_prompt(&q.prompt)?.input_ids))
             .collect::<Result<Vec<_>, EvalError>>()?;
-        let padded = left_pad::<B>(&prompts, self.config.pad_token_id, &self.device)?;
-        let batch = VlmBatch {
-            input_ids: padded.input_ids,
-            attention_mask: Some(padded.attention_mask),
-            pixel_values: self.pixels(questions)?,
-        };
+        let batch = VlmBatch::left_padded(
+            &prompts,
+            self.config.pad_token_id,
+            self.pixels(questions)?,
+            &self.device,
+        )?;
         let replies = self.loaded.model.generate(batch, &self.config, |_| {})?;
         replies
             .iter()

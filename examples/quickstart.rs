@@ -62,7 +62,7 @@ use vlm::model::{
     ChatTemplateConfig, PixelShuffleProjector, VisionLanguageModel, VisionTowerConfig, VlmBatch,
     VlmConfig,
 };
-use vlm::qwen::{left_pad, GenerationConfig, QwenModel};
+use vlm::qwen::{GenerationConfig, QwenModel};
 use vlm::train::{LrSchedule, Resume, ShuffledData, TrainBatch, TrainConfig, TrainMode, Trainer};
 use vlm::vision::{FeatureSelection, SelectStrategy, SiglipVisionTower};
 
@@ -668,20 +668,13 @@ fn answer(
             .iter()
             .map(|p| p.iter().map(|&id| vocab.compact(id)).collect())
             .collect();
-        let padded = left_pad::<Inference>(&compact, pad, &dev)?;
         let pixels: Vec<f32> = if blank {
             vec![0.0; qs.len() * 3 * SIDE * SIDE]
         } else {
             qs.iter().flat_map(|q| q.pixels.iter().copied()).collect()
         };
-        let batch = VlmBatch {
-            input_ids: padded.input_ids,
-            attention_mask: Some(padded.attention_mask),
-            pixel_values: Some(Tensor::from_data(
-                TensorData::new(pixels, [qs.len(), 3, SIDE, SIDE]),
-                &dev,
-            )),
-        };
+        let pixels = Tensor::from_data(TensorData::new(pixels, [qs.len(), 3, SIDE, SIDE]), &dev);
+        let batch = VlmBatch::left_padded(&compact, pad, Some(pixels), &dev)?;
         for tokens in model.generate(batch, &config, |_| {})? {
             let ids: Vec<u32> = tokens
                 .into_iter()
@@ -710,12 +703,7 @@ fn save_model(
         .save_merged(&llm, llm_init.join("config.json"))?;
     vocab.0.write(llm.join("tokenizer.json"))?;
     model.vision().save(dir.join("vision"))?;
-    let vision = VisionTowerConfig {
-        path: PathBuf::from("../vision"),
-        weight_prefix: "vision_model".into(),
-        feature_layer: SELECTION.layer,
-        feature_strategy: SELECTION.strategy,
-    };
+    let vision = VisionTowerConfig::new("../vision", SELECTION);
     let template = ChatTemplateConfig {
         name: "chatml".into(),
         system_prompt: None,

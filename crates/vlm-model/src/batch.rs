@@ -2,6 +2,9 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use vlm_qwen::left_pad;
+
+use crate::ModelError;
 
 /// A batch of prompts with their images.
 ///
@@ -17,6 +20,24 @@ pub struct VlmBatch<B: Backend> {
     /// `[images, channels, side, side]` pixels of the images the placeholders stand for, in
     /// the order they appear (sample by sample, left to right); `None` when there are none.
     pub pixel_values: Option<Tensor<B, 4>>,
+}
+
+impl<B: Backend> VlmBatch<B> {
+    /// Prompts of different lengths left-padded with `pad_token_id`, with the pixels of
+    /// their images: what batched generation takes (every prompt ends at the last column).
+    pub fn left_padded(
+        prompts: &[Vec<u32>],
+        pad_token_id: u32,
+        pixel_values: Option<Tensor<B, 4>>,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        let padded = left_pad::<B>(prompts, pad_token_id, device)?;
+        Ok(Self {
+            input_ids: padded.input_ids,
+            attention_mask: Some(padded.attention_mask),
+            pixel_values,
+        })
+    }
 }
 
 /// The language model's inputs for a batch: embeddings with the image features spliced in,

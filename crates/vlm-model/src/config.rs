@@ -71,6 +71,16 @@ fn default_weight_prefix() -> String {
 }
 
 impl VisionTowerConfig {
+    /// A CLIP or SigLIP folder (weights under `vision_model`) with LLaVA's feature selection.
+    pub fn new(path: impl Into<PathBuf>, selection: FeatureSelection) -> Self {
+        Self {
+            path: path.into(),
+            weight_prefix: default_weight_prefix(),
+            feature_layer: selection.layer,
+            feature_strategy: selection.strategy,
+        }
+    }
+
     /// The feature selection to build the tower with.
     pub fn selection(&self) -> FeatureSelection {
         FeatureSelection {

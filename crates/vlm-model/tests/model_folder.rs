@@ -36,12 +36,7 @@ fn write_model_folder(root: &Path, batch: VlmBatch<B>) -> Tensor<B, 3> {
     let projector = PixelShuffleProjector::new(32, 64, 2, &dev).expect("projector");
     let model = VisionLanguageModel::new(VisionTower::Siglip(tower), projector, llm, IMAGE_ID)
         .expect("vlm");
-    let vision = VisionTowerConfig {
-        path: PathBuf::from("../vision"),
-        weight_prefix: "vision_model".into(),
-        feature_layer: FULL.layer,
-        feature_strategy: FULL.strategy,
-    };
+    let vision = VisionTowerConfig::new("../vision", FULL);
     let chat = ChatTemplateConfig {
         name: "chatml".into(),
         system_prompt: None,

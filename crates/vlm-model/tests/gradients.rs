@@ -11,24 +11,21 @@
 //! f64 on the host from the f32 logits of two perturbed copies of the model.
 
 use burn::backend::Autodiff;
-use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use vlm_hf::WeightStore;
 use vlm_model::{
     causal_lm_loss, load_llava_hf, AnyProjector, PixelShuffleProjector, QwenVlm,
     VisionLanguageModel, VlmBatch, IGNORE_INDEX,
 };
+use vlm_testkit::gradcheck::{param_gradients, pick_entries, GradCheck, ParamGradient, Perturb};
 use vlm_testkit::{device, fixture, TestBackend};
 
 type Train = Autodiff<TestBackend>;
-type Gradients = <Train as AutodiffBackend>::Gradients;
 
 /// Half-width of the central difference.
 const EPS: f32 = 5e-3;
-/// Allowed `|autodiff - fd| / max(|fd|, FLOOR)`: f32 forward passes, a smooth loss.
-const REL_TOL: f64 = 2e-2;
-const FLOOR: f64 = 1e-3;
 /// Entries checked per parameter tensor.
 const PER_TENSOR: usize = 4;
 /// The placeholder id of the `llava` fixture.
@@ -125,122 +122,31 @@ impl Inputs {
     }
 }
 
-/// The float parameters whose path starts with one of `wanted`: path, id, gradient.
-struct Collect<'a> {
-    grads: &'a Gradients,
-    wanted: &'a [&'a str],
-    stack: Vec<String>,
-    params: Vec<(String, ParamId, Option<Vec<f32>>)>,
-}
-
-impl ModuleVisitor<Train> for Collect<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.stack.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Train, D>>) {
-        let path = self.stack.join(".");
-        if !self.wanted.iter().any(|w| path.starts_with(w)) {
-            return;
-        }
-        let grad = param
-            .val()
-            .grad(self.grads)
-            .map(|g| g.into_data().into_vec::<f32>().expect("f32 gradient"));
-        self.params.push((path, param.id, grad));
-    }
-}
-
-/// Adds `delta` to element `index` (row-major) of the parameter `id`.
-struct Perturb {
-    id: ParamId,
-    index: usize,
-    delta: f32,
-}
-
-impl ModuleMapper<TestBackend> for Perturb {
-    fn map_float<const D: usize>(
-        &mut self,
-        param: Param<Tensor<TestBackend, D>>,
-    ) -> Param<Tensor<TestBackend, D>> {
-        if param.id != self.id {
-            return param;
-        }
-        let (id, tensor, mapper) = param.consume();
-        let shape = tensor.shape();
-        let mut values = tensor.into_data().into_vec::<f32>().expect("f32 weights");
-        values[self.index] += self.delta;
-        let tensor = Tensor::from_data(TensorData::new(values, shape), &device());
-        Param::from_mapped_value(id, tensor, mapper)
-    }
-}
-
-/// Indices to check: the `PER_TENSOR - 1` largest |gradients| and the entry nearest half the
-/// largest.
-fn pick(grad: &[f32]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..grad.len()).collect();
-    order.sort_by(|&a, &b| grad[b].abs().total_cmp(&grad[a].abs()));
-    let mut picked: Vec<usize> = order.iter().copied().take(PER_TENSOR - 1).collect();
-    let half = grad[order[0]].abs() / 2.0;
-    let distance = |i: usize| (grad[i].abs() - half).abs();
-    if let Some(&mid) = order
-        .iter()
-        .skip(PER_TENSOR - 1)
-        .min_by(|&&a, &&b| distance(a).total_cmp(&distance(b)))
-    {
-        picked.push(mid);
-    }
-    picked
-}
-
 /// Checks the parameters under `wanted` of `model` and returns how many tensors it checked.
 fn check(name: &str, model: &QwenVlm<Train>, inputs: &Inputs, wanted: &[&str]) -> usize {
     let grads = inputs.loss(model).backward();
-    let mut collect = Collect {
-        grads: &grads,
-        wanted,
-        stack: Vec::new(),
-        params: Vec::new(),
-    };
-    model.visit(&mut collect);
+    let params = param_gradients(model, &grads, wanted);
     let inner = model.valid();
-    let mut failures = Vec::new();
-    for (path, id, grad) in &collect.params {
+    let mut check = GradCheck::new(EPS);
+    for ParamGradient { path, id, grad } in &params {
         let Some(grad) = grad else {
-            failures.push(format!("{path}: no gradient"));
+            check.fail(format!("{path}: no gradient"));
             continue;
         };
-        let mut worst = 0.0f64;
-        for index in pick(grad) {
-            let at = |delta| {
+        for index in pick_entries(grad, PER_TENSOR) {
+            let what = format!("{name} {path}[{index}]");
+            check.compare(path, &what, grad[index], |delta| {
                 let mut perturb = Perturb {
                     id: *id,
                     index,
                     delta,
                 };
                 inputs.loss_f64(&inner.clone().map(&mut perturb))
-            };
-            let fd = (at(EPS) - at(-EPS)) / (2.0 * EPS as f64);
-            let auto = grad[index] as f64;
-            let rel = (auto - fd).abs() / fd.abs().max(FLOOR);
-            eprintln!("{name} {path}[{index}]: autodiff {auto:+.6e}  fd {fd:+.6e}  rel {rel:.2e}");
-            worst = worst.max(rel);
-            if rel > REL_TOL {
-                failures.push(format!(
-                    "{path}[{index}]: autodiff {auto:e} vs finite difference {fd:e}"
-                ));
-            }
+            });
         }
-        eprintln!("{name} {path}: max relative error {worst:.2e}");
     }
-    assert!(
-        failures.is_empty(),
-        "{name}: wrong gradients:\n{}",
-        failures.join("\n")
-    );
-    collect.params.len()
+    check.assert_passed(name);
+    params.len()
 }
 
 const LANGUAGE_MODEL: [&str; 3] = [

@@ -15,23 +15,19 @@
 //! The gradient with respect to the input embeddings (the path of a VLM's image features) is
 //! checked the same way, and must be exactly zero at the padding positions.
 
-use std::collections::HashMap;
-
 use burn::backend::Autodiff;
-use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{AutodiffModule, Module};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use vlm_qwen::QwenModel;
+use vlm_testkit::gradcheck::{param_gradients, pick_entries, GradCheck, ParamGradient, Perturb};
 use vlm_testkit::{device, fixture, TestBackend};
 
 type Train = Autodiff<TestBackend>;
 
 /// Half-width of the central difference (the fixture's weights are ~0.02 in size).
 const EPS: f32 = 5e-3;
-/// Allowed `|autodiff - fd| / max(|fd|, FLOOR)`: f32 forward passes, a smooth loss.
-const REL_TOL: f64 = 2e-2;
-const FLOOR: f64 = 1e-3;
 /// Entries checked per parameter tensor.
 const PER_TENSOR: usize = 4;
 
@@ -119,49 +115,6 @@ fn loss_f64(model: &QwenModel<TestBackend>, embeds: Option<Tensor<TestBackend, 3
     total / targets.len() as f64
 }
 
-/// Every float parameter: its module path and id.
-#[derive(Default)]
-struct Paths {
-    stack: Vec<String>,
-    params: Vec<(String, ParamId)>,
-}
-
-impl<B: Backend> ModuleVisitor<B> for Paths {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.stack.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.params.push((self.stack.join("."), param.id));
-    }
-}
-
-/// Adds `delta` to element `index` (row-major) of the parameter `id`.
-struct Perturb {
-    id: ParamId,
-    index: usize,
-    delta: f32,
-}
-
-impl ModuleMapper<TestBackend> for Perturb {
-    fn map_float<const D: usize>(
-        &mut self,
-        param: Param<Tensor<TestBackend, D>>,
-    ) -> Param<Tensor<TestBackend, D>> {
-        if param.id != self.id {
-            return param;
-        }
-        let (id, tensor, mapper) = param.consume();
-        let shape = tensor.shape();
-        let mut values = tensor.into_data().into_vec::<f32>().expect("f32 weights");
-        values[self.index] += self.delta;
-        let tensor = Tensor::from_data(TensorData::new(values, shape), &device());
-        Param::from_mapped_value(id, tensor, mapper)
-    }
-}
-
 /// The parameter kind of a module path, e.g. `self_attn.qkv.q_proj.base.bias` -> `q_proj.bias`.
 fn kind(path: &str) -> String {
     let parts: Vec<&str> = path.split('.').collect();
@@ -189,72 +142,34 @@ fn kind(path: &str) -> String {
     path.to_string()
 }
 
-/// Indices to check: the `PER_TENSOR - 1` largest |gradients| and the entry nearest half the
-/// largest, so that a vanishing or mis-scaled gradient cannot hide.
-fn pick(grad: &[f32]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..grad.len()).collect();
-    order.sort_by(|&a, &b| grad[b].abs().total_cmp(&grad[a].abs()));
-    let mut picked: Vec<usize> = order.iter().copied().take(PER_TENSOR - 1).collect();
-    let half = grad[order[0]].abs() / 2.0;
-    if let Some(&mid) = order.iter().skip(PER_TENSOR - 1).min_by(|&&a, &&b| {
-        (grad[a].abs() - half)
-            .abs()
-            .total_cmp(&(grad[b].abs() - half).abs())
-    }) {
-        picked.push(mid);
-    }
-    picked
-}
-
 #[test]
 fn autodiff_gradients_match_finite_differences_for_every_parameter_kind() {
     let model = QwenModel::<Train>::load(fixture("qwen2_tied"), &device()).expect("load");
     let grads = loss_tensor(&model, None).backward();
-    let mut paths = Paths::default();
-    Module::<Train>::visit(&model, &mut paths);
+    let params = param_gradients(&model, &grads, &[]);
     let inner = model.valid();
     let base_loss = loss_f64(&inner, None);
     eprintln!("loss = {base_loss:.6}");
 
-    let mut worst: HashMap<String, f64> = HashMap::new();
-    let mut failures = Vec::new();
-    let mut kinds_seen = Vec::new();
-    for (path, id) in &paths.params {
-        let grad = grad_of(&model, *id, &grads);
+    let mut check = GradCheck::new(EPS);
+    for ParamGradient { path, id, grad } in &params {
         let Some(grad) = grad else {
-            failures.push(format!("{path}: no gradient"));
+            check.fail(format!("{path}: no gradient"));
             continue;
         };
         let kind = kind(path);
-        if !kinds_seen.contains(&kind) {
-            kinds_seen.push(kind.clone());
-        }
-        for index in pick(&grad) {
-            let at = |delta| {
+        for index in pick_entries(grad, PER_TENSOR) {
+            check.compare(&kind, &format!("{path}[{index}]"), grad[index], |delta| {
                 let mut perturb = Perturb {
                     id: *id,
                     index,
                     delta,
                 };
                 loss_f64(&inner.clone().map(&mut perturb), None)
-            };
-            let fd = (at(EPS) - at(-EPS)) / (2.0 * EPS as f64);
-            let auto = grad[index] as f64;
-            let rel = (auto - fd).abs() / fd.abs().max(FLOOR);
-            eprintln!("{path}[{index}]: autodiff {auto:+.6e}  fd {fd:+.6e}  rel {rel:.2e}");
-            let entry = worst.entry(kind.clone()).or_insert(0.0);
-            *entry = entry.max(rel);
-            if rel > REL_TOL {
-                failures.push(format!(
-                    "{path}[{index}]: autodiff {auto:e} vs finite difference {fd:e} (rel {rel:e})"
-                ));
-            }
+            });
         }
     }
-    eprintln!("max relative error per parameter kind:");
-    for kind in &kinds_seen {
-        eprintln!("  {kind:28} {:.2e}", worst[kind]);
-    }
+    let kinds_seen = check.kinds();
     for expected in [
         "embed_tokens.weight",
         "q_proj.weight",
@@ -271,45 +186,11 @@ fn autodiff_gradients_match_finite_differences_for_every_parameter_kind() {
         "norm (final)",
     ] {
         assert!(
-            kinds_seen.iter().any(|k| k == expected),
+            kinds_seen.contains(&expected),
             "parameter kind {expected} not checked (seen: {kinds_seen:?})"
         );
     }
-    assert!(
-        failures.is_empty(),
-        "wrong gradients:\n{}",
-        failures.join("\n")
-    );
-}
-
-/// The gradient of parameter `id` as a flat row-major vector.
-fn grad_of(
-    model: &QwenModel<Train>,
-    id: ParamId,
-    grads: &<Train as AutodiffBackend>::Gradients,
-) -> Option<Vec<f32>> {
-    struct Find<'a> {
-        id: ParamId,
-        grads: &'a <Train as AutodiffBackend>::Gradients,
-        found: Option<Vec<f32>>,
-    }
-    impl ModuleVisitor<Train> for Find<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Train, D>>) {
-            if param.id == self.id {
-                self.found = param
-                    .val()
-                    .grad(self.grads)
-                    .map(|g| g.into_data().into_vec::<f32>().expect("f32 gradient"));
-            }
-        }
-    }
-    let mut find = Find {
-        id,
-        grads,
-        found: None,
-    };
-    model.visit(&mut find);
-    find.found
+    check.assert_passed("qwen2");
 }
 
 /// The gradient with respect to the input embeddings, the path by which a VLM's projected image
@@ -343,26 +224,22 @@ fn input_embedding_gradients_match_finite_differences_and_skip_padding() {
     eprintln!("max |gradient|: {largest:e} overall, {padded:e} at padding positions");
     assert_eq!(padded, 0.0, "padding positions receive a gradient");
 
-    let mut worst = 0.0f64;
-    let mut picked = pick(&grad);
+    let mut check = GradCheck::new(EPS);
+    let mut picked = pick_entries(&grad, PER_TENSOR);
     picked.push(SEQ * hidden + 5); // a padding position: both must be ~0
     for index in picked {
-        let at = |delta: f32| {
-            let mut perturbed = values.clone();
-            perturbed[index] += delta;
-            let perturbed =
-                Tensor::from_data(TensorData::new(perturbed, [2, SEQ, hidden]), &device());
-            loss_f64(&inner, Some(perturbed))
-        };
-        let fd = (at(EPS) - at(-EPS)) / (2.0 * EPS as f64);
-        let auto = grad[index] as f64;
-        let rel = (auto - fd).abs() / fd.abs().max(FLOOR);
-        eprintln!("embeds[{index}]: autodiff {auto:+.6e}  fd {fd:+.6e}  rel {rel:.2e}");
-        worst = worst.max(rel);
-        assert!(
-            rel <= REL_TOL,
-            "embeds[{index}]: autodiff {auto:e} vs finite difference {fd:e} (rel {rel:e})"
+        check.compare(
+            "embeds",
+            &format!("embeds[{index}]"),
+            grad[index],
+            |delta| {
+                let mut perturbed = values.clone();
+                perturbed[index] += delta;
+                let perturbed =
+                    Tensor::from_data(TensorData::new(perturbed, [2, SEQ, hidden]), &device());
+                loss_f64(&inner, Some(perturbed))
+            },
         );
     }
-    eprintln!("input embeddings: max relative error {worst:.2e}");
+    check.assert_passed("input embeddings");
 }

@@ -4,6 +4,8 @@
 //! from Hugging Face transformers and peft; tests compare our outputs with them through
 //! [`assert_close`] on the CPU [`TestBackend`].
 
+pub mod gradcheck;
+
 use std::path::PathBuf;
 
 use burn::tensor::Tensor;

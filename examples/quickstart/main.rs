@@ -43,37 +43,38 @@
 //!    `checkpoint/` as a vlm checkpoint naming them), which `chat` and `serve` load when no
 //!    model is given.
 
+mod pretrain;
+mod random_model;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
-use burn::module::{AutodiffModule, Module};
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Linear, LinearConfig};
+use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
 use serde::Deserialize;
 use vlm::backend::{device, Inference, Train};
 use vlm::data::image::ImageProcessor;
-use vlm::data::sample::{
-    generate, scenes, write_sample_data, Color, Position, SampleConfig, Scene, ShapeKind, Split,
-};
+use vlm::data::sample::{generate, scenes, write_sample_data, SampleConfig, Split};
 use vlm::data::{
     ChatTemplate, CompactVocab, Conversation, EncoderConfig, SampleEncoder, Tokenizer, Turn,
     IGNORE_INDEX,
 };
-use vlm::hf::SafetensorsWriter;
 use vlm::hf::{ImageSize, PreprocessorConfig};
 use vlm::model::{
-    CausalLmLoss, ChatTemplateConfig, ModelError, PixelShuffleProjector, VisionLanguageModel,
-    VisionTowerConfig, VlmBatch, VlmConfig,
+    ChatTemplateConfig, PixelShuffleProjector, VisionLanguageModel, VisionTowerConfig, VlmBatch,
+    VlmConfig,
 };
 use vlm::qwen::{GenerationConfig, QwenModel};
 use vlm::train::{LrSchedule, Resume, ShuffledData, TrainBatch, TrainConfig, TrainMode, Trainer};
-use vlm::vision::{FeatureSelection, SelectStrategy, SiglipVisionTower, VisionEncoder};
+use vlm::vision::{FeatureSelection, SelectStrategy, SiglipVisionTower};
+
+use pretrain::{place_classes, pretrain_vision, PLACES};
+use random_model::{write_random_qwen2, write_random_siglip};
 
 /// Image side in pixels.
 const SIDE: usize = 64;
@@ -435,107 +436,6 @@ fn train_config(
     }
 }
 
-/// Stage 1's model: the vision tower and a linear head that reads, from the mean of the
-/// tower's tokens, what is at each of the five places. The head sits in the `projector`
-/// field, where the trainer gives it its own parameter group.
-#[derive(Module, Debug)]
-struct PlaceClassifier<B: Backend> {
-    vision: SiglipVisionTower<B>,
-    projector: Linear<B>,
-}
-
-/// A scene's pixels and place classes: one sample of stage 1.
-type PlaceSample = (Pixels, [i64; PLACES]);
-
-/// Stage 1: pretrains the vision tower on the generated training scenes, as CLIP and SigLIP
-/// are pretrained before a LLaVA uses them. Trained end to end through the LLM alone, the
-/// tower stalls (a 2-layer LLM gives it too faint a signal about which shape is where); a
-/// classification of each place (nothing, or one of the 12 colour-outline pairs) teaches it
-/// in a few hundred steps. The held-out scenes are never seen.
-fn pretrain_vision(
-    vision: SiglipVisionTower<Train>,
-    scenes: &[GeneratedScene],
-    args: &Args,
-    dev: &burn::tensor::Device<Train>,
-) -> Result<SiglipVisionTower<Train>, Box<dyn Error>> {
-    let model = PlaceClassifier {
-        vision,
-        projector: LinearConfig::new(args.arch.vit_dim, PLACES * PLACE_CLASSES).init(dev),
-    };
-    let samples: Vec<PlaceSample> = scenes
-        .iter()
-        .map(|s| (s.pixels.clone(), s.places))
-        .collect();
-    let mut data = ShuffledData::new(
-        samples,
-        args.batch_size,
-        0,
-        |batch: &[&PlaceSample], dev: &burn::tensor::Device<Train>| Ok(place_batch(batch, dev)),
-    );
-    let config = train_config(args, "pretrain", args.pretrain_steps, args.lr, true);
-    let start = Instant::now();
-    let outcome =
-        Trainer::new(config, dev.clone(), place_loss)?.fit(model, &mut data, Resume::No)?;
-    println!(
-        "stage 1: pretrained the vision tower {} steps in {:.0} s; final loss {:.4}",
-        outcome.state.step,
-        start.elapsed().as_secs_f64(),
-        outcome.state.last_loss.unwrap_or(f64::NAN)
-    );
-    Ok(outcome.model.vision)
-}
-
-/// A stage-1 batch: the pixels, and the place classes as labels (there is no text: they
-/// also stand in as the ids).
-fn place_batch(batch: &[&PlaceSample], dev: &burn::tensor::Device<Train>) -> TrainBatch<Train> {
-    let n = batch.len();
-    let pixels: Vec<f32> = batch.iter().flat_map(|(p, _)| p.iter().copied()).collect();
-    let classes: Vec<i64> = batch.iter().flat_map(|(_, c)| c.iter().copied()).collect();
-    let labels = Tensor::<Train, 2, Int>::from_data(TensorData::new(classes, [n, PLACES]), dev);
-    TrainBatch {
-        inputs: VlmBatch {
-            input_ids: labels.clone(),
-            attention_mask: None,
-            pixel_values: Some(Tensor::from_data(
-                TensorData::new(pixels, [n, 3, SIDE, SIDE]),
-                dev,
-            )),
-        },
-        labels,
-        samples: n,
-        images: n,
-        tokens: 0,
-        supervised_tokens: n * PLACES,
-    }
-}
-
-/// Cross-entropy of the place classes predicted from the mean of the tower's tokens.
-fn place_loss(
-    model: &PlaceClassifier<Train>,
-    batch: TrainBatch<Train>,
-) -> Result<CausalLmLoss<Train>, ModelError> {
-    let pixels = batch
-        .inputs
-        .pixel_values
-        .ok_or_else(|| ModelError::InvalidInput("a stage-1 batch without images".into()))?;
-    let images = pixels.dims()[0];
-    let features = model.vision.forward(pixels)?;
-    let dim = features.dims()[2];
-    let pooled = features.mean_dim(1).reshape([images, dim]);
-    let logits = model
-        .projector
-        .forward(pooled)
-        .reshape([images * PLACES, PLACE_CLASSES]);
-    let targets = batch.labels.reshape([images * PLACES]);
-    let loss = CrossEntropyLossConfig::new()
-        .init(&logits.device())
-        .forward(logits, targets);
-    Ok(CausalLmLoss {
-        loss,
-        supervised_tokens: images * PLACES,
-    })
-}
-
 /// The first `count` training conversations with their image names and pixels, to be asked
 /// like the held-out ones.
 fn training_probe(
@@ -668,28 +568,6 @@ fn extra_scenes(
         });
     }
     Ok(out)
-}
-
-/// Places of a scene, in [`Position::ALL`] order.
-const PLACES: usize = Position::ALL.len();
-/// Classes of a place: empty, or one of the colour-outline pairs.
-const PLACE_CLASSES: usize = 1 + Color::ALL.len() * ShapeKind::ALL.len();
-
-/// What is at each place of `scene`: 0 when nothing, else `1 + colour * 3 + outline`.
-fn place_classes(scene: &Scene) -> [i64; PLACES] {
-    let mut classes = [0; PLACES];
-    for shape in &scene.shapes {
-        let place = index_of(&Position::ALL, shape.position);
-        let color = index_of(&Color::ALL, shape.color);
-        let kind = index_of(&ShapeKind::ALL, shape.kind);
-        classes[place] = (1 + color * ShapeKind::ALL.len() + kind) as i64;
-    }
-    classes
-}
-
-/// Where `item` is in `all` (every enum value is in its `ALL`).
-fn index_of<T: PartialEq>(all: &[T], item: T) -> usize {
-    all.iter().position(|x| *x == item).unwrap_or(0)
 }
 
 /// A question in its conversation.
@@ -907,158 +785,4 @@ fn save_model(
     let checkpoint = dir.join("checkpoint");
     model.save_checkpoint(&checkpoint, &config)?;
     Ok(checkpoint)
-}
-
-/// A Qwen2 Hugging Face folder with random weights: normal with std `1 / sqrt(hidden)`
-/// (Hugging Face's 0.02 suits wide models; a 128-wide one trained from it barely moves its
-/// attention in a few thousand steps), norms 1, biases 0.
-fn write_random_qwen2(dir: &Path, vocab: usize, arch: &Arch) -> Result<(), Box<dyn Error>> {
-    let (hidden, inter) = (arch.hidden, arch.intermediate);
-    let config = serde_json::json!({
-        "architectures": ["Qwen2ForCausalLM"],
-        "model_type": "qwen2",
-        "vocab_size": vocab,
-        "hidden_size": hidden,
-        "intermediate_size": inter,
-        "num_hidden_layers": arch.layers,
-        "num_attention_heads": arch.heads,
-        "num_key_value_heads": arch.kv_heads,
-        "max_position_embeddings": 512,
-        "rope_theta": 10000.0,
-        "rms_norm_eps": 1e-6,
-        "hidden_act": "silu",
-        "tie_word_embeddings": true,
-        "torch_dtype": "float32"
-    });
-    let kv = arch.kv_heads * hidden / arch.heads;
-    let mut w = RandomWeights::new(1.0 / (hidden as f64).sqrt());
-    w.normal("model.embed_tokens.weight", [vocab, hidden]);
-    w.ones("model.norm.weight", hidden);
-    for layer in 0..arch.layers {
-        let p = format!("model.layers.{layer}");
-        w.ones(&format!("{p}.input_layernorm.weight"), hidden);
-        w.ones(&format!("{p}.post_attention_layernorm.weight"), hidden);
-        for (name, out) in [("q_proj", hidden), ("k_proj", kv), ("v_proj", kv)] {
-            w.normal(&format!("{p}.self_attn.{name}.weight"), [out, hidden]);
-            w.zeros(&format!("{p}.self_attn.{name}.bias"), out);
-        }
-        w.normal(&format!("{p}.self_attn.o_proj.weight"), [hidden, hidden]);
-        w.normal(&format!("{p}.mlp.gate_proj.weight"), [inter, hidden]);
-        w.normal(&format!("{p}.mlp.up_proj.weight"), [inter, hidden]);
-        w.normal(&format!("{p}.mlp.down_proj.weight"), [hidden, inter]);
-    }
-    w.write(dir, &config)
-}
-
-/// A SigLIP vision tower folder (`SiglipVisionModel` layout, without the pooling head) with
-/// random weights spread as transformers initialises SigLIP: the patch convolution normal
-/// with std `1 / sqrt(fan_in)`, positions `1 / sqrt(width)`, linears `sqrt(2 / (fan_in +
-/// fan_out))` (Xavier's spread), norms 1, biases 0.
-fn write_random_siglip(dir: &Path, arch: &Arch) -> Result<(), Box<dyn Error>> {
-    let (dim, inter, patch) = (arch.vit_dim, 4 * arch.vit_dim, arch.patch);
-    let config = serde_json::json!({
-        "architectures": ["SiglipVisionModel"],
-        "model_type": "siglip_vision_model",
-        "hidden_size": dim,
-        "intermediate_size": inter,
-        "num_hidden_layers": arch.vit_layers,
-        "num_attention_heads": arch.vit_heads,
-        "num_channels": 3,
-        "image_size": SIDE,
-        "patch_size": patch,
-        "hidden_act": "gelu_pytorch_tanh",
-        "layer_norm_eps": 1e-6,
-        "vision_use_head": false,
-        "torch_dtype": "float32"
-    });
-    let xavier = |fan_in: usize, fan_out: usize| (2.0 / (fan_in + fan_out) as f64).sqrt();
-    let mut w = RandomWeights::new(1.0 / (dim as f64).sqrt());
-    let e = "vision_model.embeddings";
-    w.normal_std(
-        &format!("{e}.patch_embedding.weight"),
-        [dim, 3, patch, patch],
-        1.0 / ((3 * patch * patch) as f64).sqrt(),
-    );
-    w.zeros(&format!("{e}.patch_embedding.bias"), dim);
-    w.normal(
-        &format!("{e}.position_embedding.weight"),
-        [(SIDE / patch).pow(2), dim],
-    );
-    for layer in 0..arch.vit_layers {
-        let p = format!("vision_model.encoder.layers.{layer}");
-        w.layer_norm(&format!("{p}.layer_norm1"), dim);
-        w.layer_norm(&format!("{p}.layer_norm2"), dim);
-        for name in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-            w.linear(&format!("{p}.self_attn.{name}"), dim, dim, xavier(dim, dim));
-        }
-        w.linear(&format!("{p}.mlp.fc1"), dim, inter, xavier(dim, inter));
-        w.linear(&format!("{p}.mlp.fc2"), inter, dim, xavier(inter, dim));
-    }
-    w.layer_norm("vision_model.post_layernorm", dim);
-    w.write(dir, &config)?;
-    std::fs::write(
-        dir.join(PreprocessorConfig::FILE_NAME),
-        serde_json::to_vec_pretty(&*PREPROCESSING)?,
-    )?;
-    Ok(())
-}
-
-/// Random tensors by Hugging Face name, written as a model folder.
-struct RandomWeights {
-    writer: SafetensorsWriter,
-    std: f64,
-    dev: burn::tensor::Device<Inference>,
-}
-
-impl RandomWeights {
-    /// Seeds the backend's generator (the same weights every run); `std` is the spread of
-    /// [`normal`](Self::normal).
-    fn new(std: f64) -> Self {
-        let dev = device();
-        Inference::seed(&dev, 0);
-        Self {
-            writer: SafetensorsWriter::new(),
-            std,
-            dev,
-        }
-    }
-
-    fn normal<const D: usize>(&mut self, name: &str, shape: [usize; D]) {
-        self.normal_std(name, shape, self.std);
-    }
-
-    fn normal_std<const D: usize>(&mut self, name: &str, shape: [usize; D], std: f64) {
-        let t = Tensor::<Inference, D>::random(shape, Distribution::Normal(0.0, std), &self.dev);
-        self.writer.add(name, t);
-    }
-
-    fn ones(&mut self, name: &str, len: usize) {
-        let t = Tensor::<Inference, 1>::ones([len], &self.dev);
-        self.writer.add(name, t);
-    }
-
-    fn zeros(&mut self, name: &str, len: usize) {
-        let t = Tensor::<Inference, 1>::zeros([len], &self.dev);
-        self.writer.add(name, t);
-    }
-
-    /// A linear `input -> output` with weight std `std` and a zero bias.
-    fn linear(&mut self, name: &str, input: usize, output: usize, std: f64) {
-        self.normal_std(&format!("{name}.weight"), [output, input], std);
-        self.zeros(&format!("{name}.bias"), output);
-    }
-
-    /// A layer norm at identity: weight 1, bias 0.
-    fn layer_norm(&mut self, name: &str, len: usize) {
-        self.ones(&format!("{name}.weight"), len);
-        self.zeros(&format!("{name}.bias"), len);
-    }
-
-    /// `config.json` and `model.safetensors` into `dir`.
-    fn write(self, dir: &Path, config: &serde_json::Value) -> Result<(), Box<dyn Error>> {
-        std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(config)?)?;
-        self.writer.write(&dir.join("model.safetensors"))?;
-        Ok(())
-    }
 }

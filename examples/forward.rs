@@ -30,7 +30,7 @@ use serde::Deserialize;
 use vlm::backend::{device, Inference};
 use vlm::burn::tensor::{Device, Int, Tensor, TensorData};
 use vlm::data::image::{ImageError, ImageProcessor};
-use vlm::hf::{read_config, HfError, PreprocessorConfig, WeightStore};
+use vlm::hf::{read_config, resolve_model_path, HfError, PreprocessorConfig, WeightStore};
 use vlm::model::{
     causal_lm_loss, load_checkpoint, load_language_model, load_llava_hf, AnyProjector,
     MlpProjector, ModelError, Projector, QwenVlm, VisionLanguageModel, VisionTower, VlmBatch,
@@ -62,24 +62,23 @@ type B = Inference;
 #[command(name = "forward", verbatim_doc_comment)]
 pub struct Args {
     /// Hugging Face folder of a Qwen language model (v1, Qwen2/2.5, Qwen3), or of a LLaVA
-    /// checkpoint whose language model is used.
-    #[arg(long, value_name = "DIR")]
+    /// checkpoint whose language model is used. Every model flag also takes a hub id
+    /// ORG/NAME[@REVISION], found in the local Hugging Face cache (HF_HUB_CACHE, else
+    /// $HF_HOME/hub, else ~/.cache/huggingface/hub) and downloaded into it when missing
+    /// unless HF_HUB_OFFLINE is set; a local path that exists always wins.
+    #[arg(long, value_name = "DIR", value_parser = resolve_model_path)]
     pub llm: Option<PathBuf>,
 
     /// Hugging Face folder of a CLIP or SigLIP vision model (config.json,
     /// preprocessor_config.json, safetensors), a dual-tower model or a LLaVA checkpoint.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = resolve_model_path)]
     pub vision: Option<PathBuf>,
 
-    /// Key prefix of the tower's weights in the --vision folder: vision_model in vision and
-    /// dual-tower models, vision_tower.vision_model in llava-hf checkpoints.
-    #[arg(
-        long,
-        value_name = "PREFIX",
-        default_value = "vision_model",
-        requires = "vision"
-    )]
-    pub vision_prefix: String,
+    /// Key prefix of the tower's weights in the --vision folder (vision_model,
+    /// vision_tower.vision_model, ...) [default: found from the file's keys, in any layout
+    /// transformers 4 or 5 saves].
+    #[arg(long, value_name = "PREFIX", requires = "vision")]
+    pub vision_prefix: Option<String>,
 
     /// LLaVA's vision_feature_layer for the --vision tower (-1 = last layer) [default: the
     /// folder's config.json's, else -2].
@@ -106,11 +105,21 @@ pub struct Args {
     pub image_token_id: Option<u32>,
 
     /// A vlm checkpoint folder (vlm_config.json, projector.safetensors) to run whole.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["llm", "vision", "projector", "llava"])]
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["llm", "vision", "projector", "llava"],
+        value_parser = resolve_model_path
+    )]
     pub checkpoint: Option<PathBuf>,
 
     /// A Hugging Face LLaVA folder (LlavaForConditionalGeneration) to run whole.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["llm", "vision", "projector"])]
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["llm", "vision", "projector"],
+        value_parser = resolve_model_path
+    )]
     pub llava: Option<PathBuf>,
 
     /// Token ids: a .json file {"input_ids": [[..], ..], "attention_mask": [[..], ..],
@@ -354,7 +363,12 @@ fn load_tower(dir: &Path, args: &Args, dev: &Device<B>) -> Result<VisionTower<B>
             Strategy::Full => SelectStrategy::Full,
         };
     }
-    Ok(VisionTower::load(dir, &args.vision_prefix, selection, dev)?)
+    Ok(VisionTower::load(
+        dir,
+        args.vision_prefix.as_deref(),
+        selection,
+        dev,
+    )?)
 }
 
 /// The `--pixels` tensor, or the `--image` files preprocessed; `None` without either.

@@ -4,17 +4,27 @@
 //! ```text
 //! cargo run --example inspect -- data/fixtures/qwen2_tied
 //! cargo run --example inspect -- ~/models/Qwen2.5-0.5B-Instruct
+//! cargo run --example inspect -- Qwen/Qwen2.5-0.5B-Instruct   # a hub id, from the HF cache
 //! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use vlm::hf::{read_config, HfError, WeightStore};
+use vlm::hf::{read_config, resolve_model_path, HfError, WeightStore};
 
 fn main() -> ExitCode {
-    let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
-        eprintln!("usage: inspect <hugging-face-model-folder>");
+    let Some(arg) = std::env::args_os().nth(1) else {
+        eprintln!("usage: inspect <hugging-face-model-folder | ORG/NAME[@REVISION]>");
         return ExitCode::from(2);
+    };
+    // A hub id is resolved in the local Hugging Face cache; a path is taken as it is.
+    let dir = match arg.to_str().map(resolve_model_path) {
+        Some(Ok(dir)) => dir,
+        Some(Err(err)) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+        None => PathBuf::from(arg),
     };
     match inspect(&dir) {
         Ok(()) => ExitCode::SUCCESS,

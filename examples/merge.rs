@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use vlm::backend::{device, Inference};
-use vlm::hf::{read_config, HfError};
+use vlm::hf::{read_config, resolve_model_path, HfError};
 use vlm::lora::{load_adapter, LoraError};
 use vlm::model::{load_language_model, ModelError, VlmConfig, CONFIG_FILE};
 use vlm::qwen::QwenError;
@@ -37,8 +37,9 @@ const COPIED_FILES: &[&str] = &[
 #[derive(Debug, Parser)]
 #[command(name = "merge", verbatim_doc_comment)]
 struct Args {
-    /// The vlm checkpoint folder (vlm_config.json naming the base model and the adapter).
-    #[arg(long, value_name = "DIR")]
+    /// The vlm checkpoint folder (vlm_config.json naming the base model and the adapter), or
+    /// its Hugging Face hub id ORG/NAME[@REVISION] (from the local cache).
+    #[arg(long, value_name = "DIR", value_parser = resolve_model_path)]
     checkpoint: PathBuf,
 
     /// The folder to write the merged language model to.

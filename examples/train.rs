@@ -22,9 +22,11 @@
 //! Settings come from `--config train.toml` (every key of `vlm_train::TrainConfig`), then the
 //! `--flags`, spelt as transformers' `TrainingArguments`. Every checkpoint
 //! `output_dir/checkpoint-N/` holds the trainer's state (exact resume) and, under `model/`,
-//! the `vlm-model` checkpoint: `projector.safetensors`, `vlm_config.json` and the PEFT adapter
-//! (`adapter/`) or, when the whole LLM trains, the merged language model
-//! (`language_model/`).
+//! the `vlm-model` checkpoint: `projector.safetensors`, `vlm_config.json`, the tokenizer
+//! trained with (`tokenizer.json`, which `chat`, `serve` and `eval` load when given no
+//! `--tokenizer`) and the PEFT adapter (`adapter/`) or, when the whole LLM trains, the merged
+//! language model (`language_model/`). `--llm`, `--vision` and `--tokenizer` also take
+//! Hugging Face hub ids (`Qwen/Qwen2.5-0.5B-Instruct`), found in the local cache.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -33,10 +35,11 @@ use clap::Parser;
 use vlm::backend::{device, device_named, Train};
 use vlm::data::image::ImageProcessor;
 use vlm::data::{ChatTemplate, Dataset, EncoderConfig, LoaderOptions, SampleEncoder, Tokenizer};
+use vlm::hf::resolve_model_path;
 use vlm::lora::{LoraConfig, TargetModules};
 use vlm::model::{
     AnyProjector, ChatTemplateConfig, ProjectorConfig, ProjectorKind, QwenVlm, StagedCheckpoint,
-    VisionLanguageModel, VisionTower, VisionTowerConfig, VlmConfig,
+    VisionLanguageModel, VisionTower, VisionTowerConfig, VlmConfig, TOKENIZER_FILE,
 };
 use vlm::qwen::QwenModel;
 use vlm::train::{
@@ -54,23 +57,27 @@ struct Args {
     /// Folder the manifest's relative image paths start from (default: the manifest's).
     #[arg(long)]
     image_root: Option<PathBuf>,
-    /// Hugging Face folder of the base language model (Qwen v1, Qwen2/2.5 or Qwen3).
-    #[arg(long)]
+    /// Hugging Face folder of the base language model (Qwen v1, Qwen2/2.5 or Qwen3), or its
+    /// hub id ORG/NAME[@REVISION] (from the local Hugging Face cache, downloaded when missing
+    /// unless HF_HUB_OFFLINE is set; a local path that exists always wins).
+    #[arg(long, value_parser = resolve_model_path)]
     llm: PathBuf,
-    /// Hugging Face folder of the vision tower (CLIP or SigLIP).
-    #[arg(long)]
+    /// Hugging Face folder (or hub id) of the vision tower (CLIP or SigLIP).
+    #[arg(long, value_parser = resolve_model_path)]
     vision: PathBuf,
-    /// Key prefix of the tower's weights (`vision_tower.vision_model` in llava-hf folders).
-    #[arg(long, default_value = "vision_model")]
-    vision_prefix: String,
+    /// Key prefix of the tower's weights [default: found from the file's keys, in any layout
+    /// transformers 4 or 5 saves].
+    #[arg(long, value_name = "PREFIX")]
+    vision_prefix: Option<String>,
     /// LLaVA's vision_feature_layer.
     #[arg(long, default_value_t = -2, allow_negative_numbers = true)]
     vision_feature_layer: i64,
     /// LLaVA's vision_feature_select_strategy: `default` (drop CLS) or `full`.
     #[arg(long, default_value = "default")]
     vision_feature_select_strategy: String,
-    /// Folder with the tokenizer.json (default: the LLM folder).
-    #[arg(long)]
+    /// tokenizer.json, a folder holding one, or a hub id (default: the LLM folder's). Every
+    /// checkpoint carries a copy, which later programs load by default.
+    #[arg(long, value_parser = resolve_model_path)]
     tokenizer: Option<PathBuf>,
     /// System prompt (default: the seed's).
     #[arg(long)]
@@ -140,7 +147,8 @@ fn train_peer(
         layer: args.vision_feature_layer,
         strategy,
     };
-    let vision = VisionTower::<Train>::load(&vision_dir, &args.vision_prefix, selection, &dev)?;
+    let vision =
+        VisionTower::<Train>::load(&vision_dir, args.vision_prefix.as_deref(), selection, &dev)?;
     let llm = QwenModel::<Train>::load(&llm_dir, &dev)?;
     let lora = lora_config(&config, &llm_dir);
     let llm = match &lora {
@@ -156,7 +164,8 @@ fn train_peer(
         &dev,
     )?;
 
-    let tokenizer = Tokenizer::from_model_dir(args.tokenizer.as_ref().unwrap_or(&llm_dir))?;
+    let tokenizer = Tokenizer::from_path(args.tokenizer.as_ref().unwrap_or(&llm_dir))?;
+    let tokenizer_file = absolute(tokenizer.path())?;
     let template = match &args.system_prompt {
         Some(system) => ChatTemplate::new(system.clone()),
         None => ChatTemplate::default(),
@@ -207,10 +216,15 @@ fn train_peer(
         name: "chatml".into(),
         system_prompt,
     };
-    let mode = config.mode;
-    let export = |model: &QwenVlm<Train>, dir: &Path| {
-        export_checkpoint(model, dir, mode, &llm_dir, &tower, &template, lora.as_ref())
+    let recorded = Recorded {
+        mode: config.mode,
+        llm_dir,
+        tower,
+        template,
+        lora,
+        tokenizer: tokenizer_file,
     };
+    let export = |model: &QwenVlm<Train>, dir: &Path| export_checkpoint(model, dir, &recorded);
     let resume = match args.resume.as_deref() {
         None => Resume::No,
         Some("latest") => Resume::Latest,
@@ -253,41 +267,63 @@ fn lora_config(config: &TrainConfig, llm: &Path) -> Option<LoraConfig> {
     )
 }
 
-/// Writes the `vlm-model` checkpoint into `dir/model`: projector and config, plus the PEFT
-/// adapter (LoRA) or the merged language model (full).
+/// What every exported checkpoint records besides the trained weights.
+struct Recorded {
+    /// What trains: decides whether the checkpoint holds an adapter or a merged LLM.
+    mode: TrainMode,
+    /// The base language model folder.
+    llm_dir: PathBuf,
+    /// The frozen vision tower.
+    tower: VisionTowerConfig,
+    /// The chat template trained with.
+    template: ChatTemplateConfig,
+    /// The LoRA settings of a LoRA run.
+    lora: Option<LoraConfig>,
+    /// The `tokenizer.json` trained with, copied into every checkpoint.
+    tokenizer: PathBuf,
+}
+
+/// Writes the `vlm-model` checkpoint into `dir/model`: projector, config and a copy of the
+/// tokenizer (so `chat`, `serve` and `eval` need no `--tokenizer`), plus the PEFT adapter
+/// (LoRA) or the merged language model (full).
 fn export_checkpoint(
     model: &QwenVlm<Train>,
     dir: &Path,
-    mode: TrainMode,
-    llm_dir: &Path,
-    tower: &VisionTowerConfig,
-    template: &ChatTemplateConfig,
-    lora: Option<&LoraConfig>,
+    recorded: &Recorded,
 ) -> Result<(), TrainError> {
     let destination = dir.join("model");
     let failed = |e: &dyn std::fmt::Display| TrainError::Checkpoint {
         path: destination.clone(),
         reason: e.to_string(),
     };
-    let language_model = match mode {
+    let language_model = match recorded.mode {
         TrainMode::Full => PathBuf::from("language_model"),
-        _ => llm_dir.to_path_buf(),
+        _ => recorded.llm_dir.clone(),
     };
-    let mut config = VlmConfig::for_model(model, language_model, tower.clone(), template.clone());
-    if lora.is_some() {
+    let (tower, template) = (recorded.tower.clone(), recorded.template.clone());
+    let mut config = VlmConfig::for_model(model, language_model, tower, template);
+    if recorded.lora.is_some() {
         config.adapter = Some(PathBuf::from("adapter"));
     }
+    config.tokenizer = Some(PathBuf::from(TOKENIZER_FILE));
     let staged = StagedCheckpoint::new(&destination, model, &config)?;
-    if let Some(lora) = lora {
+    let tokenizer_copy = staged.path().join(TOKENIZER_FILE);
+    std::fs::copy(&recorded.tokenizer, &tokenizer_copy).map_err(|e| {
+        failed(&format!(
+            "cannot copy the tokenizer {}: {e}",
+            recorded.tokenizer.display()
+        ))
+    })?;
+    if let Some(lora) = &recorded.lora {
         vlm::lora::save_adapter(model.language_model(), lora, staged.path().join("adapter"))
             .map_err(|e| failed(&e))?;
     }
-    if mode == TrainMode::Full {
+    if recorded.mode == TrainMode::Full {
         model
             .language_model()
             .save_merged(
                 staged.path().join("language_model"),
-                llm_dir.join("config.json"),
+                recorded.llm_dir.join("config.json"),
             )
             .map_err(|e| failed(&e))?;
     }

@@ -4,12 +4,16 @@
 //! One place decides what `--checkpoint`, `--llava`, `--llm`, `--vision` and `--tokenizer`
 //! mean, so the programs cannot drift apart: the same flags load the same model, and with no
 //! model flag they all fall back to the quickstart's checkpoint
-//! ([`QUICKSTART_CHECKPOINT`]) when it exists.
+//! ([`QUICKSTART_CHECKPOINT`]) when it exists. Every one of them also takes a Hugging Face
+//! hub id, `ORG/NAME[@REVISION]`, resolved as it parses by [`vlm_hf::resolve_model_path`]
+//! (the local Hugging Face cache, downloaded when missing unless `HF_HUB_OFFLINE` is set; a
+//! local path that exists always wins).
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use vlm_data::{Tokenizer, TokenizerError};
+use vlm_hf::resolve_model_path;
 use vlm_model::{load_checkpoint, load_llava_hf, ModelError, QwenVlm};
 
 /// Where `cargo run --release --example quickstart` leaves its trained checkpoint (relative to
@@ -21,30 +25,39 @@ pub const QUICKSTART_CHECKPOINT: &str = "target/quickstart/model/checkpoint";
 /// The model: `--checkpoint DIR` (a vlm checkpoint; its `vlm_config.json` names the language
 /// model and vision tower, which `--llm` and `--vision`, when given, must match) or
 /// `--llava DIR` (a Hugging Face LLaVA folder); with neither (and no `--llm`), the
-/// quickstart's checkpoint ([`quickstart_checkpoint`]).
+/// quickstart's checkpoint ([`quickstart_checkpoint`]). Each flag takes a local path or a
+/// hub id `ORG/NAME[@REVISION]`, already resolved to its cache folder once parsed.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ModelArgs {
-    /// Hugging Face folder of the base language model (where the tokenizer is looked for);
-    /// with --checkpoint it must be the one the checkpoint names.
-    #[arg(long, value_name = "DIR")]
+    /// Hugging Face folder (or hub id ORG/NAME[@REV]) of the base language model (where the
+    /// tokenizer is looked for); with --checkpoint it must be the one the checkpoint names.
+    #[arg(long, value_name = "DIR", value_parser = resolve_model_path)]
     pub llm: Option<PathBuf>,
 
-    /// Vision tower folder; with --checkpoint it must be the one the checkpoint names.
-    #[arg(long, value_name = "DIR")]
+    /// Vision tower folder (or hub id); with --checkpoint it must be the one the checkpoint
+    /// names.
+    #[arg(long, value_name = "DIR", value_parser = resolve_model_path)]
     pub vision: Option<PathBuf>,
 
-    /// A vlm checkpoint folder (vlm_config.json, projector.safetensors, adapter/)
+    /// A vlm checkpoint folder (vlm_config.json, projector.safetensors, adapter/) or hub id
     /// [default: target/quickstart/model/checkpoint when no model flag is given].
-    #[arg(long, value_name = "DIR", conflicts_with = "llava")]
+    #[arg(long, value_name = "DIR", conflicts_with = "llava", value_parser = resolve_model_path)]
     pub checkpoint: Option<PathBuf>,
 
-    /// A Hugging Face LLaVA folder (LlavaForConditionalGeneration) with a Qwen LLM.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["llm", "vision"])]
+    /// A Hugging Face LLaVA folder (LlavaForConditionalGeneration) with a Qwen LLM, or its hub
+    /// id.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["llm", "vision"],
+        value_parser = resolve_model_path
+    )]
     pub llava: Option<PathBuf>,
 
-    /// tokenizer.json [default: the language model folder's]. Its ids must be inside the
-    /// model's vocabulary.
-    #[arg(long, value_name = "FILE")]
+    /// tokenizer.json, a folder holding one, or a hub id [default: the one the checkpoint
+    /// records, else the language model folder's]. Its ids must be inside the model's
+    /// vocabulary.
+    #[arg(long, value_name = "PATH", value_parser = resolve_model_path)]
     pub tokenizer: Option<PathBuf>,
 }
 
@@ -52,7 +65,8 @@ pub struct ModelArgs {
 pub struct LoadedModel<B: Backend> {
     /// The vision-language model.
     pub model: QwenVlm<B>,
-    /// `--tokenizer`, else the language model folder's `tokenizer.json`.
+    /// `--tokenizer`, else the checkpoint's recorded tokenizer, else the language model
+    /// folder's `tokenizer.json`.
     pub tokenizer: Tokenizer,
     /// The checkpoint's system prompt (none for a LLaVA folder).
     pub system_prompt: Option<String>,
@@ -72,30 +86,47 @@ pub enum LoadError {
     Model(#[from] ModelError),
 }
 
+/// What loading the model found besides it: where its tokenizer may be and its system
+/// prompt.
+struct ModelSources {
+    /// The language model folder (whose `tokenizer.json` is the last resort).
+    llm_dir: PathBuf,
+    /// The tokenizer the checkpoint records, resolved against its folder.
+    recorded_tokenizer: Option<PathBuf>,
+    /// The checkpoint's system prompt.
+    system_prompt: Option<String>,
+}
+
 impl ModelArgs {
-    /// Loads the model and its tokenizer on `device`.
+    /// Loads the model and its tokenizer on `device`. The tokenizer: `--tokenizer` (a file,
+    /// or a folder holding `tokenizer.json`), else the one the checkpoint records, else the
+    /// language model folder's `tokenizer.json`.
     pub fn load<B: Backend>(&self, device: &B::Device) -> Result<LoadedModel<B>, LoadError> {
-        let (model, llm_dir, system_prompt) = self.load_model(device)?;
-        let tokenizer = match &self.tokenizer {
-            Some(file) => Tokenizer::from_file(file)?,
-            None => Tokenizer::from_model_dir(&llm_dir)?,
+        let (model, sources) = self.load_model(device)?;
+        let tokenizer = match (&self.tokenizer, &sources.recorded_tokenizer) {
+            (Some(path), _) => Tokenizer::from_path(path)?,
+            (None, Some(file)) => Tokenizer::from_file(file)?,
+            (None, None) => Tokenizer::from_model_dir(&sources.llm_dir)?,
         };
         Ok(LoadedModel {
             model,
             tokenizer,
-            system_prompt,
+            system_prompt: sources.system_prompt,
         })
     }
 
-    /// The model, the folder of its language model (for the tokenizer) and the checkpoint's
-    /// system prompt.
+    /// The model, with where its tokenizer may be and the checkpoint's system prompt.
     fn load_model<B: Backend>(
         &self,
         device: &B::Device,
-    ) -> Result<(QwenVlm<B>, PathBuf, Option<String>), LoadError> {
+    ) -> Result<(QwenVlm<B>, ModelSources), LoadError> {
         if let Some(dir) = &self.llava {
-            let llm = self.llm.clone().unwrap_or_else(|| dir.clone());
-            return Ok((load_llava_hf::<B>(dir, device)?, llm, None));
+            let sources = ModelSources {
+                llm_dir: self.llm.clone().unwrap_or_else(|| dir.clone()),
+                recorded_tokenizer: None,
+                system_prompt: None,
+            };
+            return Ok((load_llava_hf::<B>(dir, device)?, sources));
         }
         let dir = self.checkpoint_dir()?;
         let (model, config) = load_checkpoint::<B>(&dir, device)?;
@@ -103,7 +134,12 @@ impl ModelArgs {
         let named_vision = dir.join(&config.vision_tower.path);
         check_named("--llm", self.llm.as_deref(), &named_llm)?;
         check_named("--vision", self.vision.as_deref(), &named_vision)?;
-        Ok((model, named_llm, config.chat_template.system_prompt))
+        let sources = ModelSources {
+            llm_dir: named_llm,
+            recorded_tokenizer: config.tokenizer.map(|file| dir.join(file)),
+            system_prompt: config.chat_template.system_prompt,
+        };
+        Ok((model, sources))
     }
 
     /// The checkpoint to load: `--checkpoint`, else (without `--llm`) the quickstart's.

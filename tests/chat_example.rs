@@ -18,8 +18,16 @@ fn tokenizer() -> std::path::PathBuf {
 }
 
 fn chat(flags: &[&str], stdin: &str) -> Result<(Vec<Reply>, String), ChatError> {
+    chat_with(&tokenizer(), flags, stdin)
+}
+
+/// Runs chat on the llava fixture with `--tokenizer tokenizer` and `flags`.
+fn chat_with(
+    tokenizer: &std::path::Path,
+    flags: &[&str],
+    stdin: &str,
+) -> Result<(Vec<Reply>, String), ChatError> {
     let llava = fixture("llava");
-    let tokenizer = tokenizer();
     let mut argv = vec![
         "chat".to_string(),
         "--llava".into(),
@@ -84,6 +92,30 @@ fn greedy_answers_stream_their_decoded_ids_and_repeat() {
     let (a, _) = chat(&sampled, "").expect("sampled");
     let (b, _) = chat(&sampled, "").expect("sampled again");
     assert_eq!(a, b, "equal seeds give equal answers");
+}
+
+#[test]
+fn the_tokenizer_flag_takes_a_tokenizer_json_or_its_folder() {
+    let image = fixture("image_processor").join("small_rgb.jpg");
+    let image = image.display().to_string();
+    let ids = prompt_ids();
+    let flags = [
+        "--image",
+        &image,
+        "--prompt-ids",
+        &ids,
+        "--max-new-tokens",
+        "4",
+    ];
+    let (from_file, _) = chat(&flags, "").expect("chat");
+    let folder = tokenizer().parent().expect("folder").to_path_buf();
+    let (from_folder, _) = chat_with(&folder, &flags, "").expect("chat, tokenizer folder");
+    assert_eq!(from_folder, from_file);
+
+    let empty = tempfile::tempdir().expect("tempdir");
+    let err = chat_with(empty.path(), &flags, "").expect_err("no tokenizer.json");
+    assert!(matches!(err, ChatError::Tokenizer(_)), "{err}");
+    assert!(err.to_string().contains("has no tokenizer.json"), "{err}");
 }
 
 #[test]

@@ -82,11 +82,13 @@ fn eval_scores_every_question_and_batches_like_single_answers() {
     assert_eq!(batched[0]["id"], "heldout_0000#0");
     assert_eq!(batched[0]["reference"], "Three.");
 
+    // The tokenizer given as a file (the default is the LLM folder's copy of it).
+    let tokenizer = common::tokenizer_file().display().to_string();
     let (_, single) = eval(
         &manifest,
         &sample_dir(),
         &work.path().join("b.jsonl"),
-        &["--batch-size", "1"],
+        &["--batch-size", "1", "--tokenizer", &tokenizer],
     );
     assert_eq!(
         answers(&single),
@@ -108,11 +110,18 @@ fn eval_scores_every_question_and_batches_like_single_answers() {
     assert!(own.len() >= 2, "non-empty answers to score: {batched:?}");
     let own_manifest = work.path().join("own.jsonl");
     std::fs::write(&own_manifest, own.join("\n")).expect("write manifest");
+    // The tokenizer given as its folder: the same answers, so every reference matches.
+    let folder = common::tokenizer_file();
+    let folder = folder
+        .parent()
+        .expect("tokenizer folder")
+        .display()
+        .to_string();
     let (summary, lines) = eval(
         &own_manifest,
         &sample_dir(),
         &work.path().join("c.jsonl"),
-        &[],
+        &["--tokenizer", &folder],
     );
     let n = own.len();
     assert_eq!(count(&lines, "exact"), n, "{lines:?}");

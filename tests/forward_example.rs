@@ -13,7 +13,7 @@ use forward::{run, Args, ForwardError};
 use tempfile::TempDir;
 use vlm::burn::tensor::{Int, Tensor};
 use vlm::hf::{HfError, WeightStore};
-use vlm::model::{load_llava_hf, ChatTemplateConfig, LlavaLayout, VisionTowerConfig, VlmConfig};
+use vlm::model::{load_llava_hf, ChatTemplateConfig, VisionTowerConfig, VlmConfig};
 use vlm::vision::SelectStrategy;
 use vlm_testkit::{device, fixture, max_abs_diff, TestBackend};
 
@@ -125,7 +125,15 @@ fn check_llava(what: &str, name: &str, written: &WeightStore) {
 
 #[test]
 fn a_llava_folder_runs_whole() {
-    for name in ["llava", "llava_clip"] {
+    // As transformers 4.57 and 5.25 save it, and as a raw state_dict: the layout is found
+    // from the keys, with no flag.
+    for name in [
+        "llava",
+        "llava_clip",
+        "v5/llava",
+        "v5/llava_clip",
+        "v5/llava_state_dict",
+    ] {
         let inputs = reference(name);
         let flags: [&dyn AsRef<std::ffi::OsStr>; 6] = [
             &"--llava",
@@ -142,27 +150,28 @@ fn a_llava_folder_runs_whole() {
 
 #[test]
 fn the_vlm_from_its_parts() {
-    let (dir, inputs) = (fixture("llava_clip"), reference("llava_clip"));
-    let projector = dir.join("projector.safetensors");
-    let prefix = LlavaLayout::Legacy.vision_prefix();
-    let (_out, written) = forward(&[
-        &"--llm",
-        &dir,
-        &"--vision",
-        &dir,
-        &"--vision-prefix",
-        &prefix,
-        &"--projector",
-        &projector,
-        &"--image-token-id",
-        &"383",
-        &"--ids",
-        &inputs,
-        &"--pixels",
-        &inputs,
-    ])
-    .expect("run");
-    check_llava("llava_clip parts", "llava_clip", &written);
+    // The tower's key prefix (`vision_tower.vision_model`, 5.x: `vision_tower`) is found
+    // from the keys.
+    for name in ["llava_clip", "v5/llava_clip"] {
+        let (dir, inputs) = (fixture(name), reference(name));
+        let projector = dir.join("projector.safetensors");
+        let (_out, written) = forward(&[
+            &"--llm",
+            &dir,
+            &"--vision",
+            &dir,
+            &"--projector",
+            &projector,
+            &"--image-token-id",
+            &"383",
+            &"--ids",
+            &inputs,
+            &"--pixels",
+            &inputs,
+        ])
+        .expect("run");
+        check_llava(&format!("{name} parts"), name, &written);
+    }
 }
 
 #[test]
@@ -171,7 +180,7 @@ fn a_vlm_checkpoint() {
     let model = load_llava_hf::<TestBackend>(fixture("llava"), &dev).expect("llava");
     let vision = VisionTowerConfig {
         path: fixture("llava"),
-        weight_prefix: LlavaLayout::Legacy.vision_prefix().into(),
+        weight_prefix: None,
         feature_layer: -2,
         feature_strategy: SelectStrategy::Full,
     };
@@ -280,4 +289,108 @@ fn bad_input_is_an_error_naming_what_is_wrong() {
 
     let conflicting = ["forward", "--out", "x", "--llava", "a", "--checkpoint", "b"];
     assert!(Args::try_parse_from(conflicting).is_err());
+}
+
+// Hugging Face hub ids: `--llm ORG/NAME[@REVISION]` found in a cache laid out on disk, run as
+// the `forward` program in a child process with `HF_HUB_CACHE` and `HF_HUB_OFFLINE=1` (no
+// network).
+
+mod common;
+
+/// The commit `refs/main` of the test cache names.
+const MAIN_COMMIT: &str = "1111111111111111111111111111111111111111";
+/// The commit `refs/v2` names.
+const V2_COMMIT: &str = "2222222222222222222222222222222222222222";
+
+/// Copies a Qwen fixture's model files (not its references) into `dir`.
+fn copy_model(name: &str, dir: &Path) {
+    std::fs::create_dir_all(dir).expect("model folder");
+    for file in ["config.json", "generation_config.json", "model.safetensors"] {
+        std::fs::copy(fixture(name).join(file), dir.join(file)).expect("copy model file");
+    }
+}
+
+/// A Hugging Face cache holding `org/tiny`: `refs/main` names a snapshot of the qwen2_tied
+/// fixture, `refs/v2` one of qwen2_untied.
+fn hub_cache() -> TempDir {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let repo = cache.path().join("models--org--tiny");
+    std::fs::create_dir_all(repo.join("refs")).expect("refs");
+    for (reference, commit, model) in [
+        ("main", MAIN_COMMIT, "qwen2_tied"),
+        ("v2", V2_COMMIT, "qwen2_untied"),
+    ] {
+        copy_model(model, &repo.join("snapshots").join(commit));
+        std::fs::write(repo.join("refs").join(reference), format!("{commit}\n")).expect("ref");
+    }
+    cache
+}
+
+/// Runs `forward --llm LLM` on `ids_of`'s reference ids from the folder `cwd`, offline over
+/// `cache`; on success, checks the logits against that fixture's references.
+fn forward_offline(cache: &Path, cwd: &Path, llm: &str, ids_of: &str) -> std::process::Output {
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("out.safetensors");
+    let output = std::process::Command::new(common::example("forward"))
+        .current_dir(cwd)
+        .env("HF_HUB_CACHE", cache)
+        .env("HF_HUB_OFFLINE", "1")
+        .args(["--llm", llm, "--ids"])
+        .arg(reference(ids_of))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run forward");
+    if output.status.success() {
+        let written = WeightStore::open_file(&out).expect("output file");
+        let expected = WeightStore::open_file(reference(ids_of)).expect("reference");
+        check_masked(&format!("{llm} as {ids_of}"), &written, &expected, "logits");
+    }
+    output
+}
+
+#[test]
+fn a_hub_id_runs_the_snapshot_its_ref_or_commit_names() {
+    let cache = hub_cache();
+    let cwd = tempfile::tempdir().expect("tempdir");
+    for (llm, model) in [
+        ("org/tiny", "qwen2_tied"),
+        ("org/tiny@v2", "qwen2_untied"),
+        (&*format!("org/tiny@{V2_COMMIT}"), "qwen2_untied"),
+    ] {
+        let output = forward_offline(cache.path(), cwd.path(), llm, model);
+        assert!(output.status.success(), "{llm}: {output:?}");
+    }
+}
+
+#[test]
+fn a_hub_id_missing_from_the_cache_names_where_it_looked_and_how_to_download_it() {
+    let cache = hub_cache();
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let output = forward_offline(cache.path(), cwd.path(), "org/absent", "qwen2_tied");
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let looked_at = cache.path().join("models--org--absent/refs/main");
+    assert!(
+        stderr.contains(&looked_at.display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hf download org/absent"), "{stderr}");
+    assert!(stderr.contains("HF_HUB_OFFLINE"), "{stderr}");
+
+    let output = forward_offline(cache.path(), cwd.path(), "org/tiny@v3", "qwen2_tied");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(stderr.contains("models--org--tiny/refs/v3"), "{stderr}");
+    assert!(stderr.contains("--revision v3"), "{stderr}");
+}
+
+#[test]
+fn a_local_folder_wins_over_a_hub_id_of_the_same_text() {
+    let cache = hub_cache();
+    let cwd = tempfile::tempdir().expect("tempdir");
+    // `org/tiny` is qwen2_tied in the cache but qwen2_untied under the working folder.
+    copy_model("qwen2_untied", &cwd.path().join("org/tiny"));
+    let output = forward_offline(cache.path(), cwd.path(), "org/tiny", "qwen2_untied");
+    assert!(output.status.success(), "{output:?}");
 }

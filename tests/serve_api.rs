@@ -37,14 +37,19 @@ fn request(image_url: &str, stream: bool, extra: Value) -> String {
     body.to_string()
 }
 
-/// The `chat` program's greedy answer to the same question about the same image.
+/// The `chat` program's greedy answer to the same question about the same image, with the
+/// tokenizer given as its folder (`--tokenizer DIR`).
 fn chat_answer(image: &[u8]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("image.png");
     std::fs::write(&path, image).expect("write image");
+    let tokenizer_dir = common::tokenizer_file();
+    let tokenizer_dir = tokenizer_dir.parent().expect("tokenizer folder");
     let output = Command::new(example("chat"))
         .arg("--checkpoint")
         .arg(common::checkpoint())
+        .arg("--tokenizer")
+        .arg(tokenizer_dir)
         .arg("--image")
         .arg(&path)
         .args([
@@ -65,7 +70,9 @@ fn chat_answer(image: &[u8]) -> String {
 
 #[test]
 fn greedy_answers_equal_the_chat_program_streamed_or_not() {
-    let server = Server::start(&[]);
+    // The same tokenizer as a file here and as its folder in `chat_answer`.
+    let tokenizer = common::tokenizer_file().display().to_string();
+    let server = Server::start(&["--tokenizer", &tokenizer]);
     let image = png(48, 3);
     let url = data_url(&image);
 
@@ -117,7 +124,14 @@ fn greedy_answers_equal_the_chat_program_streamed_or_not() {
 
 #[test]
 fn a_stop_string_ends_the_answer_before_it() {
-    let server = Server::start(&[]);
+    // The tokenizer as its folder.
+    let tokenizer = common::tokenizer_file();
+    let folder = tokenizer
+        .parent()
+        .expect("tokenizer folder")
+        .display()
+        .to_string();
+    let server = Server::start(&["--tokenizer", &folder]);
     let url = data_url(&png(32, 1));
     let (_, body) = server.post("/v1/chat/completions", &request(&url, false, json!({})));
     let reply: Value = serde_json::from_str(&body).expect("json");

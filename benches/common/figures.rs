@@ -38,7 +38,7 @@ fn selection() -> FeatureSelection {
 pub fn load_vision<B: Backend>(dirs: &ModelDirs, dev: &B::Device) -> BenchResult<VisionTower<B>> {
     Ok(VisionTower::<B>::load(
         &dirs.vision,
-        "vision_model",
+        None,
         selection(),
         dev,
     )?)

@@ -66,8 +66,8 @@ use vlm::data::{
 };
 use vlm::hf::{ImageSize, PreprocessorConfig};
 use vlm::model::{
-    ChatTemplateConfig, PixelShuffleProjector, VisionLanguageModel, VisionTowerConfig, VlmBatch,
-    VlmConfig,
+    ChatTemplateConfig, PixelShuffleProjector, StagedCheckpoint, VisionLanguageModel,
+    VisionTowerConfig, VlmBatch, VlmConfig, TOKENIZER_FILE,
 };
 use vlm::qwen::{GenerationConfig, QwenModel};
 use vlm::train::{LrSchedule, Resume, ShuffledData, TrainBatch, TrainConfig, TrainMode, Trainer};
@@ -762,8 +762,9 @@ fn answer(
 
 /// Writes the trained model as `dir/{llm, vision, checkpoint}`: the LLM as a Hugging Face
 /// Qwen2 folder with its compact `tokenizer.json`, the vision tower as a SigLIP folder, and a
-/// vlm checkpoint (projector + `vlm_config.json` naming `../llm` and `../vision`) that `chat`
-/// and `serve` load by default. Returns the checkpoint folder.
+/// vlm checkpoint (projector, a copy of the tokenizer and `vlm_config.json` naming `../llm`,
+/// `../vision` and its `tokenizer.json`) that `chat` and `serve` load by default. Returns the
+/// checkpoint folder.
 fn save_model(
     model: &QsVlm<Inference>,
     vocab: &Vocab,
@@ -781,8 +782,9 @@ fn save_model(
         name: "chatml".into(),
         system_prompt: None,
     };
-    let config = VlmConfig::for_model(model, PathBuf::from("../llm"), vision, template);
-    let checkpoint = dir.join("checkpoint");
-    model.save_checkpoint(&checkpoint, &config)?;
-    Ok(checkpoint)
+    let mut config = VlmConfig::for_model(model, PathBuf::from("../llm"), vision, template);
+    config.tokenizer = Some(PathBuf::from(TOKENIZER_FILE));
+    let staged = StagedCheckpoint::new(dir.join("checkpoint"), model, &config)?;
+    vocab.0.write(staged.path().join(TOKENIZER_FILE))?;
+    Ok(staged.commit()?)
 }

@@ -74,7 +74,7 @@ fn build_checkpoint(root: &Path) -> PathBuf {
 pub fn siglip_tower() -> (VisionTowerConfig, VisionTower<TestBackend>) {
     let tower = VisionTowerConfig {
         path: fixture("siglip_vision"),
-        weight_prefix: "vision_model".into(),
+        weight_prefix: None,
         feature_layer: -2,
         feature_strategy: SelectStrategy::Full,
     };
@@ -82,7 +82,12 @@ pub fn siglip_tower() -> (VisionTowerConfig, VisionTower<TestBackend>) {
         layer: tower.feature_layer,
         strategy: tower.feature_strategy,
     };
-    let vision = VisionTower::load(&tower.path, &tower.weight_prefix, selection, &device());
+    let vision = VisionTower::load(
+        &tower.path,
+        tower.weight_prefix.as_deref(),
+        selection,
+        &device(),
+    );
     (tower, vision.expect("vision tower"))
 }
 

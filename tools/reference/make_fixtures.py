@@ -2,8 +2,13 @@
 """Build tiny random Hugging Face models and their reference outputs.
 
 Everything is written to data/fixtures/<name>/ (relative to the repository
-root).  The output is meant to be byte-identical across runs on the same
-platform with the pinned versions in requirements.txt:
+root) when run with transformers 4.x (requirements.txt), and to
+data/fixtures/v5/<name>/ when run with transformers 5.x (requirements5.txt):
+same fixture names, file names, reference tensor names, inputs and (random)
+weights, but every model directory is whatever that transformers version's
+save_pretrained writes (config.json form, checkpoint key layout).  The output
+is meant to be byte-identical across runs on the same platform with the
+pinned versions:
 
 * all random numbers come from numpy's PCG64 generator (platform independent),
   seeded per fixture and per tensor name;
@@ -75,7 +80,10 @@ torch.set_default_dtype(torch.float32)
 transformers.logging.set_verbosity_error()
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-OUT = os.path.join(REPO, "data", "fixtures")
+# transformers 5 serialises differently (rope_parameters, vision towers without
+# the `vision_model.` level, ...): its fixtures go to a separate tree.
+V5 = int(transformers.__version__.split(".")[0]) >= 5
+OUT = os.path.join(REPO, "data", "fixtures", "v5") if V5 else os.path.join(REPO, "data", "fixtures")
 
 # Collected documentation, rendered into data/fixtures/README.md at the end.
 DOCS = {}
@@ -99,6 +107,24 @@ def is_norm_module(m):
     return isinstance(m, (torch.nn.LayerNorm, torch.nn.GroupNorm)) or "Norm" in type(m).__name__
 
 
+def legacy_param_name(model, name):
+    """The transformers 4.x in-memory name of parameter `name` of `model`.
+
+    Random values are keyed by parameter name; transformers 5 dropped the
+    `vision_model.` level of CLIPVisionModel / SiglipVisionModel (also inside
+    LLaVA's vision tower), so under 5.x those names are mapped back to the 4.x
+    ones and both versions get exactly the same weights.
+    """
+    if not V5:
+        return name
+    if isinstance(model, (CLIPVisionModel, SiglipVisionModel)):
+        return "vision_model." + name
+    tower = "model.vision_tower."
+    if isinstance(model, LlavaForConditionalGeneration) and name.startswith(tower):
+        return tower + "vision_model." + name[len(tower):]
+    return name
+
+
 @torch.no_grad()
 def randomize_(model, seed, std=0.1):
     """Overwrite every parameter with non-trivial random values.
@@ -106,7 +132,8 @@ def randomize_(model, seed, std=0.1):
     norm weights: 1 + 0.1*N(0,1); norm biases and every other bias: 0.1*N(0,1);
     everything else (linear/conv/embedding weights, CLIP class embedding,
     SigLIP probe, logit scale/bias...): std*N(0,1).  Tied parameters are
-    visited once (first name in named_modules order).
+    visited once (first name in named_modules order).  Values are keyed by the
+    transformers 4.x parameter name (see legacy_param_name).
     """
     seen = set()
     for mname, module in model.named_modules():
@@ -114,7 +141,7 @@ def randomize_(model, seed, std=0.1):
             if id(p) in seen:
                 continue
             seen.add(id(p))
-            full = f"{mname}.{pname}" if mname else pname
+            full = legacy_param_name(model, f"{mname}.{pname}" if mname else pname)
             if is_norm_module(module) and pname == "weight":
                 v = randn(seed, full, tuple(p.shape), std=0.1, mean=1.0)
             elif pname.endswith("bias"):
@@ -176,6 +203,24 @@ def assert_close(a, b, atol, what):
     if not diff <= atol:
         raise SystemExit(f"check failed: {what}: max abs diff {diff} > {atol}")
     return diff
+
+
+def key_prefixes(path, depth=2):
+    """Distinct first `depth` dot-components of the tensor names in a safetensors file."""
+    with safe_open(path, "pt") as f:
+        keys = list(f.keys())
+    return sorted({".".join(k.split(".")[:depth]) for k in keys})
+
+
+def tower_keys_note(d, cls_name):
+    """Doc fragment: where a stand-alone vision tower's weights live in model.safetensors."""
+    if not V5:
+        return f"{cls_name} (keys `vision_model.*`; "
+    prefixes = key_prefixes(os.path.join(d, "model.safetensors"), 1)
+    return (f"{cls_name} as transformers {transformers.__version__} saves it: keys WITHOUT the "
+            "`vision_model.` level (transformers 4.x wrote `vision_model.embeddings...`; 5.x "
+            "dropped that module level and loads either form), top-level prefixes "
+            + ", ".join(f"`{x}.*`" for x in prefixes) + "; ")
 
 
 def masked_close(a, b, mask, atol, what):
@@ -363,6 +408,136 @@ def make_qwen3():
         "per-head RMSNorm `q_norm`/`k_norm` (weight [24], applied before RoPE), no qkv bias "
         "(attention_bias false), tie_word_embeddings true, rope_theta 1e6. "
         f"Seed {seed}. " + PAD_NOTE + " " + HIDDEN_NOTE
+    )
+
+
+def rope_config_kw(theta, scaling):
+    """Config kwargs for a scaled RoPE, the way each transformers version takes them.
+
+    4.x: top-level `rope_theta` + `rope_scaling` with the legacy "type" key (as the
+    Qwen2.5 model cards write it; 4.x adds "rope_type" next to it); 5.x: one
+    `rope_parameters` dict holding rope_type, rope_theta and the scaling fields.
+    """
+    extra = {k: v for k, v in scaling.items() if k != "type"}
+    if V5:
+        return {"rope_parameters": dict(rope_type=scaling["type"], rope_theta=theta, **extra)}
+    return {"rope_theta": theta, "rope_scaling": dict(scaling)}
+
+
+def yarn_inv_freq_expected(theta, dim, factor, orig_max, beta_fast=32.0, beta_slow=1.0):
+    """YaRN inv_freq / attention factor written out independently (float64), for the docs."""
+    import math
+    i = np.arange(0, dim, 2, dtype=np.float64)
+    pos_freqs = theta ** (i / dim)
+    extra = 1.0 / pos_freqs
+    inter = 1.0 / (factor * pos_freqs)
+
+    def corr(rot):
+        return dim * math.log(orig_max / (rot * 2 * math.pi)) / (2 * math.log(theta))
+
+    low = max(math.floor(corr(beta_fast)), 0)
+    high = min(math.ceil(corr(beta_slow)), dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = np.clip((np.arange(dim // 2, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
+    ext_factor = 1.0 - ramp
+    inv = inter * (1.0 - ext_factor) + extra * ext_factor
+    mscale = 0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0
+    return inv, mscale, low, high, ext_factor
+
+
+def make_qwen2_rope(name, seed, z, seq, scaling, note):
+    d = fixture_dir(name)
+    theta = 1000000.0
+
+    def config(scaled):
+        kw = rope_config_kw(theta, scaling) if scaled else {"rope_theta": theta}
+        return eager(Qwen2Config(
+            vocab_size=z["vocab"], hidden_size=z["hidden"], intermediate_size=z["inter"],
+            num_hidden_layers=2, num_attention_heads=z["heads"], num_key_value_heads=z["kv"],
+            hidden_act="silu", max_position_embeddings=z["max_pos"], rms_norm_eps=1e-6,
+            tie_word_embeddings=False, use_sliding_window=False, bos_token_id=1, eos_token_id=2,
+            **kw))
+
+    model = Qwen2ForCausalLM(config(True))
+    randomize_(model, seed)
+    model.eval()
+    ids, mask, pos = padded_batch(seed, z["vocab"], seq, PAD)
+    model.save_pretrained(d, safe_serialization=True)
+    ref = causal_lm_reference(model, ids, mask, pos, hidden=True)
+    rot = model.model.rotary_emb
+    assert rot.rope_type == scaling["type"], rot.rope_type
+    ref["rope.inv_freq"] = rot.inv_freq.float()
+    ref["rope.attention_scaling"] = torch.tensor([float(rot.attention_scaling)], dtype=torch.float32)
+    save_tensors(os.path.join(d, "reference.safetensors"), ref)
+    reload_check(Qwen2ForCausalLM, d, ref["logits"], mask, input_ids=ids, attention_mask=mask,
+                 position_ids=pos)
+
+    # Independent check of the frequencies, and how much the scaling changes the logits.
+    head_dim = z["hidden"] // z["heads"]
+    base = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    factor = scaling["factor"]
+    if scaling["type"] == "linear":
+        expected, att = base / factor, 1.0
+        detail = (f"inv_freq = theta^(-2i/d) / factor (d = head_dim = {head_dim}), "
+                  "attention_scaling 1.0 (cos/sin unscaled).")
+    else:
+        expected, att, low, high, ext = yarn_inv_freq_expected(
+            theta, head_dim, factor, scaling["original_max_position_embeddings"])
+        detail = (
+            f"d = head_dim = {head_dim}, beta_fast 32 / beta_slow 1 (defaults), truncate true "
+            f"(default): correction range low = {low}, high = {high} (floor/ceil of "
+            "d*ln(orig_max/(beta*2*pi))/(2*ln(theta)), clamped to [0, d-1]); ramp_j = "
+            "clamp((j-low)/(high-low), 0, 1) for j = 0..d/2-1; extrapolation weight "
+            f"e_j = 1 - ramp_j = {[round(float(x), 4) for x in ext]}; inv_freq_j = "
+            "theta^(-2j/d) * e_j + theta^(-2j/d)/factor * (1 - e_j); attention_scaling = "
+            f"0.1*ln(factor)+1 = {att:.7f}, multiplied into BOTH cos and sin (so q.k logits "
+            f"scale by its square, {att * att:.6f}); no change to the 1/sqrt(head_dim) "
+            "softmax scale.")
+    got = ref["rope.inv_freq"].double().numpy()
+    assert np.allclose(got, expected, rtol=1e-6, atol=0), (got, expected)
+    assert abs(float(rot.attention_scaling) - att) < 1e-9, (rot.attention_scaling, att)
+    plain = Qwen2ForCausalLM(config(False))
+    randomize_(plain, seed)
+    plain.eval()
+    with torch.no_grad():
+        plain_logits = plain(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+    effect = (plain_logits - ref["logits"])[mask.bool()].abs().max().item()
+    assert effect > 1e-2, f"{name}: rope scaling has no visible effect ({effect})"
+
+    with open(os.path.join(d, "config.json"), encoding="utf-8") as f:
+        saved = json.load(f)
+    rope_fields = {k: saved[k] for k in ("rope_theta", "rope_scaling", "rope_parameters",
+                                         "max_position_embeddings") if k in saved}
+    DOCS[name] = note + (
+        f" Sizes: vocab {z['vocab']}, hidden {z['hidden']}, intermediate {z['inter']}, 2 layers, "
+        f"{z['heads']} heads / {z['kv']} KV heads (head_dim {head_dim}), qkv bias, untied "
+        f"lm_head, rms eps 1e-6, seed {seed}. config.json as transformers "
+        f"{transformers.__version__} saves it; its RoPE fields: "
+        f"`{json.dumps(rope_fields, sort_keys=True)}`. " + detail +
+        " Extra reference tensors: `rope.inv_freq` [d/2] (the model's rotary inv_freq buffer) "
+        "and `rope.attention_scaling` [1]. Max |logit| difference to the same weights with "
+        f"unscaled RoPE (theta 1e6): {effect:.3f}. Inputs: batch 2, length {seq}, sample 1 "
+        f"LEFT-padded with {PAD} pads (so sample 0's positions run 0..{seq - 1}). "
+        + PAD_NOTE + " " + HIDDEN_NOTE
+    )
+
+
+def make_qwen2_ropes():
+    make_qwen2_rope(
+        "qwen2_rope_linear", 1005,
+        dict(vocab=256, hidden=32, inter=64, heads=4, kv=2, max_pos=256), 40,
+        {"type": "linear", "factor": 4.0},
+        "Qwen2ForCausalLM with LINEAR RoPE scaling (position interpolation), factor 4.0, "
+        "rope_theta 1e6.",
+    )
+    make_qwen2_rope(
+        "qwen2_rope_yarn", 1006,
+        dict(vocab=128, hidden=64, inter=64, heads=2, kv=1, max_pos=128), 60,
+        {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32},
+        "Qwen2ForCausalLM with YaRN RoPE scaling, factor 4.0, original_max_position_embeddings "
+        "32, max_position_embeddings 128 (= 4 x 32, so the explicit and implied factors agree), "
+        "rope_theta 1e6; sequence 60 > 32 pretraining positions.",
     )
 
 
@@ -713,7 +888,7 @@ def make_clip():
     with torch.no_grad():
         assert_close(m2(pixel_values=pv).pooler_output, ref["pooler_output"], 0.0, "clip reload")
     DOCS["clip_vision"] = (
-        "CLIPVisionModel (keys `vision_model.*`; config.json model_type clip_vision_model, flat). "
+        tower_keys_note(d, "CLIPVisionModel") + "config.json model_type clip_vision_model, flat). "
         + CLIP_VISION_NOTE + f" Seed {seed}. preprocessor_config.json: CLIPImageProcessor with "
         "shortest_edge 32, center crop 32x32, bicubic (resample 3), rescale 1/255, CLIP mean/std."
     )
@@ -764,8 +939,9 @@ def make_siglip():
     ref.update(vision_reference(model, pv))
     save_tensors(os.path.join(d, "reference.safetensors"), ref)
     DOCS["siglip_vision"] = (
-        "SiglipVisionModel (keys `vision_model.*`, flat config model_type siglip_vision_model), "
-        "vision_use_head TRUE (the multihead-attention pooling head `vision_model.head.*` with "
+        tower_keys_note(d, "SiglipVisionModel").replace("; ", ", ") + "flat config model_type "
+        "siglip_vision_model), vision_use_head TRUE (the multihead-attention pooling head "
+        + ("`head.*`" if V5 else "`vision_model.head.*`") + " with "
         "`probe`, `attention.in_proj_weight/in_proj_bias` (packed q,k,v), `attention.out_proj.*`, "
         "`layernorm`, `mlp.fc1/fc2` is present). " + SIGLIP_VISION_NOTE + " `pooler_output` = "
         "head(last_hidden_state) [2,32]. LLaVA-style use ignores the head (see `llava`, which uses "
@@ -794,11 +970,13 @@ def make_siglip():
     # SiglipVisionTransformer alone does not record hidden states in this
     # transformers version: run the same weights through SiglipVisionModel.
     tower = SiglipVisionModel(cfg.vision_config)
-    tower.vision_model.load_state_dict(model.vision_model.state_dict())
+    (tower if V5 else tower.vision_model).load_state_dict(model.vision_model.state_dict())
     tower.eval()
     ref.update(vision_reference(tower, pv))
     with torch.no_grad():
         ref["image_embeds"] = model.get_image_features(pixel_values=pv)
+        if V5:  # 5.x returns the vision tower's output (pooler_output = the embeddings)
+            ref["image_embeds"] = ref["image_embeds"].pooler_output
         direct = model.vision_model(pixel_values=pv)
     assert_close(direct.last_hidden_state, ref["last_hidden_state"], 0.0, "siglip tower")
     assert_close(ref["image_embeds"], ref["pooler_output"], 0.0, "siglip image embeds")
@@ -809,7 +987,7 @@ def make_siglip():
         "`vision_model.head.*` exists) next to `text_model.*`, plus `logit_scale` and `logit_bias`. "
         f"Tiny text tower: vocab 128, hidden 32, 2 layers. Seed {seed}. Vision reference only: "
         + SIGLIP_VISION_NOTE + " `pooler_output` = head(last_hidden_state); `image_embeds` = "
-        "get_image_features() = pooler_output. preprocessor_config.json as in siglip_vision."
+        "get_image_features()" + (".pooler_output" if V5 else "") + " = pooler_output. preprocessor_config.json as in siglip_vision."
     )
 
 
@@ -991,6 +1169,60 @@ def make_llava(name, seed, vision_cfg, strategy, text_cfg, note):
         "model.multi_modal_projector / lm_head; save_pretrained reverts that to the checkpoint "
         "names); the file's key prefixes are: "
         + ", ".join(f"`{p}`" for p in prefixes) + "."
+        + (" Under transformers 5 the vision tower module has no `vision_model.` level, so "
+           "the tower's keys are `vision_tower.embeddings.*`, `vision_tower.encoder.*`, ... "
+           "(4.x: `vision_tower.vision_model.*`)." if V5 else "")
+    )
+    return model, dict(input_ids=ids, attention_mask=mask, position_ids=pos, pixel_values=pv,
+                       labels=labels), out
+
+
+def make_llava_state_dict(model, inputs, out, src):
+    """`src`'s model saved as a raw state_dict (module-path keys), as training code does.
+
+    config.json, preprocessor_config.json and reference.safetensors are copied from
+    `src` (same model, same inputs); model.safetensors = save_file(model.state_dict()).
+    """
+    name = src + "_state_dict"
+    d = fixture_dir(name)
+    s = os.path.join(OUT, src)
+    for fn in ("config.json", "preprocessor_config.json", "reference.safetensors"):
+        shutil.copyfile(os.path.join(s, fn), os.path.join(d, fn))
+    sd = model.state_dict()
+    tied = [(k, k2) for k, v in sd.items() for k2, v2 in sd.items()
+            if k < k2 and v.data_ptr() == v2.data_ptr()]
+    assert tied, "llava is tied: lm_head.weight and embed_tokens share storage"
+    # save_file refuses tensors that share storage (the tied lm_head / embed_tokens):
+    # give every tensor its own copy, so both names are in the file.
+    save_file({k: v.detach().contiguous().clone() for k, v in sd.items()},
+              os.path.join(d, "model.safetensors"))
+    m2 = LlavaForConditionalGeneration.from_pretrained(d, attn_implementation="eager")
+    m2.eval()
+    with torch.no_grad():
+        o2 = m2(**inputs)
+    assert_close(o2.loss, out.loss, 0.0, f"{name} reload loss")
+    masked_close(o2.logits, out.logits, inputs["attention_mask"], 0.0, f"{name} reload logits")
+    with safe_open(os.path.join(d, "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+        meta = f.metadata()
+    prefixes = key_prefixes(os.path.join(d, "model.safetensors"), 3)
+    tower = "model.vision_tower." + ("" if V5 else "vision_model.")
+    DOCS[name] = (
+        f"The `{src}` model (same weights, same config.json and preprocessor_config.json, same "
+        f"inputs; reference.safetensors is a copy of `{src}`'s) saved the way training scripts "
+        "often do: `safetensors.torch.save_file(model.state_dict(), \"model.safetensors\")` "
+        f"(metadata {meta!r}), i.e. with the IN-MEMORY module paths of transformers "
+        f"{transformers.__version__} instead of the llava-hf checkpoint names "
+        "save_pretrained writes: `model.language_model.*` (the Qwen2 base model: "
+        "embed_tokens, layers, norm), `" + tower + "*` (the vision tower"
+        + (": transformers 5's SiglipVisionModel has no `vision_model.` level" if V5 else "") +
+        "), `model.multi_modal_projector.linear_{1,2}.*` and `lm_head.weight`. The embeddings are "
+        "tied, yet `lm_head.weight` IS in the file (state_dict() lists both names of the tied "
+        "tensor; save_file cannot store shared storage, so each name got its own copy: "
+        + ", ".join(f"`{a}` = `{b}`" for a, b in tied) + "). Key prefixes (first three "
+        "components): " + ", ".join(f"`{x}`" for x in prefixes) + f"; {len(keys)} tensors. "
+        f"transformers {transformers.__version__} from_pretrained loads this directory and "
+        "reproduces the reference loss and logits exactly (checked)."
     )
 
 
@@ -1000,7 +1232,7 @@ def make_llavas():
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
         rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True,
         use_sliding_window=False, bos_token_id=1, eos_token_id=2))
-    make_llava(
+    llava = make_llava(
         "llava", 5001,
         siglip_vision_config(vision_use_head=False), "full", text,
         "LlavaForConditionalGeneration = tiny SigLIP vision tower (as siglip_vision but "
@@ -1010,6 +1242,7 @@ def make_llavas():
         "nested `vision_config` (siglip_vision_model) and `text_config` (qwen2). "
         "preprocessor_config.json: SiglipImageProcessor 32x32.",
     )
+    make_llava_state_dict(*llava, "llava")
     text = eager(Qwen2Config(
         vocab_size=384, hidden_size=40, intermediate_size=80, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
@@ -1355,6 +1588,45 @@ def make_image_processor():
     )
 
 
+def check_image_processor_v5():
+    """5.x: rebuild image_processor in a temporary directory and require the 4.x bytes.
+
+    The fixture is not duplicated under v5/; the v5 README records the check.
+    """
+    global OUT
+    import tempfile
+    ref_dir = os.path.join(REPO, "data", "fixtures", "image_processor")
+    if not os.path.isdir(ref_dir):
+        raise SystemExit("check failed: data/fixtures/image_processor missing (run the 4.x set first)")
+    saved = OUT
+    with tempfile.TemporaryDirectory() as tmp:
+        OUT = tmp
+        try:
+            make_image_processor()
+        finally:
+            OUT = saved
+        new_dir = os.path.join(tmp, "image_processor")
+        files = sorted(os.path.relpath(os.path.join(r, f), new_dir)
+                       for r, _, fs in os.walk(new_dir) for f in fs)
+        old = sorted(os.path.relpath(os.path.join(r, f), ref_dir)
+                     for r, _, fs in os.walk(ref_dir) for f in fs)
+        assert files == old, (files, old)
+        for rel in files:
+            with open(os.path.join(new_dir, rel), "rb") as a, open(os.path.join(ref_dir, rel), "rb") as b:
+                if a.read() != b.read():
+                    raise SystemExit(f"check failed: image_processor/{rel} differs under "
+                                     f"transformers {transformers.__version__}")
+    del DOCS["image_processor"]
+    DOCS["image_processor_v5"] = (
+        f"image_processor is not duplicated here: with transformers {transformers.__version__} "
+        f"CLIPImageProcessor / SiglipImageProcessor resolve to "
+        f"{type(CLIPImageProcessor()).__name__} / {type(SiglipImageProcessor()).__name__}, and "
+        "rebuilding the fixture with them reproduces every file of `../image_processor/` "
+        f"({len(files)} files: images, preprocessor configs, reference.safetensors) byte for "
+        "byte (checked by the script on each regeneration)"
+    )
+
+
 # --------------------------------------------------------------------------
 # README
 # --------------------------------------------------------------------------
@@ -1393,7 +1665,34 @@ def describe_safetensors(path):
 ORDER = ["qwen2_tied", "qwen2_untied", "qwen3", "qwen_v1", "qwen2_bf16_sharded", "qwen2_f16",
          "generation", "clip_vision", "clip_full", "siglip_vision", "siglip_full", "projector",
          "llava", "llava_clip", "lora", "lora_rslora", "lora_regex", "lora_v1",
-         "image_processor"]
+         "image_processor", "qwen2_rope_linear", "qwen2_rope_yarn", "llava_state_dict"]
+# Not made under transformers 5: qwen_v1 / lora_v1 are the Qwen v1 (remote code) layout,
+# independent of the transformers version; image_processor covers the 4.x slow processors.
+V4_ONLY = {"qwen_v1", "lora_v1", "image_processor"}
+
+
+def compare_with_v4():
+    """Doc sentence: which v5 files are byte-identical to their 4.x counterparts."""
+    v4 = os.path.join(REPO, "data", "fixtures")
+    same_ref, diff_ref, same_w, diff_w = [], [], [], []
+    for name in ORDER:
+        if name in V4_ONLY or not os.path.isdir(os.path.join(v4, name)):
+            continue
+        for fn in sorted(os.listdir(os.path.join(OUT, name))):
+            if not fn.endswith(".safetensors") or not os.path.exists(os.path.join(v4, name, fn)):
+                continue
+            with open(os.path.join(OUT, name, fn), "rb") as a, open(os.path.join(v4, name, fn), "rb") as b:
+                same = a.read() == b.read()
+            if fn == "reference.safetensors":
+                (same_ref if same else diff_ref).append(name)
+            elif fn != "projector.safetensors":
+                (same_w if same else diff_w).append(f"{name}/{fn}")
+    text = (f"Byte-identical to the 4.x set: {len(same_ref)} of {len(same_ref) + len(diff_ref)} "
+            "reference.safetensors files (transformers 5 computes the same numbers"
+            + (f"; differing: {', '.join(diff_ref)}" if diff_ref else "") + ")")
+    text += ("; weight files that differ from 4.x (key layout): "
+             + ", ".join(f"`{x}`" for x in sorted(set(x.split('/')[0] for x in diff_w))) + ".")
+    return text
 
 
 def write_readme():
@@ -1434,7 +1733,46 @@ def write_readme():
         "differ in the last bits on a CPU with different SIMD kernels.",
         "",
     ]
+    if V5:
+        lines[2] = lines[2].replace("Generated by", "The transformers 5 set, generated by")
+        lines[6] = lines[6].replace("sequence length 12;", "sequence length 12 (qwen2_rope_linear: 40, "
+                                    "qwen2_rope_yarn: 60);")
+        lines[8] = lines[8].replace("(bos/eos ids only)", "(bos/eos ids, and under 5.x also "
+                                    "output_attentions / output_hidden_states false, use_cache "
+                                    "true)").replace("(qwen_v1/config.json, ", "(")
+        lines[-2] = (
+            "Regenerate with `bash tools/reference/regenerate.sh` (it regenerates data/fixtures/ "
+            "with tools/reference/.venv + requirements.txt (transformers 4.x), then this "
+            "directory with tools/reference/.venv5 + requirements5.txt). On the same platform two "
+            "runs are byte-identical (every file's sha256).")
+        lines += [
+            "This directory (`data/fixtures/v5/`) holds the same fixtures as `data/fixtures/` "
+            "(same names, file names, reference tensor names, inputs AND weights: random values "
+            "are keyed by the transformers 4.x parameter names), but every model directory is "
+            f"what transformers {transformers.__version__} save_pretrained writes, i.e. real "
+            "checkpoints as saved today. Differences from the 4.x set: config.json has "
+            "`rope_parameters: {rope_theta, rope_type, ...}` instead of top-level `rope_theta` / "
+            "`rope_scaling`, and `transformers_version` 5.x; CLIPVisionModel / "
+            "SiglipVisionModel checkpoints have no `vision_model.` key prefix and LLaVA's vision "
+            "tower keys are `vision_tower.embeddings.*` etc. (no `vision_model.` level). "
+            "CLIPModel / SiglipModel (dual tower) weight files keep `vision_model.*` / "
+            "`text_model.*`. " + compare_with_v4() + " "
+            "Not generated here: qwen_v1 and lora_v1 (Qwen v1 remote-code layout, independent of "
+            "the transformers version) and image_processor (" + DOCS["image_processor_v5"] + "); "
+            "hand-written JSON (projector/config.json, generation/generation.json, "
+            "lora*/adapter/adapter_config.json) is the same as in the 4.x set.",
+            "",
+        ]
+    else:
+        lines += [
+            "`data/fixtures/v5/` holds the same fixtures written by transformers 5.x (see its "
+            "README.md). The qwen2_rope_* fixtures use longer sequences (40 and 60 tokens, see "
+            "their sections).",
+            "",
+        ]
     for name in ORDER:
+        if V5 and name in V4_ONLY:
+            continue
         d = os.path.join(OUT, name)
         lines.append(f"## `{name}/`")
         lines.append("")
@@ -1459,7 +1797,10 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     steps = [make_qwen2_tied, make_qwen2_untied, make_qwen3, make_qwen_v1, make_qwen2_lowp,
              make_generation, make_clip, make_siglip, make_projector, make_llavas, make_loras,
-             make_lora_v1, make_image_processor]
+             make_lora_v1, make_image_processor, make_qwen2_ropes]
+    if V5:
+        steps = [s for s in steps if s not in (make_qwen_v1, make_lora_v1, make_image_processor)]
+        steps.append(check_image_processor_v5)
     for step in steps:
         print(f"[make_fixtures] {step.__name__}", flush=True)
         step()

@@ -106,6 +106,16 @@ impl Tokenizer {
         }
     }
 
+    /// Loads a `tokenizer.json` file, or the one of a model folder when `path` is a folder
+    /// (as [`from_model_dir`](Self::from_model_dir)), so a `--tokenizer` flag takes either.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, TokenizerError> {
+        let path = path.as_ref();
+        match path.is_dir() {
+            true => Self::from_model_dir(path),
+            false => Self::from_file(path),
+        }
+    }
+
     /// The file this tokenizer was loaded from.
     pub fn path(&self) -> &Path {
         &self.path

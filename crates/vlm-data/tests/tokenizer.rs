@@ -49,6 +49,17 @@ fn qwen_v1_loads_from_the_committed_conversion() {
 }
 
 #[test]
+fn a_path_is_a_tokenizer_file_or_a_folder_holding_one() {
+    let dir = tokenizer_dir("qwen_v1");
+    let from_dir = Tokenizer::from_path(&dir).unwrap();
+    let from_file = Tokenizer::from_path(dir.join("tokenizer.json")).unwrap();
+    assert_eq!(from_dir.path(), from_file.path());
+    let empty = tempfile::tempdir().unwrap();
+    let err = Tokenizer::from_path(empty.path()).unwrap_err();
+    assert!(matches!(err, TokenizerError::NotFound { .. }), "{err:?}");
+}
+
+#[test]
 fn model_dir_with_only_qwen_tiktoken_names_the_file_to_use() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("qwen.tiktoken"), "IQ== 0\n").unwrap();

@@ -29,6 +29,39 @@ pub enum HfError {
     /// A tensor the model needs is absent from every file.
     #[error("tensor `{key}` not found in {source_name}")]
     MissingTensor { key: String, source_name: String },
+    /// No tensor of a module's layout is in the files: they hold another model, or a layout
+    /// this crate does not know.
+    #[error(
+        "cannot find the {what} in {origin}: no tensor is named `{anchor}` or `PREFIX.{anchor}`; \
+         the keys start with: {}",
+        seen.join(", ")
+    )]
+    LayoutNotFound {
+        /// The folder or file searched.
+        origin: PathBuf,
+        /// The module looked for (`vision tower`, `language model`...).
+        what: String,
+        /// The key suffix that marks the module.
+        anchor: String,
+        /// The distinct first two components of the keys found.
+        seen: Vec<String>,
+    },
+    /// A module's tensors appear under several prefixes, so which one to load is unclear.
+    #[error(
+        "ambiguous {what} in {origin}: `{anchor}` is found under the prefixes {}; name the one \
+         to load",
+        quoted(prefixes)
+    )]
+    AmbiguousLayout {
+        /// The folder or file searched.
+        origin: PathBuf,
+        /// The module looked for.
+        what: String,
+        /// The key suffix that marks the module.
+        anchor: String,
+        /// Every prefix the anchor was found under (`""` for none).
+        prefixes: Vec<String>,
+    },
     /// A tensor exists but its shape differs from the one the config implies.
     #[error("tensor `{key}` in {path}: expected shape {expected:?}, found {actual:?}")]
     ShapeMismatch {
@@ -56,4 +89,10 @@ pub enum HfError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// `a`, `b` (an empty prefix shows as ``).
+fn quoted(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|item| format!("`{item}`")).collect();
+    items.join(", ")
 }

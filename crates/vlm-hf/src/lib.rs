@@ -6,16 +6,19 @@
 //! file, the tensor key and what was expected, and it streams: tensors are read one at a time
 //! from memory-mapped files, so loading a checkpoint never holds two copies of it in RAM.
 //! Saving goes back through the same crate: [`SafetensorsWriter`] and [`write_json`] write
-//! files atomically.
+//! files atomically. [`resolve_model_path`] turns a Hugging Face hub id
+//! (`Qwen/Qwen2.5-0.5B-Instruct[@revision]`) into its snapshot folder in the local cache.
 
 mod config;
 mod error;
+mod hub;
 mod preprocessor;
 mod weights;
 mod write;
 
 pub use config::read_config;
 pub use error::HfError;
+pub use hub::{is_model_file, resolve_model_path, HubCache, HubError, HubId, ModelSource};
 pub use preprocessor::{
     CropSize, ImageProcessorType, ImageSize, PreprocessorConfig, Resample, IMAGENET_STANDARD_MEAN,
     IMAGENET_STANDARD_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,

@@ -100,6 +100,54 @@ impl WeightStore {
         keys
     }
 
+    /// The key prefix under which a module is stored, found from the keys themselves: the `P`
+    /// of every key `P.{anchor}` (or `""` when `anchor` itself is a key). `what` names the
+    /// module in errors.
+    ///
+    /// This is how one loader reads every layout a module is saved in (a tower under
+    /// `vision_model.`, without it as transformers 5 saves it, inside a LLaVA's
+    /// `vision_tower.` or `model.vision_tower.`): a layout without the anchor is
+    /// [`HfError::LayoutNotFound`] listing the key prefixes the files do have, one with the
+    /// anchor under several prefixes is [`HfError::AmbiguousLayout`] listing them.
+    pub fn find_prefix(&self, anchor: &str, what: &str) -> Result<String, HfError> {
+        let dotted = format!(".{anchor}");
+        let mut prefixes: Vec<String> = self
+            .by_key
+            .keys()
+            .filter_map(|key| match key.strip_suffix(&dotted) {
+                Some(prefix) => Some(prefix.to_string()),
+                None => (key == anchor).then(String::new),
+            })
+            .collect();
+        prefixes.sort_unstable();
+        match prefixes.len() {
+            1 => Ok(prefixes.remove(0)),
+            0 => Err(HfError::LayoutNotFound {
+                origin: self.origin.clone(),
+                what: what.to_string(),
+                anchor: anchor.to_string(),
+                seen: self.key_roots(),
+            }),
+            _ => Err(HfError::AmbiguousLayout {
+                origin: self.origin.clone(),
+                what: what.to_string(),
+                anchor: anchor.to_string(),
+                prefixes,
+            }),
+        }
+    }
+
+    /// The distinct first two components of the keys (`model.layers`, `vision_model.encoder`),
+    /// sorted: what a layout error shows of a file.
+    fn key_roots(&self) -> Vec<String> {
+        let roots: BTreeSet<String> = self
+            .by_key
+            .keys()
+            .map(|key| key.splitn(3, '.').take(2).collect::<Vec<_>>().join("."))
+            .collect();
+        roots.into_iter().collect()
+    }
+
     /// Whether a tensor with this key exists.
     pub fn contains(&self, key: &str) -> bool {
         self.by_key.contains_key(key)

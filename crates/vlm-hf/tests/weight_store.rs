@@ -211,3 +211,68 @@ fn flat(
         n => panic!("unexpected rank {n} for {key}"),
     }
 }
+
+/// A file holding one scalar tensor under each of `keys`.
+fn store_with_keys(dir: &Path, keys: &[&str]) -> WeightStore {
+    let tensors: Vec<_> = keys
+        .iter()
+        .map(|key| (*key, Dtype::F32, vec![1], f32_bytes(&[1.0])))
+        .collect();
+    let path = dir.join("model.safetensors");
+    write_safetensors(&path, &tensors);
+    WeightStore::open_file(&path).expect("open")
+}
+
+#[test]
+fn a_module_prefix_is_found_from_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let anchor = "embeddings.patch_embedding.weight";
+    let cases = [
+        (
+            "vision_model.embeddings.patch_embedding.weight",
+            "vision_model",
+        ),
+        ("embeddings.patch_embedding.weight", ""),
+        (
+            "model.vision_tower.embeddings.patch_embedding.weight",
+            "model.vision_tower",
+        ),
+    ];
+    for (key, prefix) in cases {
+        let store = store_with_keys(dir.path(), &[key, "text_model.embeddings.token.weight"]);
+        assert_eq!(store.find_prefix(anchor, "vision tower").unwrap(), prefix);
+    }
+}
+
+#[test]
+fn a_missing_or_ambiguous_layout_lists_what_the_file_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let anchor = "embeddings.patch_embedding.weight";
+    let store = store_with_keys(
+        dir.path(),
+        &["visual.blocks.0.weight", "visual.patch.weight"],
+    );
+    let err = store.find_prefix(anchor, "vision tower").unwrap_err();
+    assert!(
+        matches!(&err, HfError::LayoutNotFound { seen, .. } if seen == &["visual.blocks", "visual.patch"]),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("vision tower") && message.contains("visual.blocks"),
+        "{message}"
+    );
+
+    let keys = [
+        "a.embeddings.patch_embedding.weight",
+        "embeddings.patch_embedding.weight",
+    ];
+    let err = store_with_keys(dir.path(), &keys)
+        .find_prefix(anchor, "vision tower")
+        .unwrap_err();
+    assert!(
+        matches!(&err, HfError::AmbiguousLayout { prefixes, .. } if prefixes == &["", "a"]),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("`a`"), "{err}");
+}

@@ -26,6 +26,8 @@ pub const CONFIG_FILE: &str = "vlm_config.json";
 pub const PROJECTOR_FILE: &str = "projector.safetensors";
 /// Name of the checkpoint's LoRA adapter folder when the config names none.
 pub const ADAPTER_DIR: &str = "adapter";
+/// File name of the tokenizer a checkpoint carries (recorded in [`VlmConfig::tokenizer`]).
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// The model a checkpoint loads into: a CLIP or SigLIP tower, any projector of this crate
 /// and a Qwen language model.
@@ -45,6 +47,7 @@ pub struct StagedCheckpoint {
     staging: TempDir,
     destination: PathBuf,
     adapter: Option<PathBuf>,
+    tokenizer: Option<PathBuf>,
 }
 
 impl StagedCheckpoint {
@@ -116,6 +119,7 @@ impl StagedCheckpoint {
             staging,
             destination,
             adapter: config.adapter,
+            tokenizer: config.tokenizer,
         })
     }
 
@@ -128,13 +132,21 @@ impl StagedCheckpoint {
     /// and returns the destination.
     ///
     /// Fails, leaving the destination as it was, when the config names an adapter folder
-    /// that was not written into the staging folder.
+    /// that was not written into the staging folder, or a tokenizer file that is not there
+    /// (a relative one is looked for in the staging folder: write it there before).
     pub fn commit(self) -> Result<PathBuf, ModelError> {
         if let Some(adapter) = &self.adapter {
             if !self.staging.path().join(adapter).is_dir() {
                 return Err(ModelError::Adapter {
                     path: self.destination.join(adapter),
                     reason: "named in the config but not written into the staged checkpoint",
+                });
+            }
+        }
+        if let Some(tokenizer) = &self.tokenizer {
+            if !self.staging.path().join(tokenizer).is_file() {
+                return Err(ModelError::MissingTokenizer {
+                    path: self.destination.join(tokenizer),
                 });
             }
         }
@@ -200,7 +212,7 @@ pub fn load_checkpoint<B: Backend>(
     let tower = &config.vision_tower;
     let vision = VisionTower::load(
         dir.join(&tower.path),
-        &tower.weight_prefix,
+        tower.weight_prefix.as_deref(),
         tower.selection(),
         device,
     )?;

@@ -37,6 +37,14 @@ pub struct VlmConfig {
     /// missing does not load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<PathBuf>,
+    /// The `tokenizer.json` the model was trained with, which programs load when they are
+    /// given no tokenizer. Writers copy it into the checkpoint ([`TOKENIZER_FILE`]) and record
+    /// that relative path, so the checkpoint travels as one folder; a checkpoint that
+    /// records none (written before this field) uses its language model folder's.
+    ///
+    /// [`TOKENIZER_FILE`]: crate::TOKENIZER_FILE
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// The vision tower of a checkpoint: a Hugging Face folder and LLaVA's feature selection.
@@ -44,10 +52,10 @@ pub struct VlmConfig {
 pub struct VisionTowerConfig {
     /// Folder of a CLIP or SigLIP vision model, dual-tower model or LLaVA checkpoint.
     pub path: PathBuf,
-    /// Key prefix of the tower's weights: `vision_model` in CLIP/SigLIP folders,
-    /// `vision_tower.vision_model` in llava-hf checkpoints.
-    #[serde(default = "default_weight_prefix")]
-    pub weight_prefix: String,
+    /// Key prefix of the tower's weights (`vision_model`, `vision_tower.vision_model`, ...);
+    /// `None`: found from the file's keys, whatever layout transformers saved it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_prefix: Option<String>,
     /// LLaVA's `vision_feature_layer` (-2: the penultimate layer).
     #[serde(rename = "vision_feature_layer")]
     pub feature_layer: i64,
@@ -66,16 +74,13 @@ pub struct ChatTemplateConfig {
     pub system_prompt: Option<String>,
 }
 
-fn default_weight_prefix() -> String {
-    "vision_model".to_string()
-}
-
 impl VisionTowerConfig {
-    /// A CLIP or SigLIP folder (weights under `vision_model`) with LLaVA's feature selection.
+    /// A CLIP, SigLIP or LLaVA folder (key layout found on load) with LLaVA's feature
+    /// selection.
     pub fn new(path: impl Into<PathBuf>, selection: FeatureSelection) -> Self {
         Self {
             path: path.into(),
-            weight_prefix: default_weight_prefix(),
+            weight_prefix: None,
             feature_layer: selection.layer,
             feature_strategy: selection.strategy,
         }
@@ -113,6 +118,7 @@ impl VlmConfig {
             projector: model.projector().config(),
             chat_template,
             adapter: None,
+            tokenizer: None,
         }
     }
 

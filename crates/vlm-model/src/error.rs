@@ -131,6 +131,12 @@ pub enum ModelError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A checkpoint being written records a tokenizer file that was not written into it.
+    #[error("tokenizer {path}: named in the config but not written into the staged checkpoint")]
+    MissingTokenizer {
+        /// Where the tokenizer should be.
+        path: PathBuf,
+    },
     /// Writing a checkpoint failed.
     #[error("cannot write {path}: {source}")]
     Write {

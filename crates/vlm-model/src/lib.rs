@@ -61,6 +61,7 @@ pub use batch::{LanguageInputs, VlmBatch};
 pub use chat::ChatSession;
 pub use checkpoint::{
     load_checkpoint, QwenVlm, StagedCheckpoint, ADAPTER_DIR, CONFIG_FILE, PROJECTOR_FILE,
+    TOKENIZER_FILE,
 };
 pub use config::{ChatTemplateConfig, VisionTowerConfig, VlmConfig};
 pub use error::ModelError;

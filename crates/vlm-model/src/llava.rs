@@ -6,9 +6,9 @@ use std::path::Path;
 use burn::tensor::backend::Backend;
 use serde::Deserialize;
 use serde_json::Value;
-use vlm_hf::{read_config, WeightStore};
+use vlm_hf::{read_config, HfError, WeightStore};
 use vlm_qwen::{QwenConfig, QwenModel};
-use vlm_vision::{FeatureSelection, VisionEncoder};
+use vlm_vision::{find_tower_prefix, FeatureSelection, VisionEncoder};
 
 use crate::{
     AnyProjector, MlpProjector, ModelError, QwenVlm, VisionLanguageModel, VisionTower,
@@ -45,12 +45,29 @@ fn default_projector_bias() -> bool {
 }
 
 impl LlavaJson {
-    /// Refuses projectors other than LLaVA's `mlp2x_gelu` with biases.
-    fn check(&self, path: &Path) -> Result<(), ModelError> {
+    /// Reads the file, refusing what this crate does not compute: a list of feature layers
+    /// (concatenated features) and projectors other than LLaVA's `mlp2x_gelu` with biases.
+    fn from_file(path: &Path) -> Result<Self, ModelError> {
         let unsupported = |reason: String| ModelError::UnsupportedLlava {
             path: path.to_path_buf(),
             reason,
         };
+        let raw: Value = read_config(path)?;
+        if let Some(layers) = raw.get("vision_feature_layer").filter(|v| v.is_array()) {
+            return Err(unsupported(format!(
+                "vision_feature_layer {layers}: only one layer (a number) is supported"
+            )));
+        }
+        let llava = Self::deserialize(&raw).map_err(|source| HfError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        llava.check(unsupported)?;
+        Ok(llava)
+    }
+
+    /// Refuses projectors other than LLaVA's `mlp2x_gelu` with biases.
+    fn check(&self, unsupported: impl Fn(String) -> ModelError) -> Result<(), ModelError> {
         if self.projector_hidden_act != "gelu" {
             return Err(unsupported(format!(
                 "projector_hidden_act `{}` (only gelu)",
@@ -66,73 +83,81 @@ impl LlavaJson {
     }
 }
 
-/// Where a LLaVA checkpoint keeps its three parts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LlavaLayout {
-    /// The llava-hf names: `vision_tower.vision_model.*`, `multi_modal_projector.*`,
-    /// `language_model.model.*` and `language_model.lm_head.weight`. Checkpoints written before
-    /// transformers 4.52 use them, and so does `save_pretrained` since (it reverts its module
-    /// tree to these names).
-    Legacy,
-    /// The module tree of transformers 4.52 and later: `model.vision_tower.vision_model.*`,
-    /// `model.multi_modal_projector.*`, `model.language_model.*` and `lm_head.weight`.
-    Nested,
-}
-
-impl LlavaLayout {
-    /// The layout of a checkpoint's weights: [`Nested`](Self::Nested) when any tensor is
-    /// under `model.language_model.`, else [`Legacy`](Self::Legacy).
-    pub fn detect(store: &WeightStore) -> Self {
-        let nested = store
-            .keys()
-            .iter()
-            .any(|key| key.starts_with("model.language_model."));
-        if nested {
-            Self::Nested
-        } else {
-            Self::Legacy
-        }
-    }
-
+/// Where a LLaVA checkpoint keeps its three parts, found from its keys.
+///
+/// The layouts in use: llava-hf folders as transformers 4 saved them
+/// (`vision_tower.vision_model.*`, `multi_modal_projector.*`, `language_model.model.*`,
+/// `language_model.lm_head.weight`), as transformers 5 saves them (the same with
+/// `vision_tower.*` one level shorter), and a raw `state_dict` of transformers' module tree
+/// (`model.vision_tower...`, `model.multi_modal_projector.*`, `model.language_model.*`,
+/// `lm_head.weight`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlavaLayout {
     /// Key prefix of the vision tower (the `weight_prefix` of
     /// [`VisionTower::load`](crate::VisionTower::load)).
-    pub fn vision_prefix(self) -> &'static str {
-        match self {
-            Self::Legacy => "vision_tower.vision_model",
-            Self::Nested => "model.vision_tower.vision_model",
-        }
-    }
-
+    pub vision: String,
     /// Key prefix of the projector's `linear_1` / `linear_2`.
-    pub fn projector_prefix(self) -> &'static str {
-        match self {
-            Self::Legacy => PROJECTOR_PREFIX,
-            Self::Nested => "model.multi_modal_projector",
-        }
-    }
-
+    pub projector: String,
     /// Key prefix of the language model's decoder (embedding, layers, final norm).
-    pub fn decoder_prefix(self) -> &'static str {
-        match self {
-            Self::Legacy => "language_model.model",
-            Self::Nested => "model.language_model",
-        }
+    pub decoder: String,
+    /// Key of the language model's untied LM head.
+    pub lm_head: String,
+}
+
+/// The projector's key suffix that marks where it is stored.
+const PROJECTOR_ANCHOR: &str = "multi_modal_projector.linear_1.weight";
+/// The decoder's key suffix that marks where it is stored.
+const DECODER_ANCHOR: &str = "embed_tokens.weight";
+/// The LM head's key (suffix).
+const LM_HEAD_ANCHOR: &str = "lm_head.weight";
+
+impl LlavaLayout {
+    /// The layout of a checkpoint's weights, each part found from the keys; a part that is
+    /// absent or found under several prefixes is an error listing what the files hold.
+    pub fn detect(store: &WeightStore) -> Result<Self, ModelError> {
+        let projector_root = store.find_prefix(PROJECTOR_ANCHOR, "LLaVA projector")?;
+        let projector = join(&projector_root, PROJECTOR_PREFIX);
+        Ok(Self {
+            vision: find_tower_prefix(store)?,
+            projector,
+            ..Self::language_model(store)?
+        })
     }
 
-    /// Key of the language model's untied LM head.
-    pub fn lm_head_key(self) -> &'static str {
-        match self {
-            Self::Legacy => "language_model.lm_head.weight",
-            Self::Nested => "lm_head.weight",
-        }
+    /// The language model's part of the layout (the other fields empty): what loading only
+    /// the LLM of a LLaVA checkpoint needs.
+    fn language_model(store: &WeightStore) -> Result<Self, ModelError> {
+        let decoder = store.find_prefix(DECODER_ANCHOR, "language model")?;
+        // A tied head has no key: it then goes where the decoder's layout puts it.
+        let lm_head = match store.find_prefix(LM_HEAD_ANCHOR, "LM head") {
+            Ok(prefix) => join(&prefix, LM_HEAD_ANCHOR),
+            Err(HfError::LayoutNotFound { .. }) => match decoder.strip_suffix(".model") {
+                Some(root) => join(root, LM_HEAD_ANCHOR),
+                None => LM_HEAD_ANCHOR.to_string(),
+            },
+            Err(other) => return Err(other.into()),
+        };
+        Ok(Self {
+            vision: String::new(),
+            projector: String::new(),
+            decoder,
+            lm_head,
+        })
+    }
+}
+
+/// `prefix.name`, or `name` under the empty prefix.
+fn join(prefix: &str, name: &str) -> String {
+    match prefix {
+        "" => name.to_string(),
+        _ => format!("{prefix}.{name}"),
     }
 }
 
 /// Loads a whole Hugging Face LLaVA folder: a CLIP or SigLIP vision tower, LLaVA's MLP
 /// projector and a Qwen language model, from `config.json` (`vision_config`, `text_config`,
 /// `image_token_index`, `vision_feature_layer`, `vision_feature_select_strategy`),
-/// `preprocessor_config.json` and the safetensors weights, named in either
-/// [`LlavaLayout`].
+/// `preprocessor_config.json` and the safetensors weights, in any [`LlavaLayout`].
 ///
 /// Numbers match transformers' `LlavaForConditionalGeneration`, except that a SigLIP tower
 /// under the "default" strategy keeps every token (see `vlm_vision::SelectStrategy`). A
@@ -144,15 +169,14 @@ pub fn load_llava_hf<B: Backend>(
 ) -> Result<QwenVlm<B>, ModelError> {
     let dir = dir.as_ref();
     let config_path = dir.join(HF_CONFIG);
-    let llava: LlavaJson = read_config(&config_path)?;
-    llava.check(&config_path)?;
+    let llava = LlavaJson::from_file(&config_path)?;
     let store = WeightStore::open_dir(dir)?;
-    let layout = LlavaLayout::detect(&store);
-    let vision = VisionTower::load(dir, layout.vision_prefix(), llava.selection, device)?;
-    let language_model = llava_language_model(&store, &config_path, layout, device)?;
+    let layout = LlavaLayout::detect(&store)?;
+    let vision = VisionTower::load(dir, Some(&layout.vision), llava.selection, device)?;
+    let language_model = llava_language_model(&store, &config_path, &layout, device)?;
     let projector = MlpProjector::from_store_at(
         &store,
-        layout.projector_prefix(),
+        &layout.projector,
         vision.output_dim(),
         language_model.config().hidden_size,
         device,
@@ -166,7 +190,7 @@ pub fn load_llava_hf<B: Backend>(
 }
 
 /// Loads a Qwen language model from a Hugging Face folder: a Qwen checkpoint, or the language
-/// model of a LLaVA checkpoint (a `config.json` with a `text_config`; weights in either
+/// model of a LLaVA checkpoint (a `config.json` with a `text_config`; weights in any
 /// [`LlavaLayout`]).
 pub fn load_language_model<B: Backend>(
     dir: impl AsRef<Path>,
@@ -179,18 +203,19 @@ pub fn load_language_model<B: Backend>(
         return Ok(QwenModel::load(dir, device)?);
     }
     let store = WeightStore::open_dir(dir)?;
-    llava_language_model(&store, &config_path, LlavaLayout::detect(&store), device)
+    let layout = LlavaLayout::language_model(&store)?;
+    llava_language_model(&store, &config_path, &layout, device)
 }
 
 /// The Qwen model of a LLaVA checkpoint, its config read from `text_config`.
 fn llava_language_model<B: Backend>(
     store: &WeightStore,
     config_path: &Path,
-    layout: LlavaLayout,
+    layout: &LlavaLayout,
     device: &B::Device,
 ) -> Result<QwenModel<B>, ModelError> {
     let config = QwenConfig::from_file(config_path)?;
-    let (prefix, head) = (layout.decoder_prefix(), layout.lm_head_key());
+    let (prefix, head) = (&layout.decoder, &layout.lm_head);
     let model = QwenModel::from_store_at(store, config, prefix, head, device)?;
     Ok(model)
 }

@@ -7,8 +7,8 @@ use burn::tensor::{backend::Backend, Tensor};
 use serde_json::Value;
 use vlm_hf::{read_config, PreprocessorConfig, WeightStore};
 use vlm_vision::{
-    read_preprocessing, ClipVisionConfig, ClipVisionTower, FeatureSelection, SiglipVisionConfig,
-    SiglipVisionTower, VisionEncoder, VisionError,
+    find_tower_prefix, read_preprocessing, ClipVisionConfig, ClipVisionTower, FeatureSelection,
+    SiglipVisionConfig, SiglipVisionTower, VisionEncoder, VisionError,
 };
 
 use crate::ModelError;
@@ -31,13 +31,15 @@ pub enum VisionTower<B: Backend> {
 }
 
 impl<B: Backend> VisionTower<B> {
-    /// Loads the tower of a Hugging Face folder: a vision model (`weight_prefix`
-    /// `vision_model`), a dual-tower CLIP/SigLIP model, or a LLaVA checkpoint (prefix
-    /// `vision_tower.vision_model`, config in its nested `vision_config`), with the folder's
+    /// Loads the tower of a Hugging Face folder: a vision model, a dual-tower CLIP/SigLIP
+    /// model or a LLaVA checkpoint (config in its nested `vision_config`), with the folder's
     /// `preprocessor_config.json`.
+    ///
+    /// The weights' key prefix is found from the file's keys ([`find_tower_prefix`]: every
+    /// layout transformers 4 and 5 save) unless `weight_prefix` names it.
     pub fn load(
         dir: impl AsRef<Path>,
-        weight_prefix: &str,
+        weight_prefix: Option<&str>,
         selection: FeatureSelection,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
@@ -53,6 +55,11 @@ impl<B: Backend> VisionTower<B> {
         }
         let preprocessing = read_preprocessing(dir)?;
         let store = WeightStore::open_dir(dir)?;
+        let weight_prefix = match weight_prefix {
+            Some(prefix) => prefix.to_string(),
+            None => find_tower_prefix(&store)?,
+        };
+        let weight_prefix = weight_prefix.as_str();
         Ok(if clip {
             let config = ClipVisionConfig::from_file(&config_path)?;
             let tower = ClipVisionTower::from_store(

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Tensor;
 use common::Llava;
 use vlm_model::{
-    load_checkpoint, ChatTemplateConfig, LlavaLayout, ModelError, PixelShuffleProjector,
-    StagedCheckpoint, VisionLanguageModel, VisionTower, VisionTowerConfig, VlmBatch, VlmConfig,
-    CONFIG_FILE, PROJECTOR_FILE,
+    load_checkpoint, ChatTemplateConfig, ModelError, PixelShuffleProjector, StagedCheckpoint,
+    VisionLanguageModel, VisionTower, VisionTowerConfig, VlmBatch, VlmConfig, CONFIG_FILE,
+    PROJECTOR_FILE, TOKENIZER_FILE,
 };
 use vlm_qwen::QwenModel;
 use vlm_testkit::{device, fixture, TestBackend};
@@ -30,7 +30,7 @@ fn llava_with_config() -> (Llava, VlmConfig) {
     let llava = Llava::load("llava");
     let vision = VisionTowerConfig {
         path: fixture("llava"),
-        weight_prefix: LlavaLayout::Legacy.vision_prefix().into(),
+        weight_prefix: None,
         feature_layer: -2,
         feature_strategy: SelectStrategy::Full,
     };
@@ -93,14 +93,14 @@ fn new_pixel_shuffle_projector_round_trips_bit_exactly() {
         layer: -1,
         strategy: SelectStrategy::Full,
     };
-    let tower = VisionTower::load(fixture("siglip_vision"), "vision_model", selection, &dev);
+    let tower = VisionTower::load(fixture("siglip_vision"), None, selection, &dev);
     let llm = QwenModel::<TestBackend>::load(fixture("qwen2_tied"), &dev).expect("llm");
     let projector = PixelShuffleProjector::new(32, 64, 2, &dev).expect("projector");
     let model = VisionLanguageModel::new(tower.expect("tower"), projector, llm, 500).expect("vlm");
     assert_eq!(model.tokens_per_image(), 4, "4 x 4 patches merged 2 x 2");
     let vision = VisionTowerConfig {
         path: fixture("siglip_vision"),
-        weight_prefix: "vision_model".into(),
+        weight_prefix: None,
         feature_layer: -1,
         feature_strategy: SelectStrategy::Full,
     };
@@ -257,6 +257,27 @@ fn the_adapter_hook_must_be_filled_before_commit() {
     assert!(matches!(err, ModelError::Adapter { .. }), "{err}");
 }
 
+#[test]
+fn a_recorded_tokenizer_must_be_written_before_commit_and_is_read_back() {
+    let (llava, mut config) = llava_with_config();
+    config.tokenizer = Some(PathBuf::from(TOKENIZER_FILE));
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = out.path().join("ckpt");
+    let err = llava
+        .model
+        .save_checkpoint(&dir, &config)
+        .expect_err("no tokenizer written");
+    assert!(matches!(err, ModelError::MissingTokenizer { .. }), "{err}");
+    assert!(err.to_string().contains(TOKENIZER_FILE), "{err}");
+    assert!(!dir.exists());
+
+    let staged = StagedCheckpoint::new(&dir, &llava.model, &config).expect("stage");
+    std::fs::write(staged.path().join(TOKENIZER_FILE), "{}").expect("tokenizer");
+    staged.commit().expect("commit");
+    let (_, loaded) = load_checkpoint::<TestBackend>(&dir, &device()).expect("load");
+    assert_eq!(loaded.tokenizer, Some(PathBuf::from(TOKENIZER_FILE)));
+}
+
 /// The VLM [`siglip_qwen_vlm`] builds.
 type ShuffleVlm = VisionLanguageModel<
     TestBackend,
@@ -273,12 +294,12 @@ fn siglip_qwen_vlm(llm: QwenModel<TestBackend>) -> (ShuffleVlm, VlmConfig) {
         layer: -1,
         strategy: SelectStrategy::Full,
     };
-    let tower = VisionTower::load(fixture("siglip_vision"), "vision_model", selection, &dev);
+    let tower = VisionTower::load(fixture("siglip_vision"), None, selection, &dev);
     let projector = PixelShuffleProjector::new(32, 64, 2, &dev).expect("projector");
     let model = VisionLanguageModel::new(tower.expect("tower"), projector, llm, 500).expect("vlm");
     let vision = VisionTowerConfig {
         path: fixture("siglip_vision"),
-        weight_prefix: "vision_model".into(),
+        weight_prefix: None,
         feature_layer: -1,
         feature_strategy: SelectStrategy::Full,
     };

@@ -11,7 +11,7 @@ use common::{masked_max_diff, Llava};
 use safetensors::tensor::TensorView;
 use safetensors::SafeTensors;
 use tempfile::TempDir;
-use vlm_hf::{PreprocessorConfig, WeightStore};
+use vlm_hf::{HfError, PreprocessorConfig, WeightStore};
 use vlm_model::{load_language_model, load_llava_hf, LlavaLayout, ModelError};
 use vlm_testkit::{device, fixture, TestBackend};
 use vlm_vision::{VisionEncoder, VisionError};
@@ -64,7 +64,13 @@ fn both_key_layouts_give_transformers_logits() {
         let llava = Llava::load(name);
         let nested = llava_copy(name, nested_name, &[]);
         let store = WeightStore::open_dir(nested.path()).expect("weights");
-        assert_eq!(LlavaLayout::detect(&store), LlavaLayout::Nested);
+        let expected = LlavaLayout {
+            vision: "model.vision_tower.vision_model".into(),
+            projector: "model.multi_modal_projector".into(),
+            decoder: "model.language_model".into(),
+            lm_head: "lm_head.weight".into(),
+        };
+        assert_eq!(LlavaLayout::detect(&store).expect("layout"), expected);
         let model = load_llava_hf::<TestBackend>(nested.path(), &device()).expect("nested");
         let mask = llava.ids("attention_mask");
         for (layout, model) in [("legacy", &llava.model), ("nested", &model)] {
@@ -79,7 +85,13 @@ fn both_key_layouts_give_transformers_logits() {
 #[test]
 fn the_checkpoint_brings_its_settings() {
     let store = WeightStore::open_dir(fixture("llava_clip")).expect("weights");
-    assert_eq!(LlavaLayout::detect(&store), LlavaLayout::Legacy);
+    let expected = LlavaLayout {
+        vision: "vision_tower.vision_model".into(),
+        projector: "multi_modal_projector".into(),
+        decoder: "language_model.model".into(),
+        lm_head: "language_model.lm_head.weight".into(),
+    };
+    assert_eq!(LlavaLayout::detect(&store).expect("layout"), expected);
     let model = Llava::load("llava_clip").model;
     assert_eq!(model.image_token_id(), 383);
     assert_eq!(model.tokens_per_image(), 16, "CLS dropped: 4 x 4 patches");
@@ -111,6 +123,49 @@ fn a_projector_other_than_gelu_is_refused() {
     match load_err(dir.path()) {
         ModelError::UnsupportedLlava { reason, .. } => assert!(reason.contains("relu"), "{reason}"),
         other => panic!("expected UnsupportedLlava, got {other}"),
+    }
+}
+
+#[test]
+fn a_list_of_feature_layers_is_refused_by_name() {
+    let dir = llava_copy("v5/llava", str::to_string, &[]);
+    let path = dir.path().join("config.json");
+    let text = fs::read_to_string(&path).expect("read config");
+    let edited = text.replace(
+        r#""vision_feature_layer": -2"#,
+        r#""vision_feature_layer": [-2, -1]"#,
+    );
+    assert_ne!(text, edited);
+    fs::write(&path, edited).expect("write config");
+    match load_err(dir.path()) {
+        err @ ModelError::UnsupportedLlava { .. } => {
+            let message = err.to_string();
+            assert!(
+                message.contains("vision_feature_layer [-2,-1]"),
+                "{message}"
+            );
+            assert!(message.contains("config.json"), "{message}");
+        }
+        other => panic!("expected UnsupportedLlava, got {other}"),
+    }
+}
+
+#[test]
+fn an_unknown_layout_lists_the_key_prefixes_it_holds() {
+    // A checkpoint whose projector is named otherwise (here: `mm_projector`, as the original
+    // LLaVA repository saves it) is refused, naming what the file holds.
+    let dir = llava_copy(
+        "llava",
+        |key| key.replace("multi_modal_projector", "mm_projector"),
+        &[],
+    );
+    match load_err(dir.path()) {
+        ModelError::Hf(err @ HfError::LayoutNotFound { .. }) => {
+            let message = err.to_string();
+            assert!(message.contains("LLaVA projector"), "{message}");
+            assert!(message.contains("mm_projector.linear_1"), "{message}");
+        }
+        other => panic!("expected LayoutNotFound, got {other}"),
     }
 }
 

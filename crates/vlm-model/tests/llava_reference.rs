@@ -1,7 +1,8 @@
 //! The composed VLM against transformers' `LlavaForConditionalGeneration` on the two llava
 //! fixtures: SigLIP tower ("full" strategy) with a tied Qwen2, and CLIP tower ("default"
 //! strategy, CLS dropped) with an untied Qwen2. Batch of two, image runs at different
-//! positions, the second sample left-padded.
+//! positions, the second sample left-padded. Each as transformers 4.57 and (`v5/`) 5.25 save
+//! it, and as a raw `state_dict` of either (`llava_state_dict`: module-path keys).
 
 mod common;
 
@@ -87,4 +88,16 @@ fn siglip_llava_matches_transformers() {
 #[test]
 fn clip_llava_matches_transformers() {
     check_against_transformers("llava_clip");
+}
+
+#[test]
+fn llava_as_transformers_5_saves_it_matches_transformers() {
+    check_against_transformers("v5/llava");
+    check_against_transformers("v5/llava_clip");
+}
+
+#[test]
+fn llava_as_a_raw_state_dict_matches_transformers() {
+    check_against_transformers("llava_state_dict");
+    check_against_transformers("v5/llava_state_dict");
 }

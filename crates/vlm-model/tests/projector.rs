@@ -20,26 +20,28 @@ struct ProjectorJson {
 
 #[test]
 fn mlp_projector_matches_transformers() {
-    let dir = fixture("projector");
-    let json: ProjectorJson = read_config(dir.join("config.json")).expect("config");
-    let store = WeightStore::open_dir(&dir).expect("weights");
-    let dev = device();
-    let projector = MlpProjector::<TestBackend>::from_store(
-        &store,
-        json.vision_hidden_size,
-        json.text_hidden_size,
-        &dev,
-    )
-    .expect("projector");
-    assert_eq!((projector.input_dim(), projector.output_dim()), (32, 64));
+    for name in ["projector", "v5/projector"] {
+        let dir = fixture(name);
+        let json: ProjectorJson = read_config(dir.join("config.json")).expect("config");
+        let store = WeightStore::open_dir(&dir).expect("weights");
+        let dev = device();
+        let projector = MlpProjector::<TestBackend>::from_store(
+            &store,
+            json.vision_hidden_size,
+            json.text_hidden_size,
+            &dev,
+        )
+        .expect("projector");
+        assert_eq!((projector.input_dim(), projector.output_dim()), (32, 64));
 
-    let reference = reference("projector");
-    let features = reference.float_any::<TestBackend, 3>("image_features", &dev);
-    let projected = projector
-        .forward(features.expect("features"))
-        .expect("forward");
-    let expected = reference.float_any("projected", &dev).expect("projected");
-    check("projector", &projected, &expected, 1e-5);
+        let reference = reference(name);
+        let features = reference.float_any::<TestBackend, 3>("image_features", &dev);
+        let projected = projector
+            .forward(features.expect("features"))
+            .expect("forward");
+        let expected = reference.float_any("projected", &dev).expect("projected");
+        check(name, &projected, &expected, 1e-5);
+    }
 }
 
 #[test]

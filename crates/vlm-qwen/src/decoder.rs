@@ -42,7 +42,12 @@ impl<B: Backend> QwenDecoder<B> {
             embed_tokens,
             layers,
             norm: loader.rms_norm(names.final_norm(), hidden, config.rms_norm_eps)?,
-            rotary_emb: RotaryEmbedding::new(config.head_dim, config.rope_theta, loader.device()),
+            rotary_emb: RotaryEmbedding::new(
+                config.head_dim,
+                config.rope_theta,
+                &config.rope_scaling,
+                loader.device(),
+            ),
         })
     }
 

@@ -19,12 +19,16 @@ pub enum QwenError {
         /// The config file.
         path: PathBuf,
     },
-    /// `config.json` asks for a feature or a combination of sizes this implementation lacks.
-    #[error("unsupported configuration in {path}: {reason}")]
+    /// A `config.json` field asks for a feature this implementation lacks, or holds a value
+    /// that cannot be right (a zero size, a non-positive epsilon or RoPE base, heads that do
+    /// not divide).
+    #[error("unsupported configuration in {path}: field `{field}`: {reason}")]
     UnsupportedConfig {
         /// The config file.
         path: PathBuf,
-        /// What is unsupported, with the offending value.
+        /// The field at fault (`rope_parameters.rope_type`, `num_hidden_layers`, ...).
+        field: String,
+        /// What is wrong, with the offending value.
         reason: String,
     },
     /// Tensors given to a forward pass disagree in shape, or token ids are out of range.

@@ -38,6 +38,13 @@ impl<B: Backend> ForwardInputs<B> {
             )));
         }
         let past = cached_len(cache, batch, config.num_hidden_layers)?;
+        if let Some(limit) = config.max_context.filter(|limit| past + seq > *limit) {
+            return Err(QwenError::InvalidInput(format!(
+                "{} tokens exceed the config's seq_length {limit}: past it Qwen v1 switches on \
+                 dynamic NTK / log-n attention scaling, which is not implemented",
+                past + seq
+            )));
+        }
         let attention_mask = match attention_mask {
             Some(mask) => checked("attention_mask", mask, [batch, past + seq])?,
             None => Tensor::ones([batch, past + seq], device),

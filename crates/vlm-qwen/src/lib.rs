@@ -30,8 +30,9 @@
 //! nothing of Qwen).
 //!
 //! Qwen v1's dynamic NTK and log-n attention scaling act only past the config's
-//! `seq_length` (2048 or 8192 tokens); they are not implemented, so v1 matches the reference
-//! code up to that length.
+//! `seq_length` (2048 or 8192 tokens); they are not implemented, so a v1 model with either
+//! switched on refuses longer inputs ([`QwenConfig::max_context`]) rather than compute
+//! something else.
 
 #![warn(missing_docs)]
 
@@ -67,5 +68,5 @@ pub use mask::position_ids_from_mask;
 pub use mlp::QwenMlp;
 pub use model::QwenModel;
 pub use qkv::{QkvProjection, SplitQkv};
-pub use rope::RotaryEmbedding;
+pub use rope::{RopeScaling, RotaryEmbedding, YarnScaling};
 pub use sampling::{Decoding, Sampler, SamplingParams};

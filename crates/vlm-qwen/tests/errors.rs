@@ -7,14 +7,14 @@ use std::path::Path;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use common::{columns, load_model, Reference};
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 use tempfile::TempDir;
 use vlm_hf::HfError;
-use vlm_qwen::{Decoding, GenerationConfig, QwenError, QwenModel, SamplingParams};
+use vlm_qwen::{Decoding, GenerationConfig, QwenConfig, QwenError, QwenModel, SamplingParams};
 use vlm_testkit::{device, fixture, TestBackend};
 
 /// A copy of fixture `name` whose config.json went through `edit`.
-fn broken_copy(name: &str, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> TempDir {
+fn broken_copy(name: &str, edit: impl FnOnce(&mut Map<String, Value>)) -> TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     for entry in fs::read_dir(fixture(name)).expect("fixture dir") {
         let path = entry.expect("entry").path();
@@ -128,23 +128,147 @@ fn v1_intermediate_size_is_twice_the_mlp_width() {
     );
 }
 
+/// A config edit and the field its error must name.
+type Case = (
+    &'static str,
+    Box<dyn Fn(&mut Map<String, Value>)>,
+    &'static str,
+);
+
+/// Setting one top-level `key` to `value` in fixture `name`: refused, naming `key`.
+fn setting(name: &'static str, key: &'static str, value: Value) -> Case {
+    (name, Box::new(move |c| set(c, key, value.clone())), key)
+}
+
+/// Setting `rope_parameters` (transformers 5's form) of `v5/qwen2_tied` to `value`.
+fn rope_parameters(value: Value, field: &'static str) -> Case {
+    let edit = move |c: &mut Map<String, Value>| set(c, "rope_parameters", value.clone());
+    ("v5/qwen2_tied", Box::new(edit), field)
+}
+
 #[test]
-fn unsupported_settings_are_refused() {
-    let cases: [(&str, &str, Value); 3] = [
-        ("qwen_v1", "rotary_pct", 0.5.into()),
-        ("qwen2_tied", "use_sliding_window", true.into()),
-        ("qwen2_tied", "hidden_act", "gelu".into()),
+fn unsupported_or_impossible_settings_name_the_file_and_the_field() {
+    let cases: Vec<Case> = vec![
+        setting("qwen_v1", "rotary_pct", json!(0.5)),
+        setting("qwen_v1", "scale_attn_weights", json!(false)),
+        setting("qwen_v1", "use_cache_quantization", json!(true)),
+        setting("qwen_v1", "attn_dropout_prob", json!(0.1)),
+        setting("qwen2_tied", "hidden_act", json!("gelu")),
+        setting("qwen2_tied", "attention_dropout", json!(0.1)),
+        setting("qwen2_tied", "rope_theta", json!(0.0)),
+        setting("qwen2_tied", "rms_norm_eps", json!(0.0)),
+        setting("qwen3", "rms_norm_eps", json!(-1e-6)),
+        setting("qwen2_tied", "num_hidden_layers", json!(0)),
+        setting("qwen2_tied", "num_key_value_heads", json!(3)),
+        setting("qwen2_tied", "num_attention_heads", json!(3)),
+        setting(
+            "v5/qwen2_tied",
+            "layer_types",
+            json!(["full_attention", "sliding_attention"]),
+        ),
+        (
+            "qwen2_tied",
+            Box::new(|c| {
+                c.remove("layer_types");
+                set(c, "use_sliding_window", json!(true));
+                set(c, "max_window_layers", json!(1));
+            }),
+            "use_sliding_window",
+        ),
+        (
+            "qwen2_tied",
+            Box::new(|c| {
+                set(
+                    c,
+                    "rope_scaling",
+                    json!({"rope_type": "dynamic", "factor": 2.0}),
+                )
+            }),
+            "rope_scaling.rope_type",
+        ),
+        rope_parameters(
+            json!({"rope_theta": 1e6, "rope_type": "longrope"}),
+            "rope_parameters.rope_type",
+        ),
+        rope_parameters(
+            json!({"rope_theta": 1e6, "rope_type": "linear"}),
+            "rope_parameters.factor",
+        ),
+        rope_parameters(
+            json!({"rope_theta": 1e6, "rope_type": "default", "partial_rotary_factor": 0.5}),
+            "rope_parameters.partial_rotary_factor",
+        ),
+        rope_parameters(
+            json!({"rope_theta": -1.0, "rope_type": "default"}),
+            "rope_theta",
+        ),
+        (
+            "v5/qwen2_tied",
+            Box::new(|c| set(c, "rope_theta", json!(10000.0))),
+            "rope_parameters.rope_theta",
+        ),
+        (
+            "llava",
+            Box::new(|c| {
+                set(c, "tie_word_embeddings", json!(true));
+                set(&mut c["text_config"], "tie_word_embeddings", json!(false));
+            }),
+            "text_config.tie_word_embeddings",
+        ),
     ];
-    for (name, key, value) in cases {
-        let dir = broken_copy(name, |c| {
-            c.insert(key.into(), value);
-        });
-        let err = load(dir.path()).expect_err(key);
+    for (name, edit, field) in cases {
+        let dir = broken_copy(name, edit);
+        let path = dir.path().join("config.json");
+        let err = QwenConfig::from_file(&path).expect_err(field);
         assert!(
-            matches!(&err, QwenError::UnsupportedConfig { reason, .. } if reason.contains(key)),
-            "{err:?}"
+            matches!(&err, QwenError::UnsupportedConfig { field: f, path: p, .. }
+                if f == field && p == &path),
+            "{name} {field}: {err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("config.json") && message.contains(field),
+            "{message}"
         );
     }
+}
+
+fn set(config: &mut impl ConfigObject, key: &str, value: Value) {
+    config.object().insert(key.into(), value);
+}
+
+/// A JSON object to edit: a config, or a section of one.
+trait ConfigObject {
+    fn object(&mut self) -> &mut Map<String, Value>;
+}
+
+impl ConfigObject for Map<String, Value> {
+    fn object(&mut self) -> &mut Map<String, Value> {
+        self
+    }
+}
+
+impl ConfigObject for Value {
+    fn object(&mut self) -> &mut Map<String, Value> {
+        self.as_object_mut().expect("a JSON object")
+    }
+}
+
+#[test]
+fn qwen_v1_refuses_inputs_past_seq_length() {
+    // v1's dynamic NTK and log-n scaling act past seq_length: not computed, so refused.
+    let dir = broken_copy("qwen_v1", |c| set(c, "seq_length", json!(4)));
+    let model = load(dir.path()).expect("load");
+    assert_eq!(model.config().max_context, Some(4));
+    let reference = Reference::open("qwen_v1");
+    let short = columns(&reference.input_ids, 0..4);
+    model
+        .forward(short, None, None, None)
+        .expect("4 tokens fit");
+    let err = model
+        .forward(reference.input_ids.clone(), None, None, None)
+        .expect_err("longer than seq_length");
+    assert!(err.to_string().contains("seq_length 4"), "{err}");
 }
 
 #[test]

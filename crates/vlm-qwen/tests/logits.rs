@@ -2,9 +2,12 @@
 
 mod common;
 
-use common::{assert_close_masked, load_model, Reference, F32_FIXTURES};
+use common::{assert_close_masked, load_model, masked_max_diff, Reference, F32_FIXTURES};
+use vlm_hf::WeightStore;
 use vlm_qwen::position_ids_from_mask;
+use vlm_qwen::{QwenConfig, QwenModel, RopeScaling};
 use vlm_testkit::assert_close;
+use vlm_testkit::TestBackend;
 
 const TOL: f32 = 1e-4;
 
@@ -84,7 +87,12 @@ fn position_ids_from_mask_follow_generate() {
 fn half_precision_checkpoints_match_their_references() {
     // The references were computed in f32 from the rounded weights, so the only differences
     // left are f32 rounding: the f32 tolerance applies.
-    for name in ["qwen2_bf16_sharded", "qwen2_f16"] {
+    for name in [
+        "qwen2_bf16_sharded",
+        "qwen2_f16",
+        "v5/qwen2_bf16_sharded",
+        "v5/qwen2_f16",
+    ] {
         let model = load_model(name);
         let reference = Reference::open(name);
         let logits = model
@@ -120,4 +128,32 @@ fn bf16_weights_are_not_the_f32_weights() {
         diff > 10.0 * TOL,
         "bf16 vs f32 logits differ by only {diff:e}"
     );
+}
+
+#[test]
+fn scaled_rope_fixtures_are_not_plain_rope() {
+    // Guards the RoPE-scaled entries of F32_FIXTURES: the same weights with plain RoPE must
+    // miss the reference by far more than the tolerance, or matching it would prove nothing.
+    for name in ["qwen2_rope_linear", "qwen2_rope_yarn"] {
+        let path = vlm_testkit::fixture(name);
+        let mut config = QwenConfig::from_file(path.join("config.json")).expect("config");
+        assert_ne!(config.rope_scaling, RopeScaling::None, "{name}");
+        config.rope_scaling = RopeScaling::None;
+        let store = WeightStore::open_dir(&path).expect("weights");
+        let plain = QwenModel::<TestBackend>::from_store_at(
+            &store,
+            config,
+            "model",
+            "lm_head.weight",
+            &vlm_testkit::device(),
+        )
+        .expect("plain-RoPE model");
+        let reference = Reference::open(name);
+        let mask = reference.attention_mask.clone();
+        let logits = plain
+            .forward(reference.input_ids.clone(), Some(mask.clone()), None, None)
+            .expect("forward");
+        let diff = masked_max_diff(&logits, &reference.float3("logits"), &mask);
+        assert!(diff > 100.0 * TOL, "{name}: plain RoPE is within {diff:e}");
+    }
 }

@@ -14,12 +14,16 @@ use vlm_testkit::{fixture, TestBackend};
 
 const TOL: f32 = 1e-4;
 
-/// The LoRA fixtures and the base model each adapts.
-const ADAPTERS: [(&str, &str); 4] = [
+/// The LoRA fixtures and the base model each adapts, as peft saves them over transformers
+/// 4.57 and (`v5/`) 5.25.
+const ADAPTERS: [(&str, &str); 7] = [
     ("lora", "qwen2_tied"),
     ("lora_rslora", "qwen2_tied"),
     ("lora_regex", "qwen2_tied"),
     ("lora_v1", "qwen_v1"),
+    ("v5/lora", "v5/qwen2_tied"),
+    ("v5/lora_rslora", "v5/qwen2_tied"),
+    ("v5/lora_regex", "v5/qwen2_tied"),
 ];
 
 fn with_adapter(name: &str, base: &str) -> QwenModel<TestBackend> {

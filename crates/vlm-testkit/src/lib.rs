@@ -24,6 +24,13 @@ pub fn fixture(name: &str) -> PathBuf {
     root.join(name)
 }
 
+/// The folder of a published Hugging Face checkpoint's configs in `data/configs/`, named
+/// `ORG--NAME` (`config.json`, and `preprocessor_config.json` for image models).
+pub fn published_configs(name: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/configs");
+    root.join(name)
+}
+
 /// Largest absolute element-wise difference between two tensors of the same shape.
 pub fn max_abs_diff<const D: usize>(
     actual: &Tensor<TestBackend, D>,

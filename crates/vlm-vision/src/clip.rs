@@ -9,14 +9,11 @@ use vlm_hf::{PreprocessorConfig, WeightStore};
 use crate::config::{check_preprocessing, read_preprocessing, read_vision_config};
 use crate::embeddings::{EmbeddingKind, PatchEmbeddings};
 use crate::vit::{VitDims, VitEncoder};
-use crate::weights::TowerWeights;
+use crate::weights::{find_tower_prefix, TowerWeights};
 use crate::{Activation, FeatureSelection, VisionEncoder, VisionError, VisionOutput};
 
 /// `model_type` values of CLIP vision configs: the tower's own and the dual-tower model's.
 const MODEL_TYPES: &[&str] = &["clip_vision_model", "clip"];
-
-/// Key prefix of the vision tower in `CLIPVisionModel` and `CLIPModel` checkpoints.
-const WEIGHT_PREFIX: &str = "vision_model";
 
 /// The CLIP vision tower's `config.json` (`CLIPVisionConfig`), read straight with serde.
 ///
@@ -118,8 +115,8 @@ pub struct ClipVisionTower<B: Backend> {
 
 impl<B: Backend> ClipVisionTower<B> {
     /// Loads a `CLIPVisionModel` or `CLIPModel` folder (`config.json`,
-    /// `preprocessor_config.json` and safetensors, weights under `vision_model.*`; the text
-    /// tower and projections are not read).
+    /// `preprocessor_config.json` and safetensors, in any key layout
+    /// [`find_tower_prefix`] knows; the text tower and projections are not read).
     pub fn load(
         dir: impl AsRef<Path>,
         selection: FeatureSelection,
@@ -129,14 +126,8 @@ impl<B: Backend> ClipVisionTower<B> {
         let config = ClipVisionConfig::from_file(dir.join("config.json"))?;
         let preprocessing = read_preprocessing(dir)?;
         let store = WeightStore::open_dir(dir)?;
-        Self::from_store(
-            &store,
-            &config,
-            preprocessing,
-            WEIGHT_PREFIX,
-            selection,
-            device,
-        )
+        let prefix = find_tower_prefix(&store)?;
+        Self::from_store(&store, &config, preprocessing, &prefix, selection, device)
     }
 
     /// Loads the tower from weights named `{prefix}.embeddings...`, e.g. prefix

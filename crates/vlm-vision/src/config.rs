@@ -57,6 +57,7 @@ pub(crate) fn read_vision_config<T: DeserializeOwned>(
         _ => root.clone(),
     };
     check_model_type(path, &section, model_types)?;
+    check_fields(path, &section)?;
     let dtype = weight_dtype(&section).or_else(|| weight_dtype(&root));
     section.remove("torch_dtype");
     section.remove("dtype");
@@ -84,6 +85,31 @@ fn check_model_type(
         }),
         _ => Ok(()),
     }
+}
+
+/// Refuses the fields whose value the towers cannot honour: attention dropout (the towers
+/// compute none) and a `layer_norm_eps` that is not a positive number.
+fn check_fields(path: &Path, section: &Map<String, Value>) -> Result<(), VisionError> {
+    let refuse = |field: &str, reason: String| {
+        Err(VisionError::UnsupportedField {
+            path: path.to_path_buf(),
+            field: field.to_string(),
+            reason,
+        })
+    };
+    let number = |field: &str| section.get(field).filter(|v| !v.is_null());
+    if let Some(value) = number("attention_dropout") {
+        if value.as_f64() != Some(0.0) {
+            return refuse("attention_dropout", format!("{value} (only 0)"));
+        }
+    }
+    if let Some(value) = number("layer_norm_eps") {
+        // A non-number is left to the typed parse.
+        if value.as_f64().is_some_and(|eps| eps <= 0.0) {
+            return refuse("layer_norm_eps", format!("{value} (must be positive)"));
+        }
+    }
+    Ok(())
 }
 
 /// The weight dtype a config object names: `dtype`, else `torch_dtype`, ignoring nulls.

@@ -20,6 +20,17 @@ pub enum VisionError {
         /// The `model_type` values this tower reads.
         expected: &'static [&'static str],
     },
+    /// A `config.json` field asks for something this tower does not compute (dropout in
+    /// attention) or holds a value that cannot be right (a non-positive `layer_norm_eps`).
+    #[error("unsupported vision configuration in {path}: field `{field}`: {reason}")]
+    UnsupportedField {
+        /// The config file.
+        path: PathBuf,
+        /// The field at fault (inside `vision_config` where the file nests it).
+        field: String,
+        /// What is wrong, with the offending value.
+        reason: String,
+    },
     /// The config's sizes cannot make a tower (a zero size, a width the heads do not divide,
     /// a patch larger than the image).
     #[error("invalid vision tower configuration: {reason}")]

@@ -63,3 +63,4 @@ pub use error::VisionError;
 pub use output::VisionOutput;
 pub use selection::{FeatureSelection, SelectStrategy};
 pub use siglip::{SiglipVisionConfig, SiglipVisionTower};
+pub use weights::find_tower_prefix;

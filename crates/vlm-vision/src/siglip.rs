@@ -9,14 +9,11 @@ use vlm_hf::{PreprocessorConfig, WeightStore};
 use crate::config::{check_preprocessing, read_preprocessing, read_vision_config};
 use crate::embeddings::{EmbeddingKind, PatchEmbeddings};
 use crate::vit::{VitDims, VitEncoder};
-use crate::weights::TowerWeights;
+use crate::weights::{find_tower_prefix, TowerWeights};
 use crate::{Activation, FeatureSelection, VisionEncoder, VisionError, VisionOutput};
 
 /// `model_type` values of SigLIP vision configs: the tower's own and the dual-tower model's.
 const MODEL_TYPES: &[&str] = &["siglip_vision_model", "siglip"];
-
-/// Key prefix of the vision tower in `SiglipVisionModel` and `SiglipModel` checkpoints.
-const WEIGHT_PREFIX: &str = "vision_model";
 
 /// The SigLIP vision tower's `config.json` (`SiglipVisionConfig`), read straight with serde.
 ///
@@ -116,8 +113,8 @@ pub struct SiglipVisionTower<B: Backend> {
 
 impl<B: Backend> SiglipVisionTower<B> {
     /// Loads a `SiglipVisionModel` or `SiglipModel` folder (`config.json`,
-    /// `preprocessor_config.json` and safetensors, weights under `vision_model.*`; the text
-    /// tower and the pooling head are not read).
+    /// `preprocessor_config.json` and safetensors, in any key layout
+    /// [`find_tower_prefix`] knows; the text tower and the pooling head are not read).
     pub fn load(
         dir: impl AsRef<Path>,
         selection: FeatureSelection,
@@ -127,14 +124,8 @@ impl<B: Backend> SiglipVisionTower<B> {
         let config = SiglipVisionConfig::from_file(dir.join("config.json"))?;
         let preprocessing = read_preprocessing(dir)?;
         let store = WeightStore::open_dir(dir)?;
-        Self::from_store(
-            &store,
-            &config,
-            preprocessing,
-            WEIGHT_PREFIX,
-            selection,
-            device,
-        )
+        let prefix = find_tower_prefix(&store)?;
+        Self::from_store(&store, &config, preprocessing, &prefix, selection, device)
     }
 
     /// Loads the tower from weights named `{prefix}.embeddings...`, e.g. prefix

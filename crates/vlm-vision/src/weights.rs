@@ -4,6 +4,20 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
 use burn::tensor::{backend::Backend, Tensor};
 use vlm_hf::{HfError, WeightStore};
 
+/// The key suffix every CLIP and SigLIP tower stores, whatever its layout.
+const TOWER_ANCHOR: &str = "embeddings.patch_embedding.weight";
+
+/// The key prefix of the one CLIP or SigLIP vision tower in `store`, found from its keys:
+/// `vision_model` (a vision model as transformers 4 saves it, or a dual-tower model), `""` (a
+/// vision model as transformers 5 saves it), `vision_tower.vision_model` or `vision_tower`
+/// (llava-hf as transformers 4 / 5 save it), `model.vision_tower...` (a raw `state_dict`).
+///
+/// No tower is [`HfError::LayoutNotFound`] listing the key prefixes seen; more than one is
+/// [`HfError::AmbiguousLayout`] listing them (pass the prefix explicitly then).
+pub fn find_tower_prefix(store: &WeightStore) -> Result<String, HfError> {
+    store.find_prefix(TOWER_ANCHOR, "vision tower")
+}
+
 /// The tensors of one tower (or one sub-module of it) in a [`WeightStore`], addressed by
 /// Hugging Face names under a key prefix, turned into frozen Burn modules one tensor at a time.
 ///

@@ -60,6 +60,13 @@ fn clip_model_vision_tower_matches_transformers() {
 }
 
 #[test]
+fn clip_as_transformers_5_saves_it_matches_transformers() {
+    // transformers 5 saves the vision model without the `vision_model.` key prefix.
+    matches_every_output("v5/clip_vision");
+    matches_every_output("v5/clip_full");
+}
+
+#[test]
 fn penultimate_layer_with_default_strategy_drops_the_cls_token() {
     let reference = reference("clip_vision");
     let pixels = tensor::<4>(&reference, "pixel_values");

@@ -191,3 +191,74 @@ fn activations_match_transformers() {
     let new: Activation = serde_json::from_str(r#""gelu_new""#).expect("alias");
     assert_eq!(new, Activation::GeluTanh);
 }
+
+/// (layers, width, MLP width, heads, image side, patch, activation, layer norm epsilon)
+type Tower = (usize, usize, usize, usize, usize, usize, Activation, f64);
+
+#[test]
+fn published_tower_configs_parse_to_their_architecture() {
+    let clip = |name: &str| -> Tower {
+        let path = vlm_testkit::published_configs(name).join("config.json");
+        let c = ClipVisionConfig::from_file(path).expect(name);
+        let sizes = (c.num_hidden_layers, c.hidden_size, c.intermediate_size);
+        let (layers, width, mlp) = sizes;
+        (
+            layers,
+            width,
+            mlp,
+            c.num_attention_heads,
+            c.image_size,
+            c.patch_size,
+            c.hidden_act,
+            c.layer_norm_eps,
+        )
+    };
+    let clip_l = (24, 1024, 4096, 16, 336, 14, Activation::QuickGelu, 1e-5);
+    assert_eq!(clip("openai--clip-vit-large-patch14-336"), clip_l);
+    // llava-1.5's vision_config leaves hidden_act to CLIPVisionConfig's default.
+    assert_eq!(clip("llava-hf--llava-1.5-7b-hf"), clip_l);
+
+    let path =
+        vlm_testkit::published_configs("google--siglip-so400m-patch14-384").join("config.json");
+    let c = SiglipVisionConfig::from_file(path).expect("siglip");
+    let so400m = (27, 1152, 4304, 16, 384, 14, Activation::GeluTanh, 1e-6);
+    let parsed = (
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_attention_heads,
+        c.image_size,
+        c.patch_size,
+        c.hidden_act,
+        c.layer_norm_eps,
+    );
+    assert_eq!(parsed, so400m);
+    assert_eq!(c.dtype.as_deref(), Some("float32"), "torch_dtype inherited");
+
+    let llava = vlm_testkit::published_configs("llava-hf--llava-1.5-7b-hf").join("config.json");
+    let selection: FeatureSelection = read_config(llava).expect("selection");
+    assert_eq!(
+        selection,
+        FeatureSelection {
+            layer: -2,
+            strategy: SelectStrategy::Default
+        }
+    );
+}
+
+#[test]
+fn published_preprocessor_configs_give_the_tower_image_size() {
+    for (name, side) in [
+        ("openai--clip-vit-large-patch14-336", 336),
+        ("google--siglip-so400m-patch14-384", 384),
+        ("llava-hf--llava-1.5-7b-hf", 336),
+    ] {
+        let dir = vlm_testkit::published_configs(name);
+        let preprocessing = vlm_vision::read_preprocessing(&dir).expect(name);
+        assert_eq!(
+            preprocessing.fixed_output_size(),
+            Some((side, side)),
+            "{name}"
+        );
+    }
+}

@@ -197,6 +197,50 @@ fn impossible_sizes_are_rejected_before_reading_weights() {
 }
 
 #[test]
+fn fields_the_tower_cannot_honour_name_the_file_and_the_field() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let weights = fixture("clip_vision").join("model.safetensors");
+    fs::copy(weights, dir.path().join("model.safetensors")).expect("copy weights");
+    copy_preprocessing("clip_vision", dir.path());
+    for (json, field) in [
+        (r#"{"attention_dropout": 0.1}"#, "attention_dropout"),
+        (r#"{"layer_norm_eps": 0}"#, "layer_norm_eps"),
+        (
+            r#"{"vision_config": {"layer_norm_eps": -1e-5}}"#,
+            "layer_norm_eps",
+        ),
+    ] {
+        write_config(dir.path(), json);
+        match load_clip(dir.path()) {
+            Err(err @ VisionError::UnsupportedField { .. }) => {
+                let message = err.to_string();
+                assert!(
+                    message.contains("config.json") && message.contains(field),
+                    "{message}"
+                );
+            }
+            other => panic!("{json}: expected UnsupportedField, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_file_without_a_tower_lists_its_key_prefixes() {
+    let dir = broken_copy(
+        "clip_vision",
+        "vision_model.embeddings.patch_embedding.weight",
+        Edit::Drop,
+    );
+    match load_clip(dir.path()) {
+        Err(VisionError::Hf(err @ HfError::LayoutNotFound { .. })) => {
+            let message = err.to_string();
+            assert!(message.contains("vision_model.encoder"), "{message}");
+        }
+        other => panic!("expected LayoutNotFound, got {other:?}"),
+    }
+}
+
+#[test]
 fn folder_without_weights() {
     let dir = tempfile::tempdir().expect("temp dir");
     write_config(dir.path(), r#"{"model_type": "siglip_vision_model"}"#);

@@ -49,6 +49,13 @@ fn siglip_model_vision_tower_matches_transformers() {
 }
 
 #[test]
+fn siglip_as_transformers_5_saves_it_matches_transformers() {
+    // transformers 5 saves the vision model without the `vision_model.` key prefix.
+    matches_every_output("v5/siglip_vision");
+    matches_every_output("v5/siglip_full");
+}
+
+#[test]
 fn no_token_is_dropped_whatever_the_strategy() {
     let reference = reference("siglip_full");
     let pixels = tensor::<4>(&reference, "pixel_values");

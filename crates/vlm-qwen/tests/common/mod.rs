@@ -7,8 +7,21 @@ use vlm_hf::WeightStore;
 use vlm_qwen::QwenModel;
 use vlm_testkit::{device, fixture, max_abs_diff, TestBackend};
 
-/// The text fixtures whose `reference.safetensors` holds f32 logits of their own weights.
-pub const F32_FIXTURES: [&str; 4] = ["qwen2_tied", "qwen2_untied", "qwen3", "qwen_v1"];
+/// The text fixtures whose `reference.safetensors` holds f32 logits of their own weights: as
+/// transformers 4.57 and (`v5/`) 5.25 save them, RoPE plain, linear and YaRN.
+pub const F32_FIXTURES: [&str; 11] = [
+    "qwen2_tied",
+    "qwen2_untied",
+    "qwen3",
+    "qwen_v1",
+    "qwen2_rope_linear",
+    "qwen2_rope_yarn",
+    "v5/qwen2_tied",
+    "v5/qwen2_untied",
+    "v5/qwen3",
+    "v5/qwen2_rope_linear",
+    "v5/qwen2_rope_yarn",
+];
 
 /// Inputs and expected outputs of one model fixture.
 pub struct Reference {

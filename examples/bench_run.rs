@@ -8,7 +8,12 @@
 //!
 //! Each figure runs once untimed, then `--iters` timed times; the JSON holds every timed
 //! value in seconds (per training step, per vision forward of `vision_batch` images, per
-//! prefill, per decode step, per preprocessed image).
+//! prefill, per decode step, per preprocessed image). `throughput` turns such timings (ours or
+//! PyTorch's) into medians and tokens/s or images/s.
+//!
+//! `--llm-config` / `--vision-config` take the model sizes from published Hugging Face
+//! configs instead (`data/configs/`: Qwen2.5-0.5B-Instruct, SigLIP so400m), for real-size
+//! figures on a GPU (`tools/gpu/check.sh`).
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -18,13 +23,15 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::tensor::backend::Backend;
 use clap::{Parser, Subcommand};
-use common::config::{BenchConfig, CONFIG_FILE};
+use common::config::{BenchConfig, LlmDims, VisionDims, CONFIG_FILE};
 use common::figures::{
     decode_prompt, pixels, prefill_ids, BenchResult, InferenceModels, Preprocess, TrainBench,
 };
 use common::models::{write_models, ModelDirs};
-use vlm::backend::Inference;
+use serde::{Deserialize, Serialize};
+use vlm::backend::{device, Inference};
 
 #[derive(Parser)]
 #[command(about = "Time the benchmark figures of benches/bench_config.json, as JSON")]
@@ -32,6 +39,16 @@ struct Args {
     /// The benchmark config.
     #[arg(long, default_value = CONFIG_FILE)]
     config: PathBuf,
+    /// A Qwen2 `config.json` (e.g. data/configs/Qwen--Qwen2.5-0.5B-Instruct/config.json) whose
+    /// sizes replace the config's `llm`.
+    #[arg(long, value_name = "FILE")]
+    llm_config: Option<PathBuf>,
+    /// A SigLIP `config.json` (its `vision_config`, e.g.
+    /// data/configs/google--siglip-so400m-patch14-384/config.json) or SigLIP vision config
+    /// whose sizes replace the config's `vision`; a training sample then holds its patch count
+    /// of image tokens.
+    #[arg(long, value_name = "FILE")]
+    vision_config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,11 +74,24 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         iters: usize,
     },
+    /// Prints the config in use (after --llm-config / --vision-config) as a bench config file.
+    ShowConfig,
+    /// Prints the backend and device this build runs on: `{"backend": ..., "device": ...}`.
+    Backend,
+    /// Reads `run`'s `{"figure": [seconds, ...]}` (or PyTorch's, from `compare.py`) and prints
+    /// per figure `{"seconds": [...], "median_s": m, "rate": r, "unit": u}`: tokens/s of the
+    /// training step (every token of the batch), prefill and decoding (one token per row and
+    /// step), images/s of the vision forward and preprocessing.
+    Throughput {
+        /// The timings file.
+        #[arg(long, value_name = "FILE")]
+        timings: PathBuf,
+    },
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
-    let config = BenchConfig::read(&args.config)?;
+    let config = effective_config(&args)?;
     match args.command {
         Command::WriteModels { out } => {
             let dirs = write_models(&config, &out)?;
@@ -76,8 +106,134 @@ fn main() -> Result<(), Box<dyn Error>> {
             let results = run(&config, &ModelDirs::under(&models), &wanted, iters)?;
             println!("{}", serde_json::to_string(&results)?);
         }
+        Command::ShowConfig => println!("{}", serde_json::to_string_pretty(&config)?),
+        Command::Backend => {
+            let dev = device();
+            let backend = serde_json::json!({
+                "backend": Inference::name(&dev),
+                "device": format!("{dev:?}"),
+            });
+            println!("{backend}");
+        }
+        Command::Throughput { timings } => {
+            let text = std::fs::read_to_string(&timings)
+                .map_err(|e| format!("{}: {e}", timings.display()))?;
+            let timings: BTreeMap<String, Vec<f64>> =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", timings.display()))?;
+            println!("{}", serde_json::to_string(&throughput(&config, timings)?)?);
+        }
     }
     Ok(())
+}
+
+/// `--config` with the sizes of `--llm-config` and `--vision-config` put in.
+fn effective_config(args: &Args) -> Result<BenchConfig, Box<dyn Error>> {
+    let mut config = BenchConfig::read(&args.config)?;
+    if let Some(path) = &args.llm_config {
+        let hf = read_json(path)?;
+        expect_model_type(path, &hf, "qwen2")?;
+        config.llm = LlmDims::deserialize(&hf).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.vision_config {
+        let hf = read_json(path)?;
+        let hf = hf.get("vision_config").unwrap_or(&hf);
+        expect_model_type(path, hf, "siglip_vision_model")?;
+        let vision = VisionDims::deserialize(hf).map_err(|e| format!("{}: {e}", path.display()))?;
+        if vision.patch_size == 0 || vision.patch_size > vision.image_size {
+            let sizes = (vision.image_size, vision.patch_size);
+            let reason = format!("image and patch size {sizes:?} make no patch");
+            return Err(format!("{}: {reason}", path.display()).into());
+        }
+        // The patch convolution drops a remainder, as in transformers (so400m: 384 / 14 -> 27).
+        config.train.image_tokens = (vision.image_size / vision.patch_size).pow(2);
+        config.vision = vision;
+    }
+    Ok(config)
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value, Box<dyn Error>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+}
+
+/// The bench writes Qwen2 and SigLIP folders: a config of another architecture is refused
+/// rather than silently benchmarked as one of those.
+fn expect_model_type(
+    path: &Path,
+    config: &serde_json::Value,
+    expected: &str,
+) -> Result<(), Box<dyn Error>> {
+    match config.get("model_type").and_then(|t| t.as_str()) {
+        Some(found) if found == expected => Ok(()),
+        found => Err(format!(
+            "{}: model_type is {found:?}, the bench builds {expected:?}",
+            path.display()
+        )
+        .into()),
+    }
+}
+
+/// One figure's timings summarised.
+#[derive(Serialize)]
+struct Rate {
+    seconds: Vec<f64>,
+    median_s: f64,
+    rate: f64,
+    unit: &'static str,
+}
+
+/// Medians and rates of every figure in `timings`.
+fn throughput(
+    config: &BenchConfig,
+    timings: BTreeMap<String, Vec<f64>>,
+) -> BenchResult<BTreeMap<String, Rate>> {
+    timings
+        .into_iter()
+        .map(|(figure, seconds)| {
+            let (work, unit) = work_per_value(config, &figure)?;
+            let median_s = median(&seconds).ok_or_else(|| format!("{figure}: no timings"))?;
+            let rate = Rate {
+                seconds,
+                median_s,
+                rate: work / median_s,
+                unit,
+            };
+            Ok((figure, rate))
+        })
+        .collect()
+}
+
+/// What one timed value of `figure` processes, and in which unit its rate is.
+fn work_per_value(config: &BenchConfig, figure: &str) -> BenchResult<(f64, &'static str)> {
+    let figures = &config.figures;
+    Ok(match figure {
+        "train_step" => (
+            (config.train.batch_size * config.sequence_len()) as f64,
+            "tokens/s",
+        ),
+        "vision_forward" => (figures.vision_batch as f64, "images/s"),
+        "prefill" => (figures.prefill_tokens as f64, "tokens/s"),
+        "preprocess" => (1.0, "images/s"),
+        name => {
+            let batch: usize = name
+                .strip_prefix("decode_b")
+                .and_then(|b| b.parse().ok())
+                .ok_or_else(|| format!("unknown figure {name:?}"))?;
+            (batch as f64, "tokens/s")
+        }
+    })
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[mid]),
+        _ => Some((sorted[mid - 1] + sorted[mid]) / 2.0),
+    }
 }
 
 /// Every figure name, in the order they run.
@@ -113,8 +269,13 @@ fn run(
         results.insert("train_step".into(), bench.steps(iters)?);
         std::fs::remove_dir_all(&scratch)?;
     }
+    let inference: Vec<&String> = wanted.iter().filter(|f| *f != "train_step").collect();
+    if inference.is_empty() {
+        // A training-only run loads nothing more (its peak memory is the step's).
+        return Ok(results);
+    }
     let models = InferenceModels::load(dirs)?;
-    for figure in wanted.iter().filter(|f| *f != "train_step") {
+    for figure in inference {
         let values = match figure.as_str() {
             "vision_forward" => {
                 let images = pixels::<Inference>(config, config.figures.vision_batch);

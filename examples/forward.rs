@@ -17,17 +17,20 @@
 //! ```
 //!
 //! On the Python side, save the same tensors (`safetensors.torch.save_file({"logits":
-//! out.logits, ...}, path)`) and compare. Runs on the backend the Cargo features pick
-//! (`--features cuda` for an NVIDIA GPU).
+//! out.logits, ...}, path)`) and compare, or give that file as `--reference FILE`: the program
+//! then prints the largest difference of every output found there as one JSON line (what
+//! `tools/gpu/check.sh` runs on the committed fixtures). Runs on the backend the Cargo
+//! features pick (`--features cuda` for an NVIDIA GPU).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
-use serde::Deserialize;
-use vlm::backend::{device, Inference};
+use serde::{Deserialize, Serialize};
+use vlm::backend::{check_device, device, Inference};
 use vlm::burn::tensor::{Device, Int, Tensor, TensorData};
 use vlm::data::image::{ImageError, ImageProcessor};
 use vlm::hf::{read_config, resolve_model_path, HfError, PreprocessorConfig, WeightStore};
@@ -58,6 +61,9 @@ type B = Inference;
 ///
 /// With `labels` in the ids file, `loss` [1] too: transformers' shifted mean cross-entropy,
 /// -100 ignored. `--pixels FILE` replaces `--image` by already preprocessed pixels.
+///
+/// With `--reference FILE` it also prints one JSON line, {"max_abs_diff": {OUTPUT: d, ...},
+/// "worst": d, "tolerance": t, "pass": bool}, and exits with status 2 when "pass" is false.
 #[derive(Debug, Parser)]
 #[command(name = "forward", verbatim_doc_comment)]
 pub struct Args {
@@ -141,6 +147,32 @@ pub struct Args {
     /// The safetensors file to write.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+
+    /// Reference outputs to compare with (a safetensors file, e.g. a fixture's
+    /// reference.safetensors): every output that has a tensor of the same name there is
+    /// compared, only where the file's attention_mask is 1 for outputs whose leading dims are
+    /// the mask's [batch, seq] (transformers' values at padding are arbitrary).
+    #[arg(long, value_name = "FILE")]
+    pub reference: Option<PathBuf>,
+
+    /// OUTPUT=KEY: compare the output OUTPUT with the reference's tensor KEY instead of the
+    /// one named OUTPUT (a tower's image_features=hidden_states.2, for instance).
+    #[arg(long, value_name = "OUTPUT=KEY", requires = "reference", value_parser = parse_rename)]
+    pub reference_name: Vec<(String, String)>,
+
+    /// The largest |difference| to --reference that passes.
+    #[arg(long, value_name = "T", default_value_t = 1e-4)]
+    pub tolerance: f32,
+}
+
+/// Parses `OUTPUT=KEY` of `--reference-name`.
+fn parse_rename(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((output, key)) if !output.is_empty() && !key.is_empty() => {
+            Ok((output.to_string(), key.to_string()))
+        }
+        _ => Err(format!("{text:?} is not OUTPUT=KEY")),
+    }
 }
 
 /// LLaVA's vision feature selection strategies.
@@ -193,13 +225,30 @@ pub enum ForwardError {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // A missing GPU or driver is an error here rather than a panic on the backend's first use.
+    if let Err(err) = check_device(&device()) {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
     match run(&args) {
-        Ok(written) => {
-            for (name, shape) in written {
+        Ok(ran) => {
+            for (name, shape) in ran.written {
                 println!("{name:16} {shape:?}");
             }
             println!("wrote {}", args.out.display());
-            ExitCode::SUCCESS
+            match ran.comparison {
+                None => ExitCode::SUCCESS,
+                Some(comparison) => match serde_json::to_string(&comparison) {
+                    Ok(line) => {
+                        println!("{line}");
+                        ExitCode::from(if comparison.pass { 0 } else { 2 })
+                    }
+                    Err(err) => {
+                        eprintln!("error: cannot print the comparison: {err}");
+                        ExitCode::FAILURE
+                    }
+                },
+            }
         }
         Err(err) => {
             eprintln!("error: {err}");
@@ -208,8 +257,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs what `args` ask for, writes the outputs to `--out` and returns their names and shapes.
-pub fn run(args: &Args) -> Result<Vec<(String, Vec<usize>)>, ForwardError> {
+/// What a run did.
+pub struct Ran {
+    /// The names and shapes of the outputs written to `--out`.
+    pub written: Vec<(String, Vec<usize>)>,
+    /// Their differences to `--reference`, when given.
+    pub comparison: Option<Comparison>,
+}
+
+/// Runs what `args` ask for, writes the outputs to `--out` and compares them with
+/// `--reference`.
+pub fn run(args: &Args) -> Result<Ran, ForwardError> {
     let dev = device();
     let outputs = match Mode::of(args)? {
         Mode::Llm(dir) => run_llm(dir, args, &dev)?,
@@ -217,7 +275,27 @@ pub fn run(args: &Args) -> Result<Vec<(String, Vec<usize>)>, ForwardError> {
         Mode::Vlm(source) => run_vlm(&source, args, &dev)?,
     };
     outputs.write(&args.out)?;
-    Ok(outputs.summary())
+    let comparison = match &args.reference {
+        Some(path) => Some(outputs.compare(path, args, &dev)?),
+        None => None,
+    };
+    Ok(Ran {
+        written: outputs.summary(),
+        comparison,
+    })
+}
+
+/// The outputs' largest absolute differences to a reference file.
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    /// Per compared output (NaN, printed as null, when either side is not finite).
+    pub max_abs_diff: BTreeMap<String, f32>,
+    /// The largest of them.
+    pub worst: f32,
+    /// `--tolerance`.
+    pub tolerance: f32,
+    /// Whether `worst` is within the tolerance.
+    pub pass: bool,
 }
 
 /// What a run computes.
@@ -547,6 +625,62 @@ impl Outputs {
         Ok(())
     }
 
+    /// Compares every output that `reference` holds (under its own name or the one
+    /// `--reference-name` gives) with it, at unpadded positions.
+    fn compare(
+        &self,
+        reference: &Path,
+        args: &Args,
+        dev: &Device<B>,
+    ) -> Result<Comparison, ForwardError> {
+        let store = WeightStore::open_file(reference)?;
+        if let Some((output, _)) = args
+            .reference_name
+            .iter()
+            .find(|(output, _)| self.0.iter().all(|(name, _)| name != output))
+        {
+            return Err(usage(&format!(
+                "--reference-name names {output:?}, not an output"
+            )));
+        }
+        let mask = match store.contains("attention_mask") {
+            true => Some(store.int::<B, 2>("attention_mask", dev)?.into_data()),
+            false => None,
+        };
+        let mut max_abs_diff = BTreeMap::new();
+        for (name, actual) in &self.0 {
+            let key = args
+                .reference_name
+                .iter()
+                .find(|(output, _)| output == name)
+                .map_or(name.as_str(), |(_, key)| key.as_str());
+            if !store.contains(key) {
+                continue;
+            }
+            let expected = reference_values(&store, key, reference, dev)?;
+            if expected.shape != actual.shape {
+                let reason = format!(
+                    "{key} is {:?} but the output {name} {:?}",
+                    expected.shape, actual.shape
+                );
+                return Err(input(reference, reason));
+            }
+            max_abs_diff.insert(name.clone(), masked_max_diff(actual, &expected, &mask));
+        }
+        if max_abs_diff.is_empty() {
+            let names: Vec<&str> = self.0.iter().map(|(name, _)| name.as_str()).collect();
+            let reason = format!("holds none of the outputs {names:?} (see --reference-name)");
+            return Err(input(reference, reason));
+        }
+        let worst = max_abs_diff.values().copied().fold(0.0, nan_max);
+        Ok(Comparison {
+            max_abs_diff,
+            worst,
+            tolerance: args.tolerance,
+            pass: worst <= args.tolerance,
+        })
+    }
+
     fn summary(&self) -> Vec<(String, Vec<usize>)> {
         let shapes = self
             .0
@@ -569,5 +703,50 @@ impl Outputs {
             })
             .collect::<Result<Vec<_>, ForwardError>>()?;
         safetensors::serialize_to_file(views, None, path).map_err(|e| error(e.to_string()))
+    }
+}
+
+/// A reference float tensor of any rank up to 4, as f32.
+fn reference_values(
+    store: &WeightStore,
+    key: &str,
+    path: &Path,
+    dev: &Device<B>,
+) -> Result<TensorData, ForwardError> {
+    let data = match store.info(key)?.shape.len() {
+        1 => store.float_any::<B, 1>(key, dev)?.into_data(),
+        2 => store.float_any::<B, 2>(key, dev)?.into_data(),
+        3 => store.float_any::<B, 3>(key, dev)?.into_data(),
+        4 => store.float_any::<B, 4>(key, dev)?.into_data(),
+        rank => return Err(input(path, format!("{key} has rank {rank}, not 1 to 4"))),
+    };
+    Ok(data.convert::<f32>())
+}
+
+/// The largest |actual - expected| over the elements whose `[batch, seq]` position the
+/// attention mask keeps (every element when there is no mask or the leading dims differ from
+/// it); NaN when any compared value is not finite.
+fn masked_max_diff(actual: &TensorData, expected: &TensorData, mask: &Option<TensorData>) -> f32 {
+    let shape = &actual.shape;
+    let keep: Option<Vec<bool>> = mask
+        .as_ref()
+        .filter(|mask| shape.len() >= 2 && shape[..2] == mask.shape[..])
+        .map(|mask| mask.iter::<i64>().map(|m| m != 0).collect());
+    let per_position: usize = shape.iter().skip(2).product();
+    actual
+        .iter::<f32>()
+        .zip(expected.iter::<f32>())
+        .enumerate()
+        .filter(|(i, _)| keep.as_ref().is_none_or(|keep| keep[i / per_position]))
+        .map(|(_, (a, e))| (a - e).abs())
+        .fold(0.0, nan_max)
+}
+
+/// `max` that keeps NaN (f32::max drops it), so a non-finite output never passes.
+fn nan_max(max: f32, value: f32) -> f32 {
+    if max.is_nan() || value.is_nan() {
+        f32::NAN
+    } else {
+        max.max(value)
     }
 }

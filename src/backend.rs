@@ -9,7 +9,7 @@
 //!
 //! When several are enabled (the default `flex` plus another, or `--all-features` for
 //! type-checking), the first in this table wins. This module is the only place in the project
-//! that looks at backend features.
+//! that looks at backend features (the tests pick theirs with `vlm-testkit`'s `wgpu` feature).
 
 use burn::backend::Autodiff;
 
@@ -82,4 +82,58 @@ const DEVICE_NAMES: &str = "cpu";
 #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
 fn named(kind: &str, index: usize) -> Option<burn::tensor::Device<Inference>> {
     (kind == "cpu" && index == 0).then(Default::default)
+}
+
+/// Checks that `dev` can run kernels before anything is loaded onto it, so that a program reports
+/// a missing GPU, driver or toolkit as an error instead of a panic inside the backend on first
+/// use. Always `Ok` on the CPU backends; `wgpu` is not checked (it finds its adapter on first use).
+/// With `cuda` (all loaded at run time, none linked): the driver library `libcuda.so`, the device
+/// index, NVRTC (`libnvrtc.so`, which compiles the kernels) and the CUDA toolkit folder whose
+/// headers NVRTC includes (`CUDA_PATH`, else `/usr/local/cuda`, `/opt/cuda`, or `/usr` with
+/// `/usr/bin/nvcc`).
+pub fn check_device(dev: &burn::tensor::Device<Inference>) -> Result<(), String> {
+    check(dev)
+}
+
+#[cfg(feature = "cuda")]
+fn check(dev: &burn::backend::cuda::CudaDevice) -> Result<(), String> {
+    const CPU: &str = "this build (--features cuda) runs only on NVIDIA GPUs; the default \
+                       build runs on the CPU";
+    // SAFETY: only opens the library (dlopen) to see that it exists; calls nothing in it.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(format!(
+            "no CUDA driver: libcuda.so cannot be loaded (no NVIDIA driver installed, or its \
+             library is not on LD_LIBRARY_PATH); {CPU}"
+        ));
+    }
+    let count = cudarc::driver::CudaContext::device_count()
+        .map_err(|err| format!("the CUDA driver finds no usable GPU ({err}); {CPU}"))?;
+    if dev.index >= count as usize {
+        return Err(format!(
+            "cuda:{} does not exist: the CUDA driver sees {count} GPU(s)",
+            dev.index
+        ));
+    }
+    // SAFETY: as above.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(
+            "NVRTC (libnvrtc.so, from the CUDA toolkit), which compiles the GPU \
+                    kernels at run time, cannot be loaded: install the CUDA toolkit or put \
+                    its lib folder on LD_LIBRARY_PATH"
+                .into(),
+        );
+    }
+    if cubecl_cuda::install::cuda_path().is_none() {
+        return Err(
+            "no CUDA toolkit found (its headers are needed to compile the GPU \
+                    kernels): set CUDA_PATH to its folder (default /usr/local/cuda)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn check(_: &burn::tensor::Device<Inference>) -> Result<(), String> {
+    Ok(())
 }

@@ -50,19 +50,30 @@ fn prompt_ids() -> String {
     ids.join(",")
 }
 
+/// The flags of a greedy answer of `max_new_tokens` about a small image, from fixed ids.
+fn greedy_flags(max_new_tokens: usize) -> Vec<String> {
+    let image = fixture("image_processor").join("small_rgb.jpg");
+    let image = image.display().to_string();
+    let max_new_tokens = max_new_tokens.to_string();
+    [
+        "--image",
+        &image,
+        "--prompt-ids",
+        &prompt_ids(),
+        "--max-new-tokens",
+        &max_new_tokens,
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 #[test]
 fn greedy_answers_stream_their_decoded_ids_and_repeat() {
     let image = fixture("image_processor").join("small_rgb.jpg");
     let image = image.display().to_string();
     let ids = prompt_ids();
-    let flags = [
-        "--image",
-        &image,
-        "--prompt-ids",
-        &ids,
-        "--max-new-tokens",
-        "12",
-    ];
+    let flags = greedy_flags(12);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let (replies, out) = chat(&flags, "").expect("chat");
     let tokenizer = Tokenizer::from_file(tokenizer()).expect("tokenizer");
     assert_eq!(replies.len(), 1);
@@ -96,17 +107,8 @@ fn greedy_answers_stream_their_decoded_ids_and_repeat() {
 
 #[test]
 fn the_tokenizer_flag_takes_a_tokenizer_json_or_its_folder() {
-    let image = fixture("image_processor").join("small_rgb.jpg");
-    let image = image.display().to_string();
-    let ids = prompt_ids();
-    let flags = [
-        "--image",
-        &image,
-        "--prompt-ids",
-        &ids,
-        "--max-new-tokens",
-        "4",
-    ];
+    let flags = greedy_flags(4);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let (from_file, _) = chat(&flags, "").expect("chat");
     let folder = tokenizer().parent().expect("folder").to_path_buf();
     let (from_folder, _) = chat_with(&folder, &flags, "").expect("chat, tokenizer folder");

@@ -9,7 +9,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use forward::{run, Args, ForwardError};
+use forward::{run, Args, Comparison, ForwardError};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
 use tempfile::TempDir;
 use vlm::burn::tensor::{Int, Tensor};
 use vlm::hf::{HfError, WeightStore};
@@ -232,24 +234,105 @@ fn a_vision_tower_on_images_and_on_pixels() {
     );
     assert_eq!(float::<3>(&written, "image_features").dims(), [2, 16, 32]);
 
-    let tower_outputs = reference("siglip_vision");
-    let (_dir, written) = forward(&[
-        &"--vision",
-        &fixture("siglip_vision"),
-        &"--pixels",
-        &tower_outputs,
-        &"--feature-layer",
-        &"-2",
-        &"--feature-strategy",
-        &"full",
-    ])
-    .expect("run");
-    let expected = WeightStore::open_file(&tower_outputs).expect("reference");
-    check(
-        "siglip image_features",
-        float::<3>(&written, "image_features"),
-        float(&expected, "hidden_states.2"),
-    );
+    // Saved by transformers 4 (`vision_model.*`) and 5 (no prefix): no flag either way.
+    for name in ["siglip_vision", "v5/siglip_vision"] {
+        let tower_outputs = reference(name);
+        let (_dir, written) = forward(&[
+            &"--vision",
+            &fixture(name),
+            &"--pixels",
+            &tower_outputs,
+            &"--feature-layer",
+            &"-2",
+            &"--feature-strategy",
+            &"full",
+        ])
+        .expect("run");
+        let expected = WeightStore::open_file(&tower_outputs).expect("reference");
+        check(
+            &format!("{name} image_features"),
+            float::<3>(&written, "image_features"),
+            float(&expected, "hidden_states.2"),
+        );
+    }
+}
+
+/// qwen2_tied's reference with `delta` added to the logits at flat index `index`, written
+/// into `dir`.
+fn perturbed_reference(dir: &Path, index: usize, delta: f32) -> PathBuf {
+    let bytes = std::fs::read(reference("qwen2_tied")).expect("reference");
+    let tensors = SafeTensors::deserialize(&bytes).expect("safetensors");
+    let logits = tensors.tensor("logits").expect("logits");
+    let mut changed = logits.data().to_vec();
+    let at = index * 4;
+    let value = f32::from_le_bytes(changed[at..at + 4].try_into().expect("4 bytes")) + delta;
+    changed[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    let views: Vec<(String, TensorView)> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| match name.as_str() {
+            "logits" => {
+                let shape = view.shape().to_vec();
+                let view = TensorView::new(Dtype::F32, shape, &changed).expect("view");
+                (name, view)
+            }
+            _ => (name, view),
+        })
+        .collect();
+    let path = dir.join(format!("perturbed-{index}.safetensors"));
+    safetensors::serialize_to_file(views, None, &path).expect("write");
+    path
+}
+
+/// `forward --llm qwen2_tied --reference REFERENCE` and its comparison.
+fn compare_with(reference: &Path, extra: &[&str]) -> Result<Comparison, ForwardError> {
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let mut argv: Vec<OsString> = vec!["forward".into(), "--out".into()];
+    argv.push(out_dir.path().join("out.safetensors").into());
+    argv.extend(["--llm".into(), fixture("qwen2_tied").into()]);
+    argv.extend(["--ids".into(), self::reference("qwen2_tied").into()]);
+    argv.extend(["--reference".into(), reference.into()]);
+    argv.extend(extra.iter().map(OsString::from));
+    let args = Args::try_parse_from(argv).expect("valid flags");
+    Ok(run(&args)?.comparison.expect("a comparison"))
+}
+
+#[test]
+fn a_reference_file_is_compared_where_the_attention_mask_is_one() {
+    let exact = compare_with(&reference("qwen2_tied"), &[]).expect("run");
+    let compared: Vec<&String> = exact.max_abs_diff.keys().collect();
+    assert_eq!(compared, ["logits"]);
+    assert!(exact.pass && exact.worst <= TOL, "{exact:?}");
+    assert_eq!(exact.tolerance, TOL);
+
+    // logits [2, 12, 512]; sample 1 is left-padded by 4: (1, 0, 0) is padding, (0, 5, 7) not.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let padded = perturbed_reference(dir.path(), 12 * 512, 100.0);
+    let at_padding = compare_with(&padded, &[]).expect("run");
+    assert!(at_padding.pass, "{at_padding:?}");
+    assert_eq!(at_padding.worst, exact.worst);
+    let unpadded = perturbed_reference(dir.path(), 5 * 512 + 7, 0.01);
+    let off = compare_with(&unpadded, &[]).expect("run");
+    assert!(!off.pass && off.worst > 0.0099, "{off:?}");
+    let tolerant = compare_with(&unpadded, &["--tolerance", "0.02"]).expect("run");
+    assert!(tolerant.pass, "{tolerant:?}");
+
+    let err = compare_with(
+        &reference("qwen2_tied"),
+        &["--reference-name", "nope=logits"],
+    )
+    .expect_err("not an output");
+    assert!(matches!(err, ForwardError::Usage(_)), "{err}");
+    let err = compare_with(&reference("projector"), &[]).expect_err("nothing to compare");
+    assert!(matches!(err, ForwardError::Input { .. }), "{err}");
+    assert!(err.to_string().contains("none of the outputs"), "{err}");
+    // The renamed key must match the output's shape.
+    let err = compare_with(
+        &reference("qwen2_tied"),
+        &["--reference-name", "logits=input_ids"],
+    )
+    .expect_err("shapes differ");
+    assert!(err.to_string().contains("input_ids"), "{err}");
 }
 
 fn forward_err(flags: &[&dyn AsRef<std::ffi::OsStr>]) -> ForwardError {

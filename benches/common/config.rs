@@ -4,13 +4,13 @@
 use std::error::Error;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The file every benchmark reads, relative to the repository root.
 pub const CONFIG_FILE: &str = "benches/bench_config.json";
 
 /// The whole benchmark setup.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct BenchConfig {
     /// The SigLIP-like vision tower.
     pub vision: VisionDims,
@@ -23,7 +23,7 @@ pub struct BenchConfig {
 }
 
 /// Sizes of the vision tower (a `siglip_vision_model`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct VisionDims {
     /// Image side in pixels.
     pub image_size: usize,
@@ -40,7 +40,7 @@ pub struct VisionDims {
 }
 
 /// Sizes of the language model (a `qwen2` model).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LlmDims {
     /// Vocabulary; its last id is the image placeholder.
     pub vocab_size: usize,
@@ -61,7 +61,7 @@ pub struct LlmDims {
 }
 
 /// The training step: batch, sequence layout, LoRA and AdamW settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct TrainSetup {
     /// Samples per step.
     pub batch_size: usize,
@@ -86,7 +86,7 @@ pub struct TrainSetup {
 }
 
 /// Sizes of the inference figures.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct FigureSizes {
     /// Images per vision forward.
     pub vision_batch: usize,

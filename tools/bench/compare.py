@@ -11,6 +11,9 @@ tokens/s speed-up (PyTorch's time / ours).
 
 Needs the release build of the `bench_run` example
 (`cargo build --release --example bench_run`). See tools/bench/README.md.
+
+`--torch-worker` runs the PyTorch side alone and prints its timings as one JSON line (what
+compare() runs; tools/gpu/check.sh runs it with `--device cuda` on a GPU).
 """
 
 import argparse
@@ -49,15 +52,17 @@ def load_average():
 
 
 def compare(args):
-    config = json.loads(CONFIG.read_text())
+    config = json.loads(Path(args.config).read_text())
     models = Path(args.models).resolve()
     env = thread_env(args.threads)
+    ours = [str(args.ours), "--config", str(args.config)]
     if not (models / "llm" / "model.safetensors").is_file():
-        subprocess.run([str(args.ours), "write-models", "--out", str(models)], check=True)
+        subprocess.run(ours + ["write-models", "--out", str(models)], check=True)
     figures = ["--figures", args.figures] if args.figures else []
-    ours_cmd = [str(args.ours), "run", "--models", str(models), "--iters", str(args.iters)] + figures
+    ours_cmd = ours + ["run", "--models", str(models), "--iters", str(args.iters)] + figures
     theirs_cmd = [sys.executable, __file__, "--torch-worker", "--models", str(models),
-                  "--iters", str(args.iters), "--threads", str(args.threads)] + figures
+                  "--iters", str(args.iters), "--threads", str(args.threads),
+                  "--config", str(args.config)] + figures
     runs = []
     for run in range(args.runs):
         order = [("ours", ours_cmd), ("torch", theirs_cmd)]
@@ -121,12 +126,16 @@ def prompt_ids(config, batch, length):
     return [[(row * 131 + p * 17) % (vocab - 1) for p in range(length)] for row in range(batch)]
 
 
-def timed(iters, work):
+def timed(iters, work, sync):
+    """Runs `work` once untimed, then `iters` timed times, each up to `sync()` (the device's
+    queue drained)."""
     work()
+    sync()
     values = []
     for _ in range(iters):
         start = time.perf_counter()
         work()
+        sync()
         values.append(time.perf_counter() - start)
     return values
 
@@ -134,20 +143,21 @@ def timed(iters, work):
 class TrainStep:
     """LoRA on the LLM + MLP projector, frozen tower, AdamW, clipping: the seed's recipe."""
 
-    def __init__(self, torch, config, models):
+    def __init__(self, torch, config, models, device):
         from peft import LoraConfig, get_peft_model
         from transformers import Qwen2ForCausalLM, SiglipVisionModel
 
         self.torch, train = torch, config["train"]
-        self.vision = SiglipVisionModel.from_pretrained(models / "vision").eval()
+        self.vision = SiglipVisionModel.from_pretrained(models / "vision").eval().to(device)
         self.vision.requires_grad_(False)
-        llm = Qwen2ForCausalLM.from_pretrained(models / "llm")
+        llm = Qwen2ForCausalLM.from_pretrained(models / "llm").to(device)
         lora = LoraConfig(r=train["lora_rank"], lora_alpha=train["lora_alpha"], lora_dropout=0.0,
                           target_modules=train["lora_targets"])
         self.llm = get_peft_model(llm, lora)
         width, hidden = config["vision"]["hidden_size"], config["llm"]["hidden_size"]
         nn = torch.nn
-        self.projector = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.projector = nn.Sequential(nn.Linear(width, hidden), nn.GELU(),
+                                       nn.Linear(hidden, hidden)).to(device)
         adapters = [p for p in self.llm.parameters() if p.requires_grad]
         self.trainable = adapters + list(self.projector.parameters())
         self.optimizer = torch.optim.AdamW(
@@ -156,12 +166,12 @@ class TrainStep:
             weight_decay=train["weight_decay"])
         self.max_grad_norm = train["max_grad_norm"]
         batch, side = train["batch_size"], config["vision"]["image_size"]
-        self.ids = torch.tensor([sample_ids(config, s) for s in range(batch)])
+        self.ids = torch.tensor([sample_ids(config, s) for s in range(batch)], device=device)
         self.image = self.ids == config["llm"]["vocab_size"] - 1
         supervised_from = self.ids.shape[1] - max(train["text_tokens"] - 8, 0)
         self.labels = self.ids.clone()
         self.labels[:, :supervised_from] = -100
-        self.pixels = torch.randn(batch, 3, side, side)
+        self.pixels = torch.randn(batch, 3, side, side, device=device)
 
     def step(self):
         torch = self.torch
@@ -177,7 +187,7 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def torch_decode(torch, llm, prompt, steps):
+def torch_decode(torch, llm, prompt, steps, device):
     """Seconds of `steps` greedy decode steps after the first generated token, via generate()."""
     from transformers.generation.streamers import BaseStreamer
 
@@ -191,7 +201,7 @@ def torch_decode(torch, llm, prompt, steps):
         def end(self):
             pass
 
-    ids = torch.tensor(prompt)
+    ids = torch.tensor(prompt, device=device)
     stamps = Stamps()
     with torch.inference_mode():
         llm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=steps + 1,
@@ -209,7 +219,9 @@ def torch_worker(args):
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = json.loads(CONFIG.read_text())
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    config = json.loads(Path(args.config).read_text())
     figures_cfg = config["figures"]
     models = Path(args.models)
     wanted = args.figures.split(",") if args.figures else (
@@ -217,27 +229,31 @@ def torch_worker(args):
         + [f"decode_b{b}" for b in figures_cfg["decode_batches"]] + ["preprocess"])
     results = {}
     if "train_step" in wanted:
-        results["train_step"] = timed(args.iters, TrainStep(torch, config, models).step)
-    vision = SiglipVisionModel.from_pretrained(models / "vision").eval()
-    llm = Qwen2ForCausalLM.from_pretrained(models / "llm").eval()
+        results["train_step"] = timed(args.iters, TrainStep(torch, config, models, device).step,
+                                      sync)
+    if all(name == "train_step" for name in wanted):
+        print(json.dumps(results))
+        return
+    vision = SiglipVisionModel.from_pretrained(models / "vision").eval().to(device)
+    llm = Qwen2ForCausalLM.from_pretrained(models / "llm").eval().to(device)
     llm.generation_config.eos_token_id = None
     side = config["vision"]["image_size"]
     for name in wanted:
         if name == "vision_forward":
-            pixels = torch.randn(figures_cfg["vision_batch"], 3, side, side)
+            pixels = torch.randn(figures_cfg["vision_batch"], 3, side, side, device=device)
             with torch.inference_mode():
-                results[name] = timed(args.iters, lambda: vision(pixels))
+                results[name] = timed(args.iters, lambda: vision(pixels), sync)
         elif name == "prefill":
-            ids = torch.tensor(prompt_ids(config, 1, figures_cfg["prefill_tokens"]))
+            ids = torch.tensor(prompt_ids(config, 1, figures_cfg["prefill_tokens"]), device=device)
             with torch.inference_mode():
                 results[name] = timed(
-                    args.iters, lambda: llm(ids, use_cache=True).logits[:, -1].argmax(-1))
+                    args.iters, lambda: llm(ids, use_cache=True).logits[:, -1].argmax(-1), sync)
         elif name.startswith("decode_b"):
             prompt = prompt_ids(config, int(name.removeprefix("decode_b")),
                                 figures_cfg["decode_prompt_tokens"])
             steps = figures_cfg["decode_new_tokens"]
-            torch_decode(torch, llm, prompt, steps)
-            results[name] = [torch_decode(torch, llm, prompt, steps) / steps
+            torch_decode(torch, llm, prompt, steps, device)
+            results[name] = [torch_decode(torch, llm, prompt, steps, device) / steps
                              for _ in range(args.iters)]
         elif name == "preprocess":
             processor = SiglipImageProcessor.from_pretrained(models / "vision")
@@ -250,7 +266,7 @@ def torch_worker(args):
                         processor(images=Image.open(io.BytesIO(data)), return_tensors="pt")
 
             per_image = repeats * len(images)
-            results[name] = [s / per_image for s in timed(args.iters, work)]
+            results[name] = [s / per_image for s in timed(args.iters, work, sync)]
     print(json.dumps(results))
 
 
@@ -264,7 +280,12 @@ def main():
     parser.add_argument("--figures", help="comma-separated subset of the figures")
     parser.add_argument("--ours", type=Path, default=OURS, help="the bench_run binary")
     parser.add_argument("--out", help="also write every timing to this JSON file")
-    parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--config", default=str(CONFIG),
+                        help="the bench config (bench_run show-config prints one)")
+    parser.add_argument("--torch-worker", action="store_true",
+                        help="run only the PyTorch side, print its timings as JSON")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device of --torch-worker (cpu, cuda, cuda:N)")
     args = parser.parse_args()
     if args.torch_worker:
         torch_worker(args)

@@ -33,6 +33,7 @@ pub(crate) fn check_preprocessing(
         return Ok(());
     }
     Err(VisionError::InvalidConfig {
+        field: "size",
         reason: format!(
             "{} makes {height}x{width} images but the tower takes {image_size}x{image_size}",
             PreprocessorConfig::FILE_NAME

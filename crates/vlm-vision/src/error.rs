@@ -21,7 +21,8 @@ pub enum VisionError {
         expected: &'static [&'static str],
     },
     /// A `config.json` field asks for something this tower does not compute (dropout in
-    /// attention) or holds a value that cannot be right (a non-positive `layer_norm_eps`).
+    /// attention) or holds a value that cannot be right (a non-positive `layer_norm_eps`, a
+    /// zero size, a width the heads do not divide).
     #[error("unsupported vision configuration in {path}: field `{field}`: {reason}")]
     UnsupportedField {
         /// The config file.
@@ -32,9 +33,12 @@ pub enum VisionError {
         reason: String,
     },
     /// The config's sizes cannot make a tower (a zero size, a width the heads do not divide,
-    /// a patch larger than the image).
-    #[error("invalid vision tower configuration: {reason}")]
+    /// a patch larger than the image). Read from a file, the same problem is an
+    /// [`UnsupportedField`](Self::UnsupportedField) naming the file.
+    #[error("invalid vision tower configuration: field `{field}`: {reason}")]
     InvalidConfig {
+        /// The field at fault.
+        field: &'static str,
         /// What is wrong, with the offending values.
         reason: String,
     },
@@ -73,4 +77,19 @@ pub enum VisionError {
         /// The side of the square image the tower was trained on.
         image_size: usize,
     },
+}
+
+impl VisionError {
+    /// This error as found in the config file `path`: an [`InvalidConfig`](Self::InvalidConfig)
+    /// becomes an [`UnsupportedField`](Self::UnsupportedField) naming the file; others pass.
+    pub(crate) fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            Self::InvalidConfig { field, reason } => Self::UnsupportedField {
+                path: path.to_path_buf(),
+                field: field.to_string(),
+                reason,
+            },
+            other => other,
+        }
+    }
 }

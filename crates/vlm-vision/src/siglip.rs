@@ -67,8 +67,13 @@ impl Default for SiglipVisionConfig {
 impl SiglipVisionConfig {
     /// Reads a `config.json` with `model_type` `siglip_vision_model` (flat) or any config with
     /// a nested `vision_config` of that type (`siglip`, `llava`).
+    ///
+    /// Sizes no tower can have are a [`VisionError::UnsupportedField`] naming the file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, VisionError> {
-        read_vision_config(path.as_ref(), MODEL_TYPES)
+        let path = path.as_ref();
+        let config: Self = read_vision_config(path, MODEL_TYPES)?;
+        config.dims().map_err(|err| err.in_file(path))?;
+        Ok(config)
     }
 
     fn dims(&self) -> Result<VitDims, VisionError> {

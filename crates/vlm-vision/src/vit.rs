@@ -33,19 +33,25 @@ impl VitDims {
             ("patch_size", self.patch_size),
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, size)| *size == 0) {
-            return invalid(format!("{name} is 0"));
+            return invalid(name, "is 0".to_string());
         }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            return invalid(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ));
+            return invalid(
+                "num_attention_heads",
+                format!(
+                    "{} does not divide hidden_size {}",
+                    self.num_attention_heads, self.hidden_size
+                ),
+            );
         }
         if self.image_size < self.patch_size {
-            return invalid(format!(
-                "image_size {} is smaller than patch_size {}",
-                self.image_size, self.patch_size
-            ));
+            return invalid(
+                "image_size",
+                format!(
+                    "{} is smaller than patch_size {}",
+                    self.image_size, self.patch_size
+                ),
+            );
         }
         Ok(self)
     }
@@ -56,8 +62,8 @@ impl VitDims {
     }
 }
 
-fn invalid<T>(reason: String) -> Result<T, VisionError> {
-    Err(VisionError::InvalidConfig { reason })
+fn invalid<T>(field: &'static str, reason: String) -> Result<T, VisionError> {
+    Err(VisionError::InvalidConfig { field, reason })
 }
 
 /// The stack of transformer layers (`encoder.layers.*`), able to stop after any layer.

@@ -183,15 +183,25 @@ fn impossible_sizes_are_rejected_before_reading_weights() {
     let weights = fixture("clip_vision").join("model.safetensors");
     fs::copy(weights, dir.path().join("model.safetensors")).expect("copy weights");
     copy_preprocessing("clip_vision", dir.path());
-    for json in [
-        r#"{"hidden_size": 32, "num_attention_heads": 5}"#,
-        r#"{"patch_size": 0}"#,
-        r#"{"image_size": 8, "patch_size": 16}"#,
+    for (json, field) in [
+        (
+            r#"{"hidden_size": 32, "num_attention_heads": 5}"#,
+            "num_attention_heads",
+        ),
+        (r#"{"patch_size": 0}"#, "patch_size"),
+        (r#"{"image_size": 8, "patch_size": 16}"#, "image_size"),
     ] {
         write_config(dir.path(), json);
         match load_clip(dir.path()) {
-            Err(VisionError::InvalidConfig { .. }) => {}
-            other => panic!("{json}: expected InvalidConfig, got {other:?}"),
+            Err(err @ VisionError::UnsupportedField { .. }) => {
+                let message = err.to_string();
+                let named = format!("field `{field}`");
+                assert!(
+                    message.contains("config.json") && message.contains(&named),
+                    "{message}"
+                );
+            }
+            other => panic!("{json}: expected UnsupportedField, got {other:?}"),
         }
     }
 }
@@ -272,7 +282,7 @@ fn preprocessing_of_another_image_size_is_rejected() {
         r#"{"image_processor_type": "SiglipImageProcessor", "size": {"height": 64, "width": 64}}"#;
     fs::write(dir.path().join(PreprocessorConfig::FILE_NAME), json).expect("write");
     match load_siglip(dir.path()) {
-        Err(VisionError::InvalidConfig { reason }) => {
+        Err(VisionError::InvalidConfig { reason, .. }) => {
             assert!(
                 reason.contains("64x64") && reason.contains("32x32"),
                 "{reason}"

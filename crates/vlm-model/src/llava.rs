@@ -116,34 +116,30 @@ impl LlavaLayout {
     /// absent or found under several prefixes is an error listing what the files hold.
     pub fn detect(store: &WeightStore) -> Result<Self, ModelError> {
         let projector_root = store.find_prefix(PROJECTOR_ANCHOR, "LLaVA projector")?;
-        let projector = join(&projector_root, PROJECTOR_PREFIX);
+        let (decoder, lm_head) = language_model_keys(store)?;
         Ok(Self {
             vision: find_tower_prefix(store)?,
-            projector,
-            ..Self::language_model(store)?
-        })
-    }
-
-    /// The language model's part of the layout (the other fields empty): what loading only
-    /// the LLM of a LLaVA checkpoint needs.
-    fn language_model(store: &WeightStore) -> Result<Self, ModelError> {
-        let decoder = store.find_prefix(DECODER_ANCHOR, "language model")?;
-        // A tied head has no key: it then goes where the decoder's layout puts it.
-        let lm_head = match store.find_prefix(LM_HEAD_ANCHOR, "LM head") {
-            Ok(prefix) => join(&prefix, LM_HEAD_ANCHOR),
-            Err(HfError::LayoutNotFound { .. }) => match decoder.strip_suffix(".model") {
-                Some(root) => join(root, LM_HEAD_ANCHOR),
-                None => LM_HEAD_ANCHOR.to_string(),
-            },
-            Err(other) => return Err(other.into()),
-        };
-        Ok(Self {
-            vision: String::new(),
-            projector: String::new(),
+            projector: join(&projector_root, PROJECTOR_PREFIX),
             decoder,
             lm_head,
         })
     }
+}
+
+/// The language model's decoder prefix and LM head key, found from the keys: what loading
+/// only the LLM of a LLaVA checkpoint needs.
+fn language_model_keys(store: &WeightStore) -> Result<(String, String), ModelError> {
+    let decoder = store.find_prefix(DECODER_ANCHOR, "language model")?;
+    // A tied head has no key: it then goes where the decoder's layout puts it.
+    let lm_head = match store.find_prefix(LM_HEAD_ANCHOR, "LM head") {
+        Ok(prefix) => join(&prefix, LM_HEAD_ANCHOR),
+        Err(HfError::LayoutNotFound { .. }) => match decoder.strip_suffix(".model") {
+            Some(root) => join(root, LM_HEAD_ANCHOR),
+            None => LM_HEAD_ANCHOR.to_string(),
+        },
+        Err(other) => return Err(other.into()),
+    };
+    Ok((decoder, lm_head))
 }
 
 /// `prefix.name`, or `name` under the empty prefix.
@@ -173,7 +169,8 @@ pub fn load_llava_hf<B: Backend>(
     let store = WeightStore::open_dir(dir)?;
     let layout = LlavaLayout::detect(&store)?;
     let vision = VisionTower::load(dir, Some(&layout.vision), llava.selection, device)?;
-    let language_model = llava_language_model(&store, &config_path, &layout, device)?;
+    let keys = (layout.decoder.as_str(), layout.lm_head.as_str());
+    let language_model = llava_language_model(&store, &config_path, keys, device)?;
     let projector = MlpProjector::from_store_at(
         &store,
         &layout.projector,
@@ -203,19 +200,19 @@ pub fn load_language_model<B: Backend>(
         return Ok(QwenModel::load(dir, device)?);
     }
     let store = WeightStore::open_dir(dir)?;
-    let layout = LlavaLayout::language_model(&store)?;
-    llava_language_model(&store, &config_path, &layout, device)
+    let (decoder, lm_head) = language_model_keys(&store)?;
+    llava_language_model(&store, &config_path, (&decoder, &lm_head), device)
 }
 
-/// The Qwen model of a LLaVA checkpoint, its config read from `text_config`.
+/// The Qwen model of a LLaVA checkpoint, its config read from `text_config`, its weights
+/// under `(decoder prefix, LM head key)`.
 fn llava_language_model<B: Backend>(
     store: &WeightStore,
     config_path: &Path,
-    layout: &LlavaLayout,
+    (prefix, head): (&str, &str),
     device: &B::Device,
 ) -> Result<QwenModel<B>, ModelError> {
     let config = QwenConfig::from_file(config_path)?;
-    let (prefix, head) = (&layout.decoder, &layout.lm_head);
     let model = QwenModel::from_store_at(store, config, prefix, head, device)?;
     Ok(model)
 }

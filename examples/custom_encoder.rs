@@ -40,12 +40,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use clap::Parser;
 use vlm::backend::{device, Inference, Train};
-use vlm::data::image::ImageProcessor;
 use vlm::data::{
     ChatTemplate, CompactVocab, Conversation, Dataset, EncoderConfig, LoaderOptions, SampleEncoder,
     Tokenizer,
 };
 use vlm::hf::{ImageSize, PreprocessorConfig};
+use vlm::image::ImageProcessor;
 use vlm::model::{PixelShuffleProjector, VisionLanguageModel, VlmBatch};
 use vlm::qwen::{GenerationConfig, QwenModel};
 use vlm::train::{

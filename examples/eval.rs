@@ -27,12 +27,12 @@ use serde::Serialize;
 use vlm::backend::{device, Inference};
 use vlm::burn::tensor::{Device, Tensor, TensorData};
 use vlm::cli::{stop_token_ids, LoadError, LoadedModel, ModelArgs};
-use vlm::data::image::{ImageError, ImageProcessor};
 use vlm::data::source::{read_source, ReadOptions, SourceError, SourceKind, SourceSpec};
 use vlm::data::{
     ChatTemplate, Conversation, EncoderConfig, EncoderError, InvalidRecord, Role, SampleEncoder,
     TokenizerError, IMAGE_PLACEHOLDER,
 };
+use vlm::image::{ImageError, ImageProcessor};
 use vlm::model::{ModelError, VlmBatch};
 use vlm::qwen::GenerationConfig;
 use vlm::vision::VisionEncoder;

@@ -32,8 +32,8 @@ use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 use vlm::backend::{check_device, device, Inference};
 use vlm::burn::tensor::{Device, Int, Tensor, TensorData};
-use vlm::data::image::{ImageError, ImageProcessor};
 use vlm::hf::{read_config, resolve_model_path, HfError, PreprocessorConfig, WeightStore};
+use vlm::image::{ImageError, ImageProcessor};
 use vlm::model::{
     causal_lm_loss, load_checkpoint, load_language_model, load_llava_hf, AnyProjector,
     MlpProjector, ModelError, Projector, QwenVlm, VisionLanguageModel, VisionTower, VlmBatch,

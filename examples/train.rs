@@ -33,9 +33,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use vlm::backend::{device, device_named, Train};
-use vlm::data::image::ImageProcessor;
 use vlm::data::{ChatTemplate, Dataset, EncoderConfig, LoaderOptions, SampleEncoder, Tokenizer};
 use vlm::hf::resolve_model_path;
+use vlm::image::ImageProcessor;
 use vlm::lora::{LoraConfig, TargetModules};
 use vlm::model::{
     AnyProjector, ChatTemplateConfig, ProjectorConfig, ProjectorKind, QwenVlm, StagedCheckpoint,

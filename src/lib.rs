@@ -10,6 +10,7 @@ pub mod cli;
 pub use burn;
 pub use vlm_data as data;
 pub use vlm_hf as hf;
+pub use vlm_image as image;
 pub use vlm_lora as lora;
 pub use vlm_model as model;
 pub use vlm_qwen as qwen;

@@ -7,16 +7,18 @@ use std::process::Command;
 
 /// For each crate, the vlm crates it may depend on (normal dependencies).
 const ALLOWED: &[(&str, &[&str])] = &[
+    ("vlm-rng", &[]),
     ("vlm-hf", &[]),
-    ("vlm-data", &["vlm-hf"]),
+    ("vlm-image", &["vlm-hf"]),
+    ("vlm-data", &["vlm-hf", "vlm-image", "vlm-rng"]),
     ("vlm-vision", &["vlm-hf"]),
     ("vlm-lora", &["vlm-hf"]),
-    ("vlm-qwen", &["vlm-hf", "vlm-lora"]),
+    ("vlm-qwen", &["vlm-hf", "vlm-lora", "vlm-rng"]),
     (
         "vlm-model",
         &["vlm-hf", "vlm-data", "vlm-vision", "vlm-qwen", "vlm-lora"],
     ),
-    ("vlm-train", &["vlm-model", "vlm-data"]),
+    ("vlm-train", &["vlm-model", "vlm-data", "vlm-rng"]),
     ("vlm-testkit", &[]),
 ];
 

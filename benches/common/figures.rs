@@ -1,6 +1,6 @@
 //! One function per benchmark figure, each running what a user's program runs: the
 //! `vlm-train` [`Trainer`] for the training step, the vision tower's forward, a Qwen prefill
-//! into a KV cache, [`QwenModel::generate`] for decoding and the `vlm-data` image processor.
+//! into a KV cache, [`QwenModel::generate`] for decoding and the `vlm-image` image processor.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -9,8 +9,8 @@ use std::time::Instant;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use vlm::backend::{device, Inference, Train};
-use vlm::data::image::ImageProcessor;
 use vlm::hf::PreprocessorConfig;
+use vlm::image::ImageProcessor;
 use vlm::lora::{LoraConfig, TargetModules};
 use vlm::model::{
     AnyProjector, ProjectorConfig, ProjectorKind, QwenVlm, VisionLanguageModel, VisionTower,

@@ -58,13 +58,13 @@ use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
 use serde::Deserialize;
 use vlm::backend::{device, Inference, Train};
-use vlm::data::image::ImageProcessor;
 use vlm::data::sample::{generate, scenes, write_sample_data, SampleConfig, Split};
 use vlm::data::{
     ChatTemplate, CompactVocab, Conversation, EncoderConfig, SampleEncoder, Tokenizer, Turn,
     IGNORE_INDEX,
 };
 use vlm::hf::{ImageSize, PreprocessorConfig};
+use vlm::image::ImageProcessor;
 use vlm::model::{
     ChatTemplateConfig, PixelShuffleProjector, StagedCheckpoint, VisionLanguageModel,
     VisionTowerConfig, VlmBatch, VlmConfig, TOKENIZER_FILE,

@@ -1,9 +1,9 @@
 //! Images arrive inline, as `data:` URLs with base64 JPEG or PNG bytes; the server never
-//! fetches a URL. Decoding goes through `vlm-data`'s image processor, whose limits are checked
+//! fetches a URL. Decoding goes through `vlm-image`'s image processor, whose limits are checked
 //! against the image header before any pixel memory is allocated (decompression bombs).
 
 use base64::Engine;
-use vlm::data::image::{ImageProcessor, PixelValues};
+use vlm::image::{ImageProcessor, PixelValues};
 
 use crate::error::ApiError;
 

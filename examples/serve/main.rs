@@ -37,7 +37,7 @@ use std::sync::Arc;
 use clap::Parser;
 use vlm::backend::{device, Inference};
 use vlm::cli::{stop_token_ids, LoadError, ModelArgs};
-use vlm::data::image::{DecodeLimits, ImageProcessor};
+use vlm::image::{DecodeLimits, ImageProcessor};
 use vlm::vision::VisionEncoder;
 
 use crate::api::RequestLimits;

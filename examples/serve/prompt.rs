@@ -7,11 +7,11 @@
 //! message are joined with newlines. System messages must come first; without one, the
 //! checkpoint's system prompt is used.
 
-use vlm::data::image::{ImageProcessor, PixelValues};
 use vlm::data::{
     ChatTemplate, Conversation, EncoderConfig, Role as TurnRole, SampleEncoder, Tokenizer, Turn,
     IMAGE_PLACEHOLDER,
 };
+use vlm::image::{ImageProcessor, PixelValues};
 
 use crate::api::{ChatMessage, ChatPart, Role};
 use crate::error::ApiError;

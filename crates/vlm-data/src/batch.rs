@@ -6,8 +6,8 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::image::PixelValues;
 use crate::{EncodedSample, IGNORE_INDEX};
+use vlm_image::PixelValues;
 
 /// Why samples could not be collated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

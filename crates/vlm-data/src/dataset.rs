@@ -4,8 +4,9 @@
 //! relative to an image root or absolute. [`Dataset::open`] only indexes where each line starts
 //! (a few bytes per record; records are parsed when visited), so manifests of any size stream.
 //!
-//! Each epoch visits the records in the order [`epoch_order`] gives for `(seed, epoch)`. A
-//! loader thread reads the lines in that order and hands each record to a pool of worker threads,
+//! Each epoch visits the records in the order [`vlm_rng::epoch_order`] gives for `(seed, epoch)`
+//! (the order every data source uses). A loader thread reads the lines in that order and hands
+//! each record to a pool of worker threads,
 //! which parse it, encode it ([`SampleEncoder`]) and decode + preprocess its image
 //! ([`ImageProcessor`]); the loader puts the results back in order, collates full batches and
 //! sends them through a bounded channel (`prefetch` batches), so the consumer never waits as
@@ -25,13 +26,11 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use serde::{Deserialize, Serialize};
+use vlm_image::{ImageProcessor, PixelValues};
+use vlm_rng::epoch_order;
 
 use crate::batch::{collate, BatchError, Padding, Sample};
-use crate::image::{ImageProcessor, PixelValues};
-use crate::{
-    epoch_order, Batch, Conversation, InvalidRecord, SampleEncoder, SkipCounts, SkipReason,
-};
+use crate::{Batch, Conversation, InvalidRecord, Position, SampleEncoder, SkipCounts, SkipReason};
 
 /// How the loader batches, orders and parallelises.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,21 +69,6 @@ impl LoaderOptions {
     /// Records in flight on the workers at most (decoded images waiting for their turn).
     fn window(&self) -> usize {
         2 * self.batch_size.max(4 * self.workers)
-    }
-}
-
-/// Where an epoch stands: `index` records of epoch `epoch`'s order have been consumed.
-/// Save it with a checkpoint and pass it to [`Dataset::resume`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub struct Position {
-    pub epoch: u64,
-    pub index: usize,
-}
-
-impl Position {
-    /// The start of epoch `epoch`.
-    pub fn start_of(epoch: u64) -> Self {
-        Self { epoch, index: 0 }
     }
 }
 

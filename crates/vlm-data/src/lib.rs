@@ -1,11 +1,8 @@
 //! Training data for vlm: source formats (LLaVA-Instruct, AI Challenger captions), the
-//! tokenizer and ChatML template, label masks and batching.
+//! tokenizer and ChatML template, label masks, batching and the streaming loader.
 //!
-//! Also image decoding and Hugging Face-exact CLIP / SigLIP preprocessing ([`image`]).
-//!
-//! Depends only on `vlm-hf` (for `PreprocessorConfig`).
-
-pub mod image;
+//! Images are decoded and preprocessed by `vlm-image`; the shuffle order and every seeded
+//! choice come from `vlm-rng`. Depends on those two and `vlm-hf`.
 
 pub mod conversation;
 
@@ -19,7 +16,7 @@ pub mod chat;
 pub mod compact_vocab;
 pub mod dataset;
 pub mod labels;
-pub mod shuffle;
+pub mod position;
 pub mod skip;
 pub mod stream;
 pub mod tokenizer;
@@ -29,11 +26,9 @@ pub use chat::{
     ChatTemplate, HELPFUL_ASSISTANT_SYSTEM_PROMPT, QWEN25_SYSTEM_PROMPT, SEED_SYSTEM_PROMPT,
 };
 pub use compact_vocab::{CompactVocab, CompactVocabError};
-pub use dataset::{
-    Batches, DataError, Dataset, LoadedBatch, LoaderOptions, Position, SkippedRecord,
-};
+pub use dataset::{Batches, DataError, Dataset, LoadedBatch, LoaderOptions, SkippedRecord};
 pub use labels::{EncodedSample, EncoderConfig, EncoderError, SampleEncoder, IGNORE_INDEX};
-pub use shuffle::epoch_order;
+pub use position::Position;
 pub use skip::{InvalidRecord, SkipCounts, SkipReason};
 pub use stream::TextStreamer;
 pub use tokenizer::{Tokenizer, TokenizerError};

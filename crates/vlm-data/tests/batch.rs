@@ -1,8 +1,8 @@
 //! Collation: right padding for training, left padding for generation, image stacking, the
 //! errors, and the conversion to Burn tensors (Flex CPU backend).
 
-use vlm_data::image::PixelValues;
 use vlm_data::{collate, BatchError, EncodedSample, Padding, Sample, IGNORE_INDEX};
+use vlm_image::PixelValues;
 use vlm_testkit::{device, TestBackend};
 
 const PAD: u32 = 151643;

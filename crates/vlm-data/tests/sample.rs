@@ -4,7 +4,6 @@
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
-use vlm_data::image::{decode_image_path, DecodeLimits, RgbImage};
 use vlm_data::sample::{
     generate, scenes, write_sample_data, Color, Position, SampleConfig, ShapeKind, Split,
 };
@@ -13,6 +12,7 @@ use vlm_data::source::{
     SourceSpec,
 };
 use vlm_data::{Conversation, Role};
+use vlm_image::{decode_image_path, DecodeLimits, RgbImage};
 
 fn small(seed: u64) -> SampleConfig {
     SampleConfig {

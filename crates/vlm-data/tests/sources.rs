@@ -357,7 +357,8 @@ fn decode_check_skips_and_reports_bad_images() {
         {"id": "2", "image": "a.jpg", "conversations": turns(&[("human", "<image>"), ("gpt", "A")])},
         {"id": "3", "image": "a.jpg", "conversations": turns(&[("human", "<image>"), ("gpt", "B")])},
     ]));
-    let png = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/image_data/gray8_trns.png");
+    let png =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../vlm-image/tests/image_data/gray8_trns.png");
     std::fs::copy(png, f.image("good.png")).unwrap();
     let spec = f.spec(SourceKind::Llava);
     let (samples, stats) = f.read(&spec, &ReadOptions::default());

@@ -67,7 +67,7 @@ pub use config::{ChatTemplateConfig, VisionTowerConfig, VlmConfig};
 pub use error::ModelError;
 pub use language_model::{inferred_lora_config, LanguageModel};
 pub use llava::{load_language_model, load_llava_hf, LlavaLayout};
-pub use loss::{causal_lm_loss, CausalLmLoss, IGNORE_INDEX};
+pub use loss::{causal_lm_loss, CausalLmLoss};
 pub use model::VisionLanguageModel;
 pub use projector::{
     AnyProjector, MlpProjector, PersistentProjector, PixelShuffleProjector, Projector,

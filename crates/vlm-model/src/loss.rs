@@ -3,11 +3,9 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use vlm_data::IGNORE_INDEX;
 
 use crate::ModelError;
-
-/// The label of a position that is not learned (prompt, image and padding tokens).
-pub const IGNORE_INDEX: i64 = -100;
 
 /// A mean cross-entropy and the number of tokens it averages over.
 #[derive(Debug, Clone)]

@@ -14,10 +14,11 @@ use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
+use vlm_data::IGNORE_INDEX;
 use vlm_hf::WeightStore;
 use vlm_model::{
     causal_lm_loss, load_llava_hf, AnyProjector, PixelShuffleProjector, QwenVlm,
-    VisionLanguageModel, VlmBatch, IGNORE_INDEX,
+    VisionLanguageModel, VlmBatch,
 };
 use vlm_testkit::gradcheck::{param_gradients, pick_entries, GradCheck, ParamGradient, Perturb};
 use vlm_testkit::{device, fixture, TestBackend};

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use vlm_rng::SplitMix64;
+
 use crate::QwenError;
 
 /// How the next token is chosen.
@@ -49,7 +51,7 @@ impl Sampler {
         Ok(Self {
             decoding,
             repetition_penalty,
-            rng: SplitMix64(seed),
+            rng: SplitMix64::new(seed),
         })
     }
 
@@ -190,23 +192,4 @@ fn draw(probs: &[f64], rng: &mut SplitMix64) -> usize {
         }
     }
     last_possible
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny, well-mixed 64-bit generator.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 53 random bits.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }

@@ -19,8 +19,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use vlm_data::Position;
 
-use crate::{DataPosition, Schedule, TrainError};
+use crate::{Schedule, TrainError};
 
 /// File of the trainer's state in a checkpoint.
 pub const TRAINER_STATE_FILE: &str = "trainer_state.json";
@@ -43,7 +44,7 @@ pub struct TrainerState {
     /// The learning-rate schedule (warmup, total steps).
     pub schedule: Schedule,
     /// Where the data source stands (after the last micro-batch of the last step).
-    pub data: DataPosition,
+    pub data: Position,
     /// Micro-batches per epoch when the run started (a resumed run checks it).
     pub batches_per_epoch: usize,
     /// The run's seed. Random state is not carried over opaquely: the data order is drawn

@@ -3,8 +3,9 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use serde::{Deserialize, Serialize};
-use vlm_model::{VlmBatch, IGNORE_INDEX};
+use vlm_data::{Position, IGNORE_INDEX};
+use vlm_model::VlmBatch;
+use vlm_rng::epoch_order;
 
 use crate::TrainError;
 
@@ -52,23 +53,6 @@ impl<B: Backend> TrainBatch<B> {
     }
 }
 
-/// Where a data source stands: `index` units (records, samples or batches: the source's
-/// choice) of epoch `epoch`'s order are consumed. Saved in checkpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub struct DataPosition {
-    /// The epoch.
-    pub epoch: u64,
-    /// How far into the epoch, in the source's units.
-    pub index: usize,
-}
-
-impl DataPosition {
-    /// The start of epoch `epoch`.
-    pub fn start_of(epoch: u64) -> Self {
-        Self { epoch, index: 0 }
-    }
-}
-
 /// A source of micro-batches for [`Trainer::fit`](crate::Trainer::fit): a stream of batches
 /// per epoch that can be repositioned.
 ///
@@ -81,14 +65,14 @@ pub trait TrainData<B: Backend> {
     fn batches_per_epoch(&self) -> usize;
 
     /// Positions the source so that the next batch is the one after `position`.
-    fn seek(&mut self, position: DataPosition) -> Result<(), TrainError>;
+    fn seek(&mut self, position: Position) -> Result<(), TrainError>;
 
     /// The next micro-batch of the current epoch, on `device`; `None` at the end of the
     /// epoch (the trainer then seeks to the start of the next one).
     fn next_batch(&mut self, device: &B::Device) -> Result<Option<TrainBatch<B>>, TrainError>;
 
     /// Where the source stands: after the last batch returned.
-    fn position(&self) -> DataPosition;
+    fn position(&self) -> Position;
 }
 
 /// In-memory samples served in a shuffled order per epoch (a permutation drawn from the seed
@@ -103,7 +87,7 @@ pub struct ShuffledData<S, F> {
     shard: Shard,
     seed: u64,
     collate: F,
-    position: DataPosition,
+    position: Position,
     order: Option<(u64, Vec<usize>)>,
 }
 
@@ -116,7 +100,7 @@ impl<S, F> ShuffledData<S, F> {
             shard: Shard::default(),
             seed,
             collate,
-            position: DataPosition::default(),
+            position: Position::default(),
             order: None,
         }
     }
@@ -187,7 +171,7 @@ where
             .batches(self.samples.len(), self.batch_size * self.shard.world)
     }
 
-    fn seek(&mut self, position: DataPosition) -> Result<(), TrainError> {
+    fn seek(&mut self, position: Position) -> Result<(), TrainError> {
         if position.index > self.samples.len() {
             return Err(TrainError::Data(format!(
                 "cannot resume at sample {} of an epoch of {}",
@@ -200,7 +184,7 @@ where
     }
 
     fn next_batch(&mut self, device: &B::Device) -> Result<Option<TrainBatch<B>>, TrainError> {
-        let DataPosition { epoch, index } = self.position;
+        let Position { epoch, index } = self.position;
         if index >= self.samples.len() {
             return Ok(None);
         }
@@ -221,45 +205,7 @@ where
         Ok(Some(batch))
     }
 
-    fn position(&self) -> DataPosition {
+    fn position(&self) -> Position {
         self.position
-    }
-}
-
-/// The order of `len` samples in `epoch`: a Fisher-Yates shuffle driven by SplitMix64 seeded
-/// from `seed` and `epoch` (stable across platforms and versions).
-pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let mut rng = SplitMix64::new(seed ^ epoch.wrapping_mul(0xA076_1D64_78BD_642F));
-    let mut order: Vec<usize> = (0..len).collect();
-    for i in (1..len).rev() {
-        let j = (rng.next() % (i as u64 + 1)) as usize;
-        order.swap(i, j);
-    }
-    order
-}
-
-/// SplitMix64: a tiny, well-mixed generator whose output is fixed by its seed.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform float in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }

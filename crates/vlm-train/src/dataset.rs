@@ -2,10 +2,10 @@
 //! decoding, prefetch, skipped records) with its resume positions.
 
 use burn::tensor::backend::Backend;
-use vlm_data::{Batch, Batches, Dataset, Position};
-use vlm_model::{VlmBatch, IGNORE_INDEX};
+use vlm_data::{Batch, Batches, Dataset, Position, IGNORE_INDEX};
+use vlm_model::VlmBatch;
 
-use crate::{DataPosition, Shard, TrainBatch, TrainData, TrainError};
+use crate::{Shard, TrainBatch, TrainData, TrainError};
 
 /// The batches of a manifest [`Dataset`], epoch after epoch, as the trainer consumes them.
 ///
@@ -21,7 +21,7 @@ pub struct DatasetSource {
     dataset: Dataset,
     shard: Shard,
     stream: Option<Batches>,
-    position: DataPosition,
+    position: Position,
     skipped: usize,
 }
 
@@ -32,7 +32,7 @@ impl DatasetSource {
             dataset,
             shard: Shard::default(),
             stream: None,
-            position: DataPosition::default(),
+            position: Position::default(),
             skipped: 0,
         }
     }
@@ -54,14 +54,10 @@ impl DatasetSource {
         self.skipped
     }
 
-    fn open(&mut self, position: DataPosition) -> Result<&mut Batches, TrainError> {
-        let from = Position {
-            epoch: position.epoch,
-            index: position.index,
-        };
+    fn open(&mut self, position: Position) -> Result<&mut Batches, TrainError> {
         let stream = self
             .dataset
-            .resume(from)
+            .resume(position)
             .map_err(|e| TrainError::Data(e.to_string()))?;
         self.position = position;
         Ok(self.stream.insert(stream))
@@ -79,7 +75,7 @@ impl<B: Backend> TrainData<B> for DatasetSource {
         }
     }
 
-    fn seek(&mut self, position: DataPosition) -> Result<(), TrainError> {
+    fn seek(&mut self, position: Position) -> Result<(), TrainError> {
         self.open(position).map(drop)
     }
 
@@ -98,10 +94,7 @@ impl<B: Backend> TrainData<B> for DatasetSource {
             eprintln!("skipped manifest line {}: {}", skipped.line, skipped.record);
         }
         self.skipped += loaded.skipped.len();
-        self.position = DataPosition {
-            epoch: loaded.resume.epoch,
-            index: loaded.resume.index,
-        };
+        self.position = loaded.resume;
         let Some(rows) = self.shard.part(loaded.batch.batch_size) else {
             return Ok(None);
         };
@@ -128,7 +121,7 @@ impl<B: Backend> TrainData<B> for DatasetSource {
         }))
     }
 
-    fn position(&self) -> DataPosition {
+    fn position(&self) -> Position {
         self.position
     }
 }

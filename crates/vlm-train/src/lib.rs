@@ -16,7 +16,7 @@
 //!   the uninterrupted run bit for bit ([`checkpoint`]).
 //!
 //! Data comes through [`TrainData`]: a stream of micro-batches per epoch that can be
-//! repositioned ([`DataPosition`], saved in checkpoints), which makes resuming exact;
+//! repositioned ([`vlm_data::Position`], saved in checkpoints), which makes resuming exact;
 //! [`ShuffledData`] serves in-memory samples that way, [`DatasetSource`] a `vlm-data`
 //! manifest `Dataset`.
 //!
@@ -45,7 +45,7 @@ pub use checkpoint::{latest_checkpoint, list_checkpoints, TrainerState};
 pub use config::{
     LrSchedule, NonFinitePolicy, TargetModulesSpec, TrainArgs, TrainConfig, TrainMode,
 };
-pub use data::{epoch_order, DataPosition, Shard, ShuffledData, SplitMix64, TrainBatch, TrainData};
+pub use data::{Shard, ShuffledData, TrainBatch, TrainData};
 pub use dataset::DatasetSource;
 pub use distributed::{run_local_peers, Peer, PeerError};
 pub use error::{ConfigError, TrainError};

@@ -9,13 +9,14 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ElementConversion;
 use indicatif::{ProgressBar, ProgressStyle};
+use vlm_data::Position;
 use vlm_model::{CausalLmLoss, ModelError};
+use vlm_rng::SplitMix64;
 
 use crate::checkpoint::{
     latest_checkpoint, remove_stale_staging, rotate, write_checkpoint, write_synced, TrainerState,
     OPTIMIZER_DIR, TRAINABLE_FILE, TRAINER_STATE_FILE, TRAIN_CONFIG_FILE,
 };
-use crate::data::SplitMix64;
 use crate::distributed::{reduce_step, share_trainable, Peer, PeerLink, StepSums};
 use crate::grads::{global_norm, scale_and_split};
 use crate::metrics::{plot_loss_curve, MetricsLog, MetricsRecord, LOSS_CURVE_FILE};
@@ -24,8 +25,8 @@ use crate::params::{
     ADAPTER_COMPONENT, LANGUAGE_MODEL_PREFIX,
 };
 use crate::{
-    DataPosition, GroupedAdamW, NonFinitePolicy, Schedule, TrainBatch, TrainConfig, TrainData,
-    TrainError, TrainMode,
+    GroupedAdamW, NonFinitePolicy, Schedule, TrainBatch, TrainConfig, TrainData, TrainError,
+    TrainMode,
 };
 
 /// The loss the loop minimises: the mean cross-entropy of a batch over its supervised
@@ -216,7 +217,7 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
         let mut state = TrainerState {
             step: 0,
             schedule,
-            data: DataPosition::start_of(0),
+            data: Position::start_of(0),
             batches_per_epoch,
             seed: config.seed,
             samples_seen: 0,
@@ -588,7 +589,7 @@ fn next_window<B: AutodiffBackend>(
                 state.data = data.position();
             }
             None => {
-                let next = DataPosition::start_of(state.data.epoch + 1);
+                let next = Position::start_of(state.data.epoch + 1);
                 data.seek(next)?;
                 state.data = next;
                 if !window.is_empty() {
@@ -622,7 +623,7 @@ pub fn schedule_for(config: &TrainConfig, batches_per_epoch: usize) -> Schedule 
 
 /// The backend generator's seed for step `step` (0-based).
 fn step_seed(seed: u64, step: usize) -> u64 {
-    SplitMix64::new(seed ^ (step as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)).next()
+    SplitMix64::new(seed ^ (step as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)).next_u64()
 }
 
 fn check_trainable(table: &[ParamInfo], config: &TrainConfig) -> Result<(), TrainError> {

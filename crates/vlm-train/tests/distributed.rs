@@ -446,8 +446,8 @@ fn a_stalled_peer_fails_the_other_at_the_time_limit() {
 
 /// The bundled sample manifest served `global` records at a time (4 image tokens, 16 px).
 fn sample_source(global: usize) -> vlm_train::DatasetSource {
-    use vlm_data::image::ImageProcessor;
     use vlm_data::{ChatTemplate, Dataset, EncoderConfig, LoaderOptions, SampleEncoder};
+    use vlm_image::ImageProcessor;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
     let tokenizer =
         vlm_data::Tokenizer::from_model_dir(root.join("tokenizer/qwen2")).expect("tokenizer");

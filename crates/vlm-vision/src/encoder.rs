@@ -32,6 +32,6 @@ pub trait VisionEncoder<B: Backend> {
 
     /// How images must be turned into the pixels `forward` takes: the Hugging Face image
     /// processor settings (`preprocessor_config.json`) the encoder was trained with. Give it
-    /// to `vlm_data::image::ImageProcessor` to prepare images for this encoder.
+    /// to `vlm_image::ImageProcessor` to prepare images for this encoder.
     fn preprocessing(&self) -> &PreprocessorConfig;
 }

@@ -21,7 +21,7 @@
 //!         FeatureSelection::default(), // penultimate layer, CLS dropped: LLaVA-1.5
 //!         device,
 //!     )?;
-//!     // `tower.preprocessing()` says how to make real pixels (vlm_data::image::ImageProcessor).
+//!     // `tower.preprocessing()` says how to make real pixels (vlm_image::ImageProcessor).
 //!     let size = tower.image_size();
 //!     let pixels = Tensor::zeros([1, 3, size, size], device);
 //!     tower.forward(pixels) // [1, 576, 1024]

@@ -5,7 +5,7 @@
 //! AI Challenger caption JSON) with train and held-out splits.
 //!
 //! The same [`SampleConfig`] gives the same bytes: the random choices come from a seeded
-//! SplitMix64 written out in this crate, the images are PNGs from the `image` crate's encoder
+//! SplitMix64 written out in `vlm-rng`, the images are PNGs from the `image` crate's encoder
 //! (its output is fixed for a fixed `Cargo.lock`), and the JSON is written in a fixed layout.
 //! `data/sample/` in the repository holds the default instance.
 //!
@@ -29,7 +29,7 @@ use ::image::{ExtendedColorType, ImageEncoder};
 use serde::Serialize;
 
 use crate::conversation::IMAGE_PLACEHOLDER;
-use crate::source::rng::SplitMix64;
+use vlm_rng::SplitMix64;
 
 pub use scene::{Background, Color, Position, Scene, Shape, ShapeKind};
 

@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use crate::conversation::{Conversation, Turn, IMAGE_PLACEHOLDER};
 
-use super::rng::SplitMix64;
 use super::{Parsed, Samples, Skip, SkipReason};
+use vlm_rng::SplitMix64;
 
 /// The question every AI Challenger caption answers ("What does this image describe?").
 pub const AIC_PROMPT: &str = "这幅图像描述了什么？";

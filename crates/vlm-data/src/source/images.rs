@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::image::{decode_image_path, DecodeLimits};
+use vlm_image::{decode_image_path, DecodeLimits};
 
 use super::{Skip, SkipReason};
 

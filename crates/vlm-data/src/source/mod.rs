@@ -22,7 +22,6 @@ mod images;
 mod llava;
 mod manifest;
 mod prepare;
-pub(crate) mod rng;
 mod stats;
 mod stream;
 mod validate;
@@ -37,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::conversation::Conversation;
-use crate::image::DecodeLimits;
+use vlm_image::DecodeLimits;
 
 pub use aic::{CaptionMode, AIC_PROMPT};
 pub use error::SourceError;

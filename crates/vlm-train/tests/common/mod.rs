@@ -15,10 +15,9 @@ use vlm_hf::{ImageSize, PreprocessorConfig};
 use vlm_lora::{LoraConfig, TargetModules};
 use vlm_model::{CausalLmLoss, MlpProjector, ModelError, VisionLanguageModel, VlmBatch};
 use vlm_qwen::QwenModel;
+use vlm_rng::SplitMix64;
 use vlm_testkit::{fixture, TestBackend};
-use vlm_train::{
-    LrSchedule, ShuffledData, SplitMix64, TrainBatch, TrainConfig, TrainError, TrainMode,
-};
+use vlm_train::{LrSchedule, ShuffledData, TrainBatch, TrainConfig, TrainError, TrainMode};
 use vlm_vision::{VisionEncoder, VisionError};
 
 /// The autodiff backend the tests train on.
@@ -166,12 +165,12 @@ pub fn samples(n: usize, seed: u64, masked: Option<usize>) -> Vec<ToySample> {
     let mut rng = SplitMix64::new(seed);
     (0..n)
         .map(|i| {
-            let prompt = 2 + (rng.next() % 3) as usize;
-            let answer = 2 + (rng.next() % 3) as usize;
-            let mut ids: Vec<i64> = (0..prompt).map(|_| (rng.next() % 400) as i64).collect();
+            let prompt = 2 + rng.below(3);
+            let answer = 2 + rng.below(3);
+            let mut ids: Vec<i64> = (0..prompt).map(|_| rng.below(400) as i64).collect();
             ids.extend([i64::from(IMAGE_TOKEN); TOKENS_PER_IMAGE]);
             let split = ids.len();
-            ids.extend((0..answer).map(|_| (rng.next() % 400) as i64));
+            ids.extend((0..answer).map(|_| rng.below(400) as i64));
             let labels = ids
                 .iter()
                 .enumerate()

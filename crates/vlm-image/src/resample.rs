@@ -11,7 +11,7 @@
 
 use vlm_hf::Resample;
 
-use super::RgbImage;
+use crate::RgbImage;
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 

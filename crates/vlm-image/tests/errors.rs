@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use vlm_data::image::{DecodeLimits, ImageError, ImageProcessor};
 use vlm_hf::PreprocessorConfig;
+use vlm_image::{DecodeLimits, ImageError, ImageProcessor};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -3,7 +3,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use vlm_hf::PreprocessorConfig;
 
-use super::{
+use crate::{
     center_crop, decode_image_bytes, decode_image_path, resize, DecodeLimits, ImageError, RgbImage,
 };
 
@@ -19,7 +19,7 @@ pub struct PixelValues {
 
 /// Hugging Face-exact image preprocessing for a `preprocessor_config.json`.
 ///
-/// See the [module docs](super) for the steps and the measured agreement with transformers.
+/// See the [crate docs](crate) for the steps and the measured agreement with transformers.
 #[derive(Debug, Clone)]
 pub struct ImageProcessor {
     config: PreprocessorConfig,

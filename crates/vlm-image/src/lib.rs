@@ -1,4 +1,4 @@
-//! Image loading and Hugging Face-exact preprocessing for CLIP and SigLIP vision towers
+//! vlm-image: image loading and Hugging Face-exact preprocessing for CLIP and SigLIP vision towers
 //! (CPU only).
 //!
 //! [`ImageProcessor`] reproduces what transformers 4.57's slow (PIL-based)
@@ -13,8 +13,8 @@
 //! 4. rescale (x / 255) and normalize ((x - mean) / std) into `f32`, channels first.
 //!
 //! Measured against the committed transformers 4.57.6 / Pillow 13 reference outputs
-//! (`data/fixtures/image_processor`, `tests/image_processor.rs`) and a Pillow-decoded corpus of
-//! JPEG / PNG layouts (`tests/image_data`, `tests/image_decode_variants.rs`): decoded pixels,
+//! (`data/fixtures/image_processor`, `tests/processor.rs`) and a Pillow-decoded corpus of
+//! JPEG / PNG layouts (`tests/image_data`, `tests/decode_variants.rs`): decoded pixels,
 //! resized pixels and the final `f32` values are identical to transformers' (max |diff| 0).
 //! That needs two pieces written to match the C code Pillow runs: the resampler (Pillow's
 //! `Resample.c`, including Pillow 13's choice of pass order) and a JPEG decoder reproducing
@@ -23,6 +23,9 @@
 //! zune-jpeg, within a few levels of Pillow (CMYK measured: max 1/255).
 //!
 //! Batches are processed in parallel on rayon's thread pool ([`ImageProcessor::process_batch`]).
+//!
+//! Depends only on `vlm-hf`, for the `preprocessor_config.json` it follows
+//! ([`vlm_hf::PreprocessorConfig`]); the data loader (`vlm-data`) and the programs use it.
 
 mod decode;
 mod error;

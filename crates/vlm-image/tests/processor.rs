@@ -8,15 +8,15 @@
 //! too. The acceptance bound was 2/255; the implementation reproduces Pillow's resampling and
 //! libjpeg-turbo's JPEG decoding bit for bit, so every case here must match EXACTLY (measured:
 //! max |diff| 0 everywhere, and the f32 `pixel_values` are bit-identical). Every measured maximum
-//! is printed (`cargo test -p vlm-data --test image_processor -- --nocapture`).
+//! is printed (`cargo test -p vlm-image --test processor -- --nocapture`).
 
 use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
-use vlm_data::image::{
+use vlm_hf::PreprocessorConfig;
+use vlm_image::{
     decode_image_path, DecodeLimits, ImageError, ImageProcessor, PixelValues, RgbImage,
 };
-use vlm_hf::PreprocessorConfig;
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fixtures/image_processor")

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use super::DecodeLimits;
+use crate::DecodeLimits;
 
 /// Why an image could not be loaded. Every variant names the file (or, for in-memory bytes,
 /// the name the caller gave them).

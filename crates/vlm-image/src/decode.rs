@@ -9,8 +9,8 @@ use ::image::codecs::png::PngDecoder;
 use ::image::metadata::Orientation;
 use ::image::{DynamicImage, ImageDecoder, ImageFormat};
 
-use super::jpeg::{self, JpegError};
-use super::{ImageError, RgbImage};
+use crate::jpeg::{self, JpegError};
+use crate::{ImageError, RgbImage};
 
 /// Upper bounds checked against an image's header before any pixel memory is allocated, so a
 /// tiny file claiming a huge image (a decompression bomb) is refused instead of exhausting RAM.
@@ -68,7 +68,7 @@ pub fn decode_image_path(
 
 /// Decodes a JPEG or PNG held in memory into 8-bit RGB, as transformers' `load_image` does
 /// (Pillow with libjpeg-turbo; the pixels are identical for PNG and for 8-bit Huffman JPEGs with
-/// 1 or 3 components, see the [module docs](super)):
+/// 1 or 3 components, see the [crate docs](crate)):
 ///
 /// - the EXIF orientation (or, without one, an XMP `tiff:Orientation`) is applied, as
 ///   `PIL.ImageOps.exif_transpose` does;

@@ -1,30 +1,32 @@
-//! A tiny seeded generator (SplitMix64) for the choices sources and the sample generator make
-//! "at random": written out here so that a seed gives the same choices, and the sample data
-//! the same bytes, whatever the versions of the crates around it.
+//! SplitMix64 (Steele, Lea and Flood 2014; Vigna's public-domain reference): 64 bits of
+//! state, passes BigCrush, one multiply-xorshift finaliser per draw.
 
-/// SplitMix64 (Steele, Lea and Flood 2014): 64 bits of state, passes BigCrush, one
-/// multiply-xorshift finaliser per draw.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix64 {
+/// The increment of the state per draw (the golden ratio in 64-bit fixed point).
+const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// A tiny, well-mixed 64-bit generator whose whole output is fixed by its seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitMix64 {
     state: u64,
 }
 
-const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
 impl SplitMix64 {
+    /// A generator seeded with `seed`.
+    pub const fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
     /// A generator for one item of a stream: the same `(seed, stream, index)` always gives the
     /// same draws, independently of the items before it (so skipping a record elsewhere does
     /// not change the choices made for the next).
-    pub(crate) fn for_item(seed: u64, stream: u64, index: u64) -> Self {
-        let mut mixer = Self { state: seed };
-        let a = mixer.next_u64() ^ stream.wrapping_mul(GOLDEN_GAMMA);
-        let mut mixer = Self { state: a };
-        let b = mixer.next_u64() ^ index;
-        Self { state: b }
+    pub fn for_item(seed: u64, stream: u64, index: u64) -> Self {
+        let a = Self::new(seed).next_u64() ^ stream.wrapping_mul(GOLDEN_GAMMA);
+        let b = Self::new(a).next_u64() ^ index;
+        Self::new(b)
     }
 
     /// The next 64 random bits.
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(GOLDEN_GAMMA);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -32,18 +34,24 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
-    /// A number in `0..n` (`n > 0`; the modulo bias is below 2^-40 for the small `n` used here).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
+    /// A uniform float in `[0, 1)` with 53 random bits.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A number in `0..n` (`n > 0`) by modulo; the bias, `n / 2^64`, is negligible for any
+    /// count of records or choices.
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
 
     /// `true` with probability one half.
-    pub(crate) fn coin(&mut self) -> bool {
+    pub fn coin(&mut self) -> bool {
         self.next_u64() >> 63 == 1
     }
 
     /// `k` distinct items of `items`, in a random order (a partial Fisher-Yates shuffle).
-    pub(crate) fn pick<T: Copy>(&mut self, items: &[T], k: usize) -> Vec<T> {
+    pub fn pick<T: Copy>(&mut self, items: &[T], k: usize) -> Vec<T> {
         let mut pool = items.to_vec();
         let k = k.min(pool.len());
         for i in 0..k {
@@ -62,9 +70,18 @@ mod tests {
     #[test]
     fn matches_the_reference_splitmix64_sequence() {
         // First outputs of SplitMix64 seeded with 0 (Vigna's reference implementation).
-        let mut rng = SplitMix64 { state: 0 };
+        let mut rng = SplitMix64::new(0);
         assert_eq!(rng.next_u64(), 0xE220_A839_7B1D_CDAF);
         assert_eq!(rng.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    #[test]
+    fn floats_take_the_top_53_bits() {
+        let mut bits = SplitMix64::new(0);
+        let mut floats = SplitMix64::new(0);
+        let expected = (bits.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        assert_eq!(floats.next_f64(), expected);
+        assert!((0.0..1.0).contains(&expected));
     }
 
     #[test]

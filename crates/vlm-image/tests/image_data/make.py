@@ -1,8 +1,8 @@
-"""Regenerates crates/vlm-data/tests/image_data/ (used by tests/image_decode_variants.rs).
+"""Regenerates crates/vlm-image/tests/image_data/ (used by tests/decode_variants.rs).
 
 Run with the reference environment (Pillow 13.0.0, numpy 2.4.6, see tools/reference/):
 
-    tools/reference/.venv/bin/python crates/vlm-data/tests/image_data/make.py
+    tools/reference/.venv/bin/python crates/vlm-image/tests/image_data/make.py
 
 Writes small JPEG / PNG files covering the decoder paths the fixture images in
 data/fixtures/image_processor do not (progressive, restart markers, every chroma subsampling

@@ -1,5 +1,5 @@
 //! Decoding and resizing against Pillow 13 on the small corpus in tests/image_data/
-//! (regenerate with `tools/reference/.venv/bin/python crates/vlm-data/tests/image_data/make.py`):
+//! (regenerate with `tools/reference/.venv/bin/python crates/vlm-image/tests/image_data/make.py`):
 //! progressive and restart-marker JPEGs, every chroma subsampling libjpeg-turbo upsamples
 //! differently, odd sizes, RGB / grayscale / CMYK JPEGs, EXIF orientations 2..8 and an XMP one,
 //! low / high bit-depth, transparent and interlaced PNGs; and `Image.resize` with all six
@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vlm_data::image::{decode_image_path, resize, DecodeLimits, RgbImage};
 use vlm_hf::Resample;
+use vlm_image::{decode_image_path, resize, DecodeLimits, RgbImage};
 
 #[derive(Deserialize)]
 struct Manifest {

@@ -1,0 +1,3 @@
+//! Setup shared by the image benches.
+
+pub mod jpegs;

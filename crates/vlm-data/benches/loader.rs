@@ -8,9 +8,8 @@
 //! the loader's own cost (reading the manifest, tokenising, ordering, collating).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion};
 use vlm_data::{
     ChatTemplate, Conversation, Dataset, EncoderConfig, LoaderOptions, SampleEncoder, Tokenizer,
     Turn,
@@ -18,17 +17,16 @@ use vlm_data::{
 use vlm_hf::PreprocessorConfig;
 use vlm_image::ImageProcessor;
 
-#[path = "../../vlm-image/benches/common/jpegs.rs"]
-mod jpegs;
+#[path = "../../vlm-image/benches/common/setup.rs"]
+mod setup;
 
-use jpegs::write_jpegs;
+use setup::{loader_group, write_jpegs, IMAGES, SIZES};
 
-const IMAGES: usize = 64;
 const BATCH: usize = 16;
 
 /// Writes `IMAGES` JPEGs of `width` x `height` and a manifest over them; returns the manifest.
 fn write_dataset(dir: &Path, width: u32, height: u32) -> PathBuf {
-    let lines: Vec<String> = write_jpegs(dir, IMAGES, width, height)
+    let lines: Vec<String> = write_jpegs(dir, width, height)
         .into_iter()
         .enumerate()
         .map(|(i, name)| {
@@ -59,12 +57,8 @@ fn dataset(dir: &Path, manifest: &Path) -> Dataset {
 
 fn loader(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut group = c.benchmark_group("loader");
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(15))
-        .throughput(Throughput::Elements(IMAGES as u64));
-    for (width, height) in [(224, 224), (640, 480)] {
+    let mut group = loader_group(c);
+    for (width, height) in SIZES {
         let manifest = write_dataset(dir.path(), width, height);
         let data = dataset(dir.path(), &manifest);
         let mut epoch = 0;

@@ -7,28 +7,21 @@
 //! the same files: the difference is the loader's own cost (reading the manifest, tokenising,
 //! ordering, collating).
 
-use std::time::Duration;
-
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion};
 use vlm_hf::PreprocessorConfig;
 use vlm_image::ImageProcessor;
 
-mod common;
+#[path = "common/setup.rs"]
+mod setup;
 
-use common::jpegs::write_jpegs;
-
-const IMAGES: usize = 64;
+use setup::{loader_group, write_jpegs, IMAGES, SIZES};
 
 fn preprocess(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut group = c.benchmark_group("loader");
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(15))
-        .throughput(Throughput::Elements(IMAGES as u64));
+    let mut group = loader_group(c);
     let processor = ImageProcessor::new(PreprocessorConfig::clip_default());
-    for (width, height) in [(224, 224), (640, 480)] {
-        let paths: Vec<_> = write_jpegs(dir.path(), IMAGES, width, height)
+    for (width, height) in SIZES {
+        let paths: Vec<_> = write_jpegs(dir.path(), width, height)
             .into_iter()
             .map(|name| dir.path().join(name))
             .collect();

@@ -75,9 +75,10 @@ pub trait TrainData<B: Backend> {
     fn position(&self) -> Position;
 }
 
-/// In-memory samples served in a shuffled order per epoch (a permutation drawn from the seed
-/// and the epoch), `batch_size` at a time, the last batch of an epoch possibly smaller;
-/// `collate` turns a slice of samples into a batch. Positions count samples.
+/// In-memory samples served in a shuffled order per epoch (the [`epoch_order`] of the seed
+/// and the epoch, as for every data source), `batch_size` at a time, the last batch of an
+/// epoch possibly smaller; `collate` turns a slice of samples into a batch. Positions count
+/// samples.
 ///
 /// Sharded for data-parallel peer `rank` of `world` ([`with_shard`](Self::with_shard)), it
 /// walks global batches of `world * batch_size` samples and serves the peer's part of each.

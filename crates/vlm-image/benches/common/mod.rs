@@ -1,3 +1,0 @@
-//! Setup shared by the image benches.
-
-pub mod jpegs;

@@ -19,8 +19,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use vlm::backend::{device, Inference};
 use vlm::burn::tensor::{Device, Tensor, TensorData};
-use vlm::cli::{stop_token_ids, LoadError, ModelArgs};
-use vlm::data::{TextStreamer, Tokenizer, TokenizerError};
+use vlm::cli::{LoadError, LoadedModel, ModelArgs};
+use vlm::data::chat::Marker;
+use vlm::data::{
+    ChatTemplate, Conversation, EncoderError, InvalidRecord, Role, TextStreamer, TokenizerError,
+    Turn, IMAGE_PLACEHOLDER,
+};
 use vlm::image::{ImageError, ImageProcessor};
 use vlm::model::{AnyProjector, ChatSession, ModelError, QwenVlm, VisionTower};
 use vlm::qwen::{Decoding, GenerationConfig, QwenModel, SamplingParams};
@@ -35,8 +39,9 @@ type B = Inference;
 /// model and vision tower, which --llm and --vision, when given, must match) or --llava DIR
 /// (a Hugging Face LLaVA folder). With neither (and no --llm), the checkpoint the quickstart
 /// trains, target/quickstart/model/checkpoint (under the working directory, else under the
-/// repository): run `cargo run --release --example quickstart` first. Prompts use the ChatML
-/// template; the image goes at the start of the first user message.
+/// repository): run `cargo run --release --example quickstart` first. Prompts use the chat
+/// template the checkpoint records (ChatML); the image goes at the start of the first user
+/// message.
 #[derive(Debug, Parser)]
 #[command(name = "chat", verbatim_doc_comment)]
 pub struct Args {
@@ -93,9 +98,18 @@ pub enum ChatError {
     /// The flags do not describe a chat.
     #[error("{0} (see --help)")]
     Usage(String),
-    /// The tokenizer could not be read or used.
+    /// The model flags did not give a model.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The tokenizer could not be used.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// The tokenizer lacks a token of the chat template.
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
+    /// The question cannot be made a prompt (it holds a special token or `<image>`).
+    #[error(transparent)]
+    Prompt(#[from] InvalidRecord),
     /// The image could not be decoded.
     #[error(transparent)]
     Image(#[from] ImageError),
@@ -118,16 +132,6 @@ pub enum ChatError {
     /// Reading stdin or writing stdout failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
-}
-
-impl From<LoadError> for ChatError {
-    fn from(err: LoadError) -> Self {
-        match err {
-            LoadError::Usage(message) => Self::Usage(message),
-            LoadError::Tokenizer(err) => Self::Tokenizer(err),
-            LoadError::Model(err) => Self::Model(err),
-        }
-    }
 }
 
 /// One answer: its token ids (the stop token included when one was emitted) and the text
@@ -161,33 +165,30 @@ pub fn run(
     input: impl BufRead,
     out: &mut impl Write,
 ) -> Result<Vec<Reply>, ChatError> {
-    let config = generation_config(args)?;
+    let mut config = generation_config(args)?;
     let dev = device();
     let loaded = args.model.load::<B>(&dev)?;
-    let (model, tokenizer, system) = (loaded.model, loaded.tokenizer, loaded.system_prompt);
-    let mut config = config;
-    let vocab_size = model.language_model().config().vocab_size;
-    config.stop_token_ids = stop_token_ids(&tokenizer, vocab_size);
+    let model = &loaded.model;
+    config.stop_token_ids = loaded.stop_token_ids();
     let image = match &args.image {
-        Some(path) => Some(pixels(&model, path, &dev)?),
+        Some(path) => Some(pixels(model, path, &dev)?),
         None => None,
     };
     let chat = Chat {
-        model: &model,
-        tokenizer: &tokenizer,
+        loaded: &loaded,
         config,
-        system: args.system.clone().or(system),
+        system: args.system.clone(),
         image,
     };
     if let Some(ids) = &args.prompt_ids {
-        check_ids(ids, vocab_size, "--prompt-ids")?;
+        check_ids(ids, loaded.vocab_size(), "--prompt-ids")?;
         let mut session = model.chat();
         let image = chat.image.is_some();
         return Ok(vec![chat.answer(&mut session, ids, image, out)?]);
     }
     let mut session = model.chat();
     if let Some(prompt) = &args.prompt {
-        let ids = chat.prompt_ids(prompt, true, None)?;
+        let ids = chat.prompt_ids(prompt, None)?;
         return Ok(vec![chat.answer(&mut session, &ids, true, out)?]);
     }
     let mut replies = Vec::new();
@@ -204,7 +205,7 @@ pub fn run(
             writeln!(out, "(conversation cleared)")?;
             continue;
         }
-        let ids = chat.prompt_ids(text, previous.is_none(), previous.as_deref())?;
+        let ids = chat.prompt_ids(text, previous.as_deref())?;
         let reply = chat.answer(&mut session, &ids, previous.is_none(), out)?;
         previous = Some(reply.ids.clone());
         replies.push(reply);
@@ -214,58 +215,56 @@ pub fn run(
 
 /// The settings of a chat once the model and tokenizer are known.
 struct Chat<'a> {
-    model: &'a QwenVlm<B>,
-    tokenizer: &'a Tokenizer,
+    loaded: &'a LoadedModel<B>,
     config: GenerationConfig,
+    /// `--system`, which replaces the checkpoint's system prompt.
     system: Option<String>,
     image: Option<Tensor<B, 4>>,
 }
 
 impl Chat<'_> {
-    /// A turn's ChatML ids: the system message and the image at the first turn; after a
-    /// reply, the end of that reply's message (its `<|im_end|>` when it did not emit one).
-    fn prompt_ids(
-        &self,
-        text: &str,
-        first: bool,
-        previous: Option<&[u32]>,
-    ) -> Result<Vec<u32>, ChatError> {
-        let tokenizer = self.tokenizer;
-        let start = tokenizer.token_id("<|im_start|>")?;
-        let end = tokenizer.token_id("<|im_end|>")?;
+    /// A turn's ids in the checkpoint's chat template: the system message and the image at
+    /// the first turn; after a reply (`previous`), the end of that reply's message first.
+    fn prompt_ids(&self, text: &str, previous: Option<&[u32]>) -> Result<Vec<u32>, ChatError> {
+        let first = previous.is_none();
+        let with_image = first && self.image.is_some();
+        let template = match first {
+            true => self.loaded.chat_template(self.system.clone()),
+            false => ChatTemplate::without_system(),
+        };
+        let text = match with_image {
+            true => format!("{IMAGE_PLACEHOLDER}\n{text}"),
+            false => text.to_string(),
+        };
+        let question = Conversation {
+            id: "chat".into(),
+            image: with_image.then(|| "image".into()),
+            turns: vec![Turn {
+                role: Role::User,
+                text,
+            }],
+        };
+        let mut ids = match previous {
+            Some(reply) => self.reply_end(reply)?,
+            None => Vec::new(),
+        };
+        let encoder = self.loaded.prompt_encoder(template)?;
+        ids.extend(encoder.encode_prompt(&question)?.input_ids);
+        let tokenizer = self.loaded.tokenizer.path().display().to_string();
+        check_ids(&ids, self.loaded.vocab_size(), &tokenizer)?;
+        Ok(ids)
+    }
+
+    /// What closes a reply's message before the next one: its `<|im_end|>` when the reply
+    /// did not emit one, then the template's newline.
+    fn reply_end(&self, reply: &[u32]) -> Result<Vec<u32>, ChatError> {
+        let tokenizer = &self.loaded.tokenizer;
+        let end = tokenizer.token_id(Marker::ImEnd.as_str())?;
         let mut ids = Vec::new();
-        if let Some(previous) = previous {
-            if previous.last() != Some(&end) {
-                ids.push(end);
-            }
-            ids.extend(tokenizer.encode("\n")?);
+        if reply.last() != Some(&end) {
+            ids.push(end);
         }
-        if first {
-            if let Some(system) = &self.system {
-                ids.push(start);
-                ids.extend(tokenizer.encode(&format!("system\n{system}"))?);
-                ids.push(end);
-                ids.extend(tokenizer.encode("\n")?);
-            }
-        }
-        ids.push(start);
-        ids.extend(tokenizer.encode("user\n")?);
-        if first && self.image.is_some() {
-            let placeholders = self.model.tokens_per_image();
-            ids.extend(std::iter::repeat_n(
-                self.model.image_token_id(),
-                placeholders,
-            ));
-            ids.extend(tokenizer.encode("\n")?);
-        }
-        ids.extend(tokenizer.encode(text)?);
-        ids.push(end);
         ids.extend(tokenizer.encode("\n")?);
-        ids.push(start);
-        ids.extend(tokenizer.encode("assistant\n")?);
-        let vocab_size = self.model.language_model().config().vocab_size;
-        let name = self.tokenizer.path().display().to_string();
-        check_ids(&ids, vocab_size, &name)?;
         Ok(ids)
     }
 
@@ -279,7 +278,7 @@ impl Chat<'_> {
         out: &mut impl Write,
     ) -> Result<Reply, ChatError> {
         let image = self.image.clone().filter(|_| with_image);
-        let mut streamer = TextStreamer::new(self.tokenizer, true);
+        let mut streamer = TextStreamer::new(&self.loaded.tokenizer, true);
         let mut text = String::new();
         let mut failure: Option<ChatError> = None;
         let mut emit = |chunk: Option<String>, out: &mut dyn Write| {

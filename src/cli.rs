@@ -12,9 +12,13 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use vlm_data::{Tokenizer, TokenizerError};
+use vlm_data::{
+    ChatTemplate, EncoderConfig, EncoderError, SampleEncoder, Tokenizer, TokenizerError,
+};
 use vlm_hf::resolve_model_path;
-use vlm_model::{load_checkpoint, load_llava_hf, ModelError, QwenVlm};
+use vlm_model::{
+    load_checkpoint, load_llava_hf, ChatTemplateConfig, ModelError, QwenVlm, CONFIG_FILE,
+};
 
 /// Where `cargo run --release --example quickstart` leaves its trained checkpoint (relative to
 /// the working directory): the model the programs use when no model flag is given.
@@ -84,6 +88,18 @@ pub enum LoadError {
     /// The model failed to load.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The checkpoint was trained with a chat template the programs do not write.
+    #[error(
+        "{} names the chat template `{name}`; the programs write only `{}`",
+        path.display(),
+        ChatTemplateConfig::CHATML
+    )]
+    UnknownChatTemplate {
+        /// The checkpoint's config file.
+        path: PathBuf,
+        /// The template it names.
+        name: String,
+    },
 }
 
 /// What loading the model found besides it: where its tokenizer may be and its system
@@ -130,6 +146,7 @@ impl ModelArgs {
         }
         let dir = self.checkpoint_dir()?;
         let (model, config) = load_checkpoint::<B>(&dir, device)?;
+        check_template(&config.chat_template, &dir.join(CONFIG_FILE))?;
         let named_llm = dir.join(&config.language_model);
         let named_vision = dir.join(&config.vision_tower.path);
         check_named("--llm", self.llm.as_deref(), &named_llm)?;
@@ -158,6 +175,49 @@ impl ModelArgs {
             }),
         }
     }
+}
+
+impl<B: Backend> LoadedModel<B> {
+    /// The size of the language model's vocabulary: every prompt id must be below it.
+    pub fn vocab_size(&self) -> usize {
+        self.model.language_model().config().vocab_size
+    }
+
+    /// The ids that end an answer ([`stop_token_ids`] of the model's tokenizer).
+    pub fn stop_token_ids(&self) -> Vec<u32> {
+        stop_token_ids(&self.tokenizer, self.vocab_size())
+    }
+
+    /// The checkpoint's chat template, with `system` as the system prompt when given, else
+    /// the checkpoint's (none for a LLaVA folder).
+    pub fn chat_template(&self, system: Option<String>) -> ChatTemplate {
+        match system.or_else(|| self.system_prompt.clone()) {
+            Some(system) => ChatTemplate::new(system),
+            None => ChatTemplate::without_system(),
+        }
+    }
+
+    /// The encoder of this model's prompts with `template`: an image becomes the model's run
+    /// of placeholder ids, and nothing is truncated (the context limit is the program's).
+    pub fn prompt_encoder(&self, template: ChatTemplate) -> Result<SampleEncoder, EncoderError> {
+        let mut config = EncoderConfig::new(self.model.tokens_per_image(), usize::MAX);
+        let image_token = self.model.image_token_id();
+        if let Some(name) = self.tokenizer.inner().id_to_token(image_token) {
+            config.image_token = name;
+        }
+        SampleEncoder::new(self.tokenizer.clone(), template, config)
+    }
+}
+
+/// Fails when a checkpoint names a chat template other than the one the programs write.
+fn check_template(template: &ChatTemplateConfig, path: &Path) -> Result<(), LoadError> {
+    if template.name == ChatTemplateConfig::CHATML {
+        return Ok(());
+    }
+    Err(LoadError::UnknownChatTemplate {
+        path: path.to_path_buf(),
+        name: template.name.clone(),
+    })
 }
 
 /// The quickstart's checkpoint folder under the working directory, else under the

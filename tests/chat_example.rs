@@ -10,6 +10,7 @@ mod chat;
 
 use chat::{run, Args, ChatError, Reply};
 use clap::Parser;
+use vlm::cli::LoadError;
 use vlm::data::Tokenizer;
 use vlm_testkit::fixture;
 
@@ -116,7 +117,10 @@ fn the_tokenizer_flag_takes_a_tokenizer_json_or_its_folder() {
 
     let empty = tempfile::tempdir().expect("tempdir");
     let err = chat_with(empty.path(), &flags, "").expect_err("no tokenizer.json");
-    assert!(matches!(err, ChatError::Tokenizer(_)), "{err}");
+    assert!(
+        matches!(err, ChatError::Load(LoadError::Tokenizer(_))),
+        "{err}"
+    );
     assert!(err.to_string().contains("has no tokenizer.json"), "{err}");
 }
 
@@ -154,7 +158,7 @@ fn bad_input_is_a_typed_error() {
 
     let args = Args::try_parse_from(["chat", "--prompt-ids", "1", "--llm", "a"]).expect("flags");
     let err = run(&args, &b""[..], &mut Vec::new()).expect_err("no model");
-    assert!(matches!(err, ChatError::Usage(_)), "{err}");
+    assert!(matches!(err, ChatError::Load(LoadError::Usage(_))), "{err}");
     assert!(Args::try_parse_from(["chat", "--llava", "a", "--checkpoint", "b"]).is_err());
 }
 
@@ -169,7 +173,7 @@ fn without_a_model_flag_the_quickstart_checkpoint_is_the_default() {
         Ok(replies) => assert!(trained && replies.len() == 1, "{replies:?}"),
         Err(err) => {
             assert!(!trained, "the quickstart checkpoint exists but: {err}");
-            assert!(matches!(err, ChatError::Usage(_)), "{err}");
+            assert!(matches!(err, ChatError::Load(LoadError::Usage(_))), "{err}");
             assert!(err.to_string().contains("--example quickstart"), "{err}");
         }
     }

@@ -16,7 +16,10 @@ mod preprocessor;
 mod weights;
 mod write;
 
-pub use config::read_config;
+pub use config::{
+    parse_config_section, read_config, read_config_section, ConfigSection, TEXT_CONFIG,
+    VISION_CONFIG,
+};
 pub use error::HfError;
 pub use hub::{is_model_file, resolve_model_path, HubCache, HubError, HubId, ModelSource};
 pub use preprocessor::{

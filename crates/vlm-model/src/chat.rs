@@ -2,10 +2,9 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use vlm_qwen::GenerationConfig;
+use vlm_qwen::{decode, Decoder, GenerationConfig, Prompt};
 use vlm_vision::VisionEncoder;
 
-use crate::generation::{decode, Decoder};
 use crate::{LanguageModel, ModelError, Projector, VisionLanguageModel};
 
 /// One conversation (batch of one) with a model, at the token level.
@@ -72,8 +71,12 @@ where
         let decoder = self
             .decoder
             .get_or_insert_with(|| Decoder::new(language_model, config.use_cache));
-        let mask = Tensor::ones([1, ids.len()], &embeds.device());
-        let replies = decode(decoder, embeds, mask, config, vec![history], |tokens| {
+        let prompt = Prompt {
+            attention_mask: Tensor::ones([1, ids.len()], &embeds.device()),
+            embeds,
+            history: vec![history],
+        };
+        let replies = decode(decoder, prompt, config, |tokens| {
             on_token(tokens[0]);
             std::ops::ControlFlow::Continue(())
         })?;

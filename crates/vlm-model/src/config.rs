@@ -64,14 +64,30 @@ pub struct VisionTowerConfig {
     pub feature_strategy: SelectStrategy,
 }
 
-/// The chat template of a checkpoint, by name (e.g. `chatml`), with its system prompt.
+/// The chat template of a checkpoint, by name, with its system prompt.
+///
+/// Programs prompt a checkpoint with the template it names and refuse one whose name they do
+/// not implement, rather than prompt it in another format than it was trained with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatTemplateConfig {
-    /// Template name, as the tokenizer crate knows it.
+    /// Template name: [`CHATML`](Self::CHATML), the one `vlm-data`'s `ChatTemplate` writes.
     pub name: String,
     /// The system prompt used in training, if any.
     #[serde(default)]
     pub system_prompt: Option<String>,
+}
+
+impl ChatTemplateConfig {
+    /// The name of the ChatML template (Qwen's `<|im_start|>role ... <|im_end|>`).
+    pub const CHATML: &'static str = "chatml";
+
+    /// The ChatML template with `system_prompt`.
+    pub fn chatml(system_prompt: Option<String>) -> Self {
+        Self {
+            name: Self::CHATML.to_string(),
+            system_prompt,
+        }
+    }
 }
 
 impl VisionTowerConfig {

@@ -4,8 +4,8 @@
 //! A [`VisionLanguageModel`] is generic over its three parts: any
 //! [`vlm_vision::VisionEncoder`] (the CLIP/SigLIP towers, or one of your own), any
 //! [`Projector`] ([`MlpProjector`], LLaVA's `mlp2x_gelu`; [`PixelShuffleProjector`],
-//! nanoVLM's token-reducing variant) and any [`LanguageModel`] (implemented for
-//! `vlm_qwen::QwenModel`). Widths are checked once, when the parts are assembled.
+//! nanoVLM's token-reducing variant) and any [`LanguageModel`] (`vlm-qwen`'s trait, implemented
+//! for `vlm_qwen::QwenModel`). Widths are checked once, when the parts are assembled.
 //!
 //! Prompts follow the llava-hf convention: each image is a run of `tokens_per_image`
 //! placeholder ids in `input_ids`, anywhere in its sample; the image features replace those
@@ -49,7 +49,6 @@ mod checkpoint;
 mod config;
 mod error;
 mod generation;
-mod language_model;
 mod llava;
 mod loss;
 mod model;
@@ -65,7 +64,6 @@ pub use checkpoint::{
 };
 pub use config::{ChatTemplateConfig, VisionTowerConfig, VlmConfig};
 pub use error::ModelError;
-pub use language_model::{inferred_lora_config, LanguageModel};
 pub use llava::{load_language_model, load_llava_hf, LlavaLayout};
 pub use loss::{causal_lm_loss, CausalLmLoss};
 pub use model::VisionLanguageModel;
@@ -74,3 +72,4 @@ pub use projector::{
     ProjectorConfig, ProjectorKind, PROJECTOR_PREFIX,
 };
 pub use vision_tower::VisionTower;
+pub use vlm_qwen::{inferred_lora_config, LanguageModel};

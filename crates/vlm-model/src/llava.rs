@@ -6,7 +6,9 @@ use std::path::Path;
 use burn::tensor::backend::Backend;
 use serde::Deserialize;
 use serde_json::Value;
-use vlm_hf::{read_config, HfError, WeightStore};
+use vlm_hf::{
+    parse_config_section, read_config, read_config_section, HfError, WeightStore, TEXT_CONFIG,
+};
 use vlm_qwen::{QwenConfig, QwenModel};
 use vlm_vision::{find_tower_prefix, FeatureSelection, VisionEncoder};
 
@@ -58,10 +60,7 @@ impl LlavaJson {
                 "vision_feature_layer {layers}: only one layer (a number) is supported"
             )));
         }
-        let llava = Self::deserialize(&raw).map_err(|source| HfError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let llava: Self = parse_config_section(path, &raw)?;
         llava.check(unsupported)?;
         Ok(llava)
     }
@@ -195,8 +194,7 @@ pub fn load_language_model<B: Backend>(
 ) -> Result<QwenModel<B>, ModelError> {
     let dir = dir.as_ref();
     let config_path = dir.join(HF_CONFIG);
-    let config: Value = read_config(&config_path)?;
-    if config.get("text_config").is_none() {
+    if !read_config_section(&config_path, TEXT_CONFIG)?.is_nested() {
         return Ok(QwenModel::load(dir, device)?);
     }
     let store = WeightStore::open_dir(dir)?;

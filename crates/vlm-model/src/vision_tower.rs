@@ -4,19 +4,13 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
-use serde_json::Value;
-use vlm_hf::{read_config, PreprocessorConfig, WeightStore};
+use vlm_hf::{read_config_section, PreprocessorConfig, WeightStore, VISION_CONFIG};
 use vlm_vision::{
     find_tower_prefix, read_preprocessing, ClipVisionConfig, ClipVisionTower, FeatureSelection,
     SiglipVisionConfig, SiglipVisionTower, VisionEncoder, VisionError,
 };
 
 use crate::ModelError;
-
-/// `model_type` values of CLIP configs (the tower's own, the dual-tower model's).
-const CLIP_TYPES: &[&str] = &["clip_vision_model", "clip"];
-/// `model_type` values of SigLIP configs.
-const SIGLIP_TYPES: &[&str] = &["siglip_vision_model", "siglip"];
 
 /// Either vision tower of `vlm-vision`, picked from the folder's `config.json`: what a
 /// checkpoint loads without knowing the tower type at compile time.
@@ -45,9 +39,10 @@ impl<B: Backend> VisionTower<B> {
     ) -> Result<Self, ModelError> {
         let dir = dir.as_ref();
         let config_path = dir.join("config.json");
-        let model_type = vision_model_type(&config_path)?;
-        let clip = CLIP_TYPES.contains(&model_type.as_str());
-        if !clip && !SIGLIP_TYPES.contains(&model_type.as_str()) {
+        let section = read_config_section(&config_path, VISION_CONFIG)?;
+        let model_type = section.model_type().unwrap_or_default().to_string();
+        let clip = ClipVisionConfig::MODEL_TYPES.contains(&model_type.as_str());
+        if !clip && !SiglipVisionConfig::MODEL_TYPES.contains(&model_type.as_str()) {
             return Err(ModelError::UnknownVisionModel {
                 path: config_path,
                 model_type,
@@ -84,14 +79,6 @@ impl<B: Backend> VisionTower<B> {
             Self::Siglip(tower)
         })
     }
-}
-
-/// The `model_type` of a config's nested `vision_config`, else its own; empty when absent.
-fn vision_model_type(path: &Path) -> Result<String, ModelError> {
-    let root: Value = read_config(path)?;
-    let section = root.get("vision_config").unwrap_or(&root);
-    let model_type = section.get("model_type").and_then(Value::as_str);
-    Ok(model_type.unwrap_or_default().to_string())
 }
 
 impl<B: Backend> VisionEncoder<B> for VisionTower<B> {

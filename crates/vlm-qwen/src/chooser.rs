@@ -1,5 +1,4 @@
-//! The per-step token choice of batched generation, shared by every model that generates
-//! with Qwen's sampling options (the plain LLM here, the VLM in `vlm-model`).
+//! The per-step token choice of the decode loop.
 
 use crate::sampling::Sampler;
 use crate::{GenerationConfig, QwenError};
@@ -9,7 +8,7 @@ use crate::{GenerationConfig, QwenError};
 /// A running sequence's token is sampled (with the repetition penalty over its history);
 /// a sequence that has emitted a stop token continues with `pad_token_id`.
 #[derive(Debug)]
-pub struct TokenChooser<'c> {
+pub(crate) struct TokenChooser<'c> {
     config: &'c GenerationConfig,
     sampler: Sampler,
     history: Vec<Vec<u32>>,
@@ -23,7 +22,7 @@ impl<'c> TokenChooser<'c> {
     ///
     /// Fails with [`QwenError::InvalidGeneration`] when the settings are invalid or the
     /// pad id is outside the vocabulary.
-    pub fn new(
+    pub(crate) fn new(
         config: &'c GenerationConfig,
         history: Vec<Vec<u32>>,
         vocab_size: usize,
@@ -45,7 +44,7 @@ impl<'c> TokenChooser<'c> {
     }
 
     /// One token per sequence from its last logits, recorded as generated.
-    pub fn choose(&mut self, logits: Vec<Vec<f32>>) -> Vec<u32> {
+    pub(crate) fn choose(&mut self, logits: Vec<Vec<f32>>) -> Vec<u32> {
         let mut tokens = Vec::with_capacity(logits.len());
         for (row, mut row_logits) in logits.into_iter().enumerate() {
             let token = if self.finished[row] {
@@ -63,12 +62,12 @@ impl<'c> TokenChooser<'c> {
     }
 
     /// Whether every sequence has emitted a stop token.
-    pub fn all_finished(&self) -> bool {
+    pub(crate) fn all_finished(&self) -> bool {
         self.finished.iter().all(|&done| done)
     }
 
     /// The tokens generated so far, per sequence.
-    pub fn into_generated(self) -> Vec<Vec<u32>> {
+    pub(crate) fn into_generated(self) -> Vec<Vec<u32>> {
         self.generated
     }
 }

@@ -1,9 +1,8 @@
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
-use vlm_hf::{read_config, HfError};
+use vlm_hf::{parse_config_section, read_config_section, ConfigSection, TEXT_CONFIG};
 
 use crate::{QwenError, RopeScaling, YarnScaling};
 
@@ -171,12 +170,12 @@ impl QwenConfig {
     /// errors naming the file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, QwenError> {
         let path = path.as_ref();
-        let json = text_section(path, read_config(path)?)?;
-        let ModelType { model_type } = parse(path, &json)?;
+        let json = text_section(path)?;
+        let ModelType { model_type } = parse_config_section(path, &json)?;
         let config = match model_type.as_str() {
-            "qwen" => from_v1(path, parse(path, &json)?)?,
-            "qwen2" => from_hf(path, QwenVariant::Qwen2, parse(path, &json)?)?,
-            "qwen3" => from_hf(path, QwenVariant::Qwen3, parse(path, &json)?)?,
+            "qwen" => from_v1(path, parse_config_section(path, &json)?)?,
+            "qwen2" => from_hf(path, QwenVariant::Qwen2, parse_config_section(path, &json)?)?,
+            "qwen3" => from_hf(path, QwenVariant::Qwen3, parse_config_section(path, &json)?)?,
             _ => {
                 return Err(QwenError::UnknownModelType {
                     model_type,
@@ -249,17 +248,13 @@ fn is_positive(value: f64) -> bool {
 /// A section without `tie_word_embeddings` takes the top-level one. Where both are present,
 /// transformers 4 ties by the section's value and 5 by either: a section that says `false`
 /// under a top level that says `true` means two different models, and is refused.
-fn text_section(path: &Path, root: Value) -> Result<Value, QwenError> {
+fn text_section(path: &Path) -> Result<Value, QwenError> {
     const TIED: &str = "tie_word_embeddings";
-    let Value::Object(mut root) = root else {
-        return Ok(root);
-    };
-    let Some(Value::Object(mut section)) = root.remove("text_config") else {
-        return Ok(Value::Object(root));
-    };
-    match (section.get(TIED), root.remove(TIED)) {
+    let ConfigSection { mut fields, parent } = read_config_section(path, TEXT_CONFIG)?;
+    let inherited = parent.and_then(|mut parent| parent.remove(TIED));
+    match (fields.get(TIED), inherited) {
         (None, Some(tied)) => {
-            section.insert(TIED.to_string(), tied);
+            fields.insert(TIED.to_string(), tied);
         }
         (Some(Value::Bool(false)), Some(Value::Bool(true))) => {
             let reason = "false under a top-level tie_word_embeddings true: transformers 4 \
@@ -269,16 +264,7 @@ fn text_section(path: &Path, root: Value) -> Result<Value, QwenError> {
         }
         _ => {}
     }
-    Ok(Value::Object(section))
-}
-
-fn parse<T: DeserializeOwned>(path: &Path, json: &Value) -> Result<T, QwenError> {
-    T::deserialize(json).map_err(|source| {
-        QwenError::Hf(HfError::Json {
-            path: path.to_path_buf(),
-            source,
-        })
-    })
+    Ok(Value::Object(fields))
 }
 
 fn unsupported<T>(path: &Path, field: &str, reason: String) -> Result<T, QwenError> {

@@ -1,14 +1,21 @@
-//! Batched autoregressive generation: prefill once, then one token per step through the KV
-//! cache, with Hugging Face `generate()`'s padding, stopping and position conventions.
+//! Batched autoregressive generation, the one decode loop of every model that generates:
+//! prefill once, then one token per step through the cache, with Hugging Face `generate()`'s
+//! padding, stopping and position conventions. The plain LLM ([`QwenModel::generate`]) feeds
+//! it token embeddings; the VLM in `vlm-model` feeds it embeddings with image features spliced
+//! in, and its chat keeps a [`Decoder`] between turns.
+
+use std::ops::ControlFlow;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::cache::KvCache;
+use crate::chooser::TokenChooser;
+use crate::mask::position_ids_from_mask;
 use crate::sampling::Decoding;
-use crate::{QwenError, QwenModel, TokenChooser};
+use crate::{LanguageModel, QwenError, QwenModel};
 
-/// Settings of [`QwenModel::generate`].
+/// Settings of the decode loop ([`decode`], behind [`QwenModel::generate`] and the VLM's
+/// generation and chat).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationConfig {
     /// Most tokens to add to each sequence.
@@ -89,28 +96,46 @@ impl<B: Backend> QwenModel<B> {
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Option<Tensor<B, 2, Int>>,
         config: &GenerationConfig,
-        on_token: impl FnMut(&[u32]),
+        mut on_token: impl FnMut(&[u32]),
     ) -> Result<Vec<Vec<u32>>, QwenError> {
         let mask =
             attention_mask.unwrap_or_else(|| Tensor::ones(input_ids.dims(), &input_ids.device()));
-        let history = real_tokens(&input_ids, &mask);
-        let embeds = self.embed(input_ids)?;
-        Generation::new(self, config, mask, history)?.run(embeds, on_token)
+        let embeds = QwenModel::embed(self, input_ids.clone())?;
+        let prompt = Prompt::new(embeds, &input_ids, mask);
+        let mut decoder = Decoder::new(self, config.use_cache);
+        decode(&mut decoder, prompt, config, |tokens| {
+            on_token(tokens);
+            ControlFlow::Continue(())
+        })
     }
+}
 
-    /// Like [`generate`](Self::generate) but from input embeddings `[batch, len, hidden]`
-    /// (e.g. with image features spliced in); the repetition penalty then sees only the
-    /// generated tokens.
-    pub fn generate_from_embeds(
-        &self,
+/// What the decode loop starts from: a batch of prompts as input embeddings.
+#[derive(Debug, Clone)]
+pub struct Prompt<B: Backend> {
+    /// `[batch, len, hidden]`, image features spliced in where a VLM has them.
+    pub embeds: Tensor<B, 3>,
+    /// `[batch, len]`, 0 over left padding and 1 over the prompt.
+    pub attention_mask: Tensor<B, 2, Int>,
+    /// Each sequence's tokens so far, which the repetition penalty sees.
+    pub history: Vec<Vec<u32>>,
+}
+
+impl<B: Backend> Prompt<B> {
+    /// The prompt of `embeds` computed from `input_ids` `[batch, len]`; the repetition
+    /// penalty sees each row's ids where `attention_mask` is 1 (image placeholders included,
+    /// as in Hugging Face).
+    pub fn new(
         embeds: Tensor<B, 3>,
-        attention_mask: Option<Tensor<B, 2, Int>>,
-        config: &GenerationConfig,
-        on_token: impl FnMut(&[u32]),
-    ) -> Result<Vec<Vec<u32>>, QwenError> {
-        let [batch, len, _] = embeds.dims();
-        let mask = attention_mask.unwrap_or_else(|| Tensor::ones([batch, len], &embeds.device()));
-        Generation::new(self, config, mask, vec![Vec::new(); batch])?.run(embeds, on_token)
+        input_ids: &Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2, Int>,
+    ) -> Self {
+        let history = real_tokens(input_ids, &attention_mask);
+        Self {
+            embeds,
+            attention_mask,
+            history,
+        }
     }
 }
 
@@ -132,97 +157,122 @@ fn real_tokens<B: Backend>(ids: &Tensor<B, 2, Int>, mask: &Tensor<B, 2, Int>) ->
         .collect()
 }
 
+/// Feeds the prompt, then chooses tokens and feeds them back until every sequence has
+/// stopped or `max_new_tokens` are out, or `on_token` breaks (a client gone, a stop string
+/// seen); returns the new tokens of each sequence.
+///
+/// The settings are checked before anything is fed; the prompt is fed even when no token is
+/// asked for (a chat keeps it in its context), and the last chosen tokens are not fed.
+pub fn decode<B: Backend, L: LanguageModel<B>>(
+    decoder: &mut Decoder<'_, B, L>,
+    prompt: Prompt<B>,
+    config: &GenerationConfig,
+    mut on_token: impl FnMut(&[u32]) -> ControlFlow<()>,
+) -> Result<Vec<Vec<u32>>, QwenError> {
+    let vocab_size = decoder.language_model.vocab_size();
+    let mut chooser = TokenChooser::new(config, prompt.history, vocab_size)?;
+    let mut logits = decoder.feed(prompt.embeds, prompt.attention_mask)?;
+    for step in 1..=config.max_new_tokens {
+        let tokens = chooser.choose(logits);
+        let flow = on_token(&tokens);
+        if flow.is_break() || step == config.max_new_tokens || chooser.all_finished() {
+            break;
+        }
+        logits = decoder.feed_tokens(&tokens)?;
+    }
+    Ok(chooser.into_generated())
+}
+
 /// What the next forward pass attends to.
-enum Context<B: Backend> {
-    /// Keys and values of everything so far; a step feeds only the new tokens.
-    Cached(KvCache<B>),
-    /// Embeddings of everything so far, recomputed every step.
+enum Context<B: Backend, C> {
+    /// The language model's cache of everything so far; a step feeds only new tokens.
+    Cached(C),
+    /// The embeddings of everything so far, recomputed every step.
     Full(Option<Tensor<B, 3>>),
 }
 
-/// The state of one batched generation run.
-struct Generation<'a, B: Backend> {
-    model: &'a QwenModel<B>,
-    max_new_tokens: usize,
-    chooser: TokenChooser<'a>,
-    mask: Tensor<B, 2, Int>,
-    context: Context<B>,
+/// Feeds a language model the sequence piece by piece, keeping the attention mask and the
+/// cache (or the whole sequence) between pieces; position ids follow from the mask.
+pub struct Decoder<'a, B: Backend, L: LanguageModel<B>> {
+    language_model: &'a L,
+    context: Context<B, L::Cache>,
+    mask: Option<Tensor<B, 2, Int>>,
 }
 
-impl<'a, B: Backend> Generation<'a, B> {
-    fn new(
-        model: &'a QwenModel<B>,
-        config: &'a GenerationConfig,
-        mask: Tensor<B, 2, Int>,
-        history: Vec<Vec<u32>>,
-    ) -> Result<Self, QwenError> {
-        let chooser = TokenChooser::new(config, history, model.config().vocab_size)?;
-        let context = if config.use_cache {
-            Context::Cached(model.new_cache())
-        } else {
-            Context::Full(None)
+impl<'a, B: Backend, L: LanguageModel<B>> Decoder<'a, B, L> {
+    /// A decoder that has seen nothing yet; `use_cache` false recomputes the whole sequence
+    /// every step.
+    pub fn new(language_model: &'a L, use_cache: bool) -> Self {
+        let context = match use_cache {
+            true => Context::Cached(language_model.new_cache()),
+            false => Context::Full(None),
         };
-        Ok(Self {
-            model,
-            max_new_tokens: config.max_new_tokens,
-            chooser,
-            mask,
+        Self {
+            language_model,
             context,
-        })
-    }
-
-    fn run(
-        mut self,
-        prompt: Tensor<B, 3>,
-        mut on_token: impl FnMut(&[u32]),
-    ) -> Result<Vec<Vec<u32>>, QwenError> {
-        let steps = self.max_new_tokens;
-        if steps == 0 {
-            return Ok(self.chooser.into_generated());
+            mask: None,
         }
-        let mut logits = self.forward(prompt)?;
-        for step in 1..=steps {
-            let tokens = self.chooser.choose(logits);
-            on_token(&tokens);
-            if step == steps || self.chooser.all_finished() {
-                break;
-            }
-            logits = self.advance(&tokens)?;
+    }
+
+    /// Feeds embeddings `[batch, n, hidden]` with their mask `[batch, n]` and returns each
+    /// sequence's logits at its last position.
+    fn feed(
+        &mut self,
+        embeds: Tensor<B, 3>,
+        new_mask: Tensor<B, 2, Int>,
+    ) -> Result<Vec<Vec<f32>>, QwenError> {
+        let [batch, new, _] = embeds.dims();
+        if new_mask.dims() != [batch, new] {
+            return Err(QwenError::InvalidInput(format!(
+                "attention_mask has shape {:?}, expected {:?}",
+                new_mask.dims(),
+                [batch, new]
+            )));
         }
-        Ok(self.chooser.into_generated())
-    }
-
-    /// Feeds the chosen tokens and returns the logits for the next ones.
-    fn advance(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, QwenError> {
-        let device = self.mask.device();
-        let ids: Vec<i64> = tokens.iter().map(|&id| i64::from(id)).collect();
-        let ids = Tensor::from_data(TensorData::new(ids, [tokens.len(), 1]), &device);
-        let ones = Tensor::ones([tokens.len(), 1], &device);
-        self.mask = Tensor::cat(vec![self.mask.clone(), ones], 1);
-        let embeds = self.model.embed(ids)?;
-        self.forward(embeds)
-    }
-
-    /// Runs the new embeddings through the model and returns each sequence's last logits.
-    fn forward(&mut self, embeds: Tensor<B, 3>) -> Result<Vec<Vec<f32>>, QwenError> {
-        let mask = Some(self.mask.clone());
+        let mask = match self.mask.take() {
+            Some(seen) => Tensor::cat(vec![seen, new_mask], 1),
+            None => new_mask,
+        };
+        self.mask = Some(mask.clone());
+        let [_, total] = mask.dims();
+        let positions = position_ids_from_mask(mask.clone());
+        let language_model = self.language_model;
         let hidden = match &mut self.context {
-            Context::Cached(cache) => self.model.forward_hidden(embeds, mask, None, Some(cache))?,
-            Context::Full(all) => {
-                let embeds = match all.take() {
+            Context::Cached(cache) => {
+                let positions = positions.slice([0..batch, total - new..total]);
+                language_model.forward_hidden(embeds, mask, positions, Some(cache))?
+            }
+            Context::Full(seen) => {
+                let embeds = match seen.take() {
                     Some(previous) => Tensor::cat(vec![previous, embeds], 1),
                     None => embeds,
                 };
-                *all = Some(embeds.clone());
-                self.model.forward_hidden(embeds, mask, None, None)?
+                *seen = Some(embeds.clone());
+                language_model.forward_hidden(embeds, mask, positions, None)?
             }
         };
+        Ok(self.last_logits(hidden))
+    }
+
+    /// Feeds one token per sequence.
+    fn feed_tokens(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, QwenError> {
+        let device = match &self.mask {
+            Some(mask) => mask.device(),
+            None => Default::default(),
+        };
+        let ids: Vec<i64> = tokens.iter().map(|&id| i64::from(id)).collect();
+        let ids = Tensor::from_data(TensorData::new(ids, [tokens.len(), 1]), &device);
+        let embeds = self.language_model.embed(ids)?;
+        self.feed(embeds, Tensor::ones([tokens.len(), 1], &device))
+    }
+
+    /// Each sequence's logits at its last position.
+    fn last_logits(&self, hidden: Tensor<B, 3>) -> Vec<Vec<f32>> {
         let [batch, len, width] = hidden.dims();
-        let last = self
-            .model
-            .logits(hidden.slice([0..batch, len - 1..len, 0..width]));
-        let vocab = self.model.config().vocab_size;
-        let values: Vec<f32> = last.into_data().iter::<f32>().collect();
-        Ok(values.chunks(vocab).map(<[f32]>::to_vec).collect())
+        let last = hidden.slice([0..batch, len - 1..len, 0..width]);
+        let logits = self.language_model.logits(last);
+        let values: Vec<f32> = logits.into_data().iter::<f32>().collect();
+        let vocab = self.language_model.vocab_size();
+        values.chunks(vocab).map(<[f32]>::to_vec).collect()
     }
 }

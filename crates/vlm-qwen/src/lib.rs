@@ -1,6 +1,11 @@
 //! The Qwen decoder family for vlm (Qwen-7B v1 names, Qwen2/2.5, Qwen3): forward from ids or
 //! embeddings, KV cache, generation, Hugging Face weight loading.
 //!
+//! Generation is one decode loop ([`decode`]) over any [`LanguageModel`], the trait a model
+//! implements to be generated from and to serve as a VLM's language model: the plain LLM
+//! ([`QwenModel::generate`]) and `vlm-model`'s VLM (image features spliced into the prompt's
+//! embeddings, then the same loop) both run it.
+//!
 //! One implementation serves the three checkpoint layouts; they differ only in
 //! [`QwenConfig`] and in tensor names. Numbers match Hugging Face transformers (eager
 //! attention, rotate-half RoPE, left-padding conventions of `generate()`); the tests compare
@@ -45,6 +50,7 @@ mod decoder;
 mod error;
 mod generation;
 mod inputs;
+mod language_model;
 mod layer;
 mod load;
 mod mask;
@@ -58,11 +64,11 @@ mod save;
 
 pub use attention::QwenAttention;
 pub use cache::KvCache;
-pub use chooser::TokenChooser;
 pub use config::{QwenConfig, QwenVariant};
 pub use decoder::QwenDecoder;
 pub use error::QwenError;
-pub use generation::{left_pad, GenerationConfig, PaddedBatch};
+pub use generation::{decode, left_pad, Decoder, GenerationConfig, PaddedBatch, Prompt};
+pub use language_model::{inferred_lora_config, LanguageModel};
 pub use layer::QwenDecoderLayer;
 pub use mask::position_ids_from_mask;
 pub use mlp::QwenMlp;

@@ -2,7 +2,9 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use vlm_hf::{read_config, HfError, PreprocessorConfig};
+use vlm_hf::{
+    parse_config_section, read_config_section, ConfigSection, PreprocessorConfig, VISION_CONFIG,
+};
 
 use crate::VisionError;
 
@@ -52,33 +54,25 @@ pub(crate) fn read_vision_config<T: DeserializeOwned>(
     path: &Path,
     model_types: &'static [&'static str],
 ) -> Result<T, VisionError> {
-    let root: Map<String, Value> = read_config(path)?;
-    let mut section = match root.get("vision_config") {
-        Some(Value::Object(nested)) => nested.clone(),
-        _ => root.clone(),
-    };
+    let section = read_config_section(path, VISION_CONFIG)?;
     check_model_type(path, &section, model_types)?;
-    check_fields(path, &section)?;
-    let dtype = weight_dtype(&section).or_else(|| weight_dtype(&root));
-    section.remove("torch_dtype");
-    section.remove("dtype");
+    let ConfigSection { mut fields, parent } = section;
+    check_fields(path, &fields)?;
+    let dtype = weight_dtype(&fields).or_else(|| parent.as_ref().and_then(weight_dtype));
+    fields.remove("torch_dtype");
+    fields.remove("dtype");
     if let Some(dtype) = dtype {
-        section.insert("dtype".to_string(), dtype);
+        fields.insert("dtype".to_string(), dtype);
     }
-    T::deserialize(Value::Object(section)).map_err(|source| {
-        VisionError::Hf(HfError::Json {
-            path: path.to_path_buf(),
-            source,
-        })
-    })
+    Ok(parse_config_section(path, &Value::Object(fields))?)
 }
 
 fn check_model_type(
     path: &Path,
-    section: &Map<String, Value>,
+    section: &ConfigSection,
     model_types: &'static [&'static str],
 ) -> Result<(), VisionError> {
-    match section.get("model_type").and_then(Value::as_str) {
+    match section.model_type() {
         Some(found) if !model_types.contains(&found) => Err(VisionError::WrongModelType {
             path: path.to_path_buf(),
             model_type: found.to_string(),

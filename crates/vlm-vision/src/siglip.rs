@@ -12,9 +12,6 @@ use crate::vit::{VitDims, VitEncoder};
 use crate::weights::{find_tower_prefix, TowerWeights};
 use crate::{Activation, FeatureSelection, VisionEncoder, VisionError, VisionOutput};
 
-/// `model_type` values of SigLIP vision configs: the tower's own and the dual-tower model's.
-const MODEL_TYPES: &[&str] = &["siglip_vision_model", "siglip"];
-
 /// The SigLIP vision tower's `config.json` (`SiglipVisionConfig`), read straight with serde.
 ///
 /// Absent keys take transformers' defaults (ViT-B/16 at 224 pixels), unknown keys (such as
@@ -65,13 +62,16 @@ impl Default for SiglipVisionConfig {
 }
 
 impl SiglipVisionConfig {
+    /// `model_type` values of SigLIP vision configs: the tower's own and the dual-tower model's.
+    pub const MODEL_TYPES: &'static [&'static str] = &["siglip_vision_model", "siglip"];
+
     /// Reads a `config.json` with `model_type` `siglip_vision_model` (flat) or any config with
     /// a nested `vision_config` of that type (`siglip`, `llava`).
     ///
     /// Sizes no tower can have are a [`VisionError::UnsupportedField`] naming the file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, VisionError> {
         let path = path.as_ref();
-        let config: Self = read_vision_config(path, MODEL_TYPES)?;
+        let config: Self = read_vision_config(path, Self::MODEL_TYPES)?;
         config.dims().map_err(|err| err.in_file(path))?;
         Ok(config)
     }

@@ -1,5 +1,6 @@
-//! The language model a VLM feeds: the few operations the composed model needs, so that any
-//! decoder can be plugged in. Implemented here for `vlm_qwen::QwenModel`.
+//! The language model generation and the composed VLM drive: the few operations a decode loop
+//! and image splicing need, so that any decoder can be plugged in. Implemented here for
+//! [`QwenModel`].
 
 use std::path::Path;
 
@@ -7,12 +8,13 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use vlm_lora::{adapted_modules, AdaptableModel, LoraConfig, TargetModules};
-use vlm_qwen::{KvCache, QwenModel};
 
-use crate::ModelError;
+use crate::{KvCache, QwenError, QwenModel};
 
 /// A causal language model that can run from input embeddings, which is what splicing image
 /// features into a prompt requires.
+///
+/// Errors are [`QwenError`]s: its input and generation variants say nothing Qwen-specific.
 pub trait LanguageModel<B: Backend>: Module<B> {
     /// The state that lets a decode step feed only the new tokens.
     type Cache;
@@ -24,7 +26,7 @@ pub trait LanguageModel<B: Backend>: Module<B> {
     fn vocab_size(&self) -> usize;
 
     /// Token embeddings `[batch, seq, hidden]` of in-vocabulary ids `[batch, seq]`.
-    fn embed(&self, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, ModelError>;
+    fn embed(&self, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, QwenError>;
 
     /// The last hidden state `[batch, seq, hidden]` of input embeddings `[batch, seq, hidden]`.
     ///
@@ -37,7 +39,7 @@ pub trait LanguageModel<B: Backend>: Module<B> {
         attention_mask: Tensor<B, 2, Int>,
         position_ids: Tensor<B, 2, Int>,
         cache: Option<&mut Self::Cache>,
-    ) -> Result<Tensor<B, 3>, ModelError>;
+    ) -> Result<Tensor<B, 3>, QwenError>;
 
     /// Logits `[batch, seq, vocab]` of hidden states `[batch, seq, hidden]`.
     fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3>;
@@ -52,7 +54,7 @@ pub trait LanguageModel<B: Backend>: Module<B> {
     /// `lora` is the config the adapters were applied with; without it one is inferred from
     /// the adapters themselves (see [`inferred_lora_config`]). The default implementation is
     /// for models that take no adapters: it writes nothing.
-    fn save_lora_adapter(&self, dir: &Path, lora: Option<&LoraConfig>) -> Result<bool, ModelError> {
+    fn save_lora_adapter(&self, dir: &Path, lora: Option<&LoraConfig>) -> Result<bool, QwenError> {
         let _ = (dir, lora);
         Ok(false)
     }
@@ -89,8 +91,8 @@ impl<B: Backend> LanguageModel<B> for QwenModel<B> {
         self.config().vocab_size
     }
 
-    fn embed(&self, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, ModelError> {
-        Ok(QwenModel::embed(self, input_ids)?)
+    fn embed(&self, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, QwenError> {
+        QwenModel::embed(self, input_ids)
     }
 
     fn forward_hidden(
@@ -99,15 +101,9 @@ impl<B: Backend> LanguageModel<B> for QwenModel<B> {
         attention_mask: Tensor<B, 2, Int>,
         position_ids: Tensor<B, 2, Int>,
         cache: Option<&mut KvCache<B>>,
-    ) -> Result<Tensor<B, 3>, ModelError> {
+    ) -> Result<Tensor<B, 3>, QwenError> {
         let mask = Some(attention_mask);
-        Ok(QwenModel::forward_hidden(
-            self,
-            embeds,
-            mask,
-            Some(position_ids),
-            cache,
-        )?)
+        QwenModel::forward_hidden(self, embeds, mask, Some(position_ids), cache)
     }
 
     fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
@@ -118,7 +114,7 @@ impl<B: Backend> LanguageModel<B> for QwenModel<B> {
         QwenModel::new_cache(self)
     }
 
-    fn save_lora_adapter(&self, dir: &Path, lora: Option<&LoraConfig>) -> Result<bool, ModelError> {
+    fn save_lora_adapter(&self, dir: &Path, lora: Option<&LoraConfig>) -> Result<bool, QwenError> {
         let inferred;
         let config = match lora {
             Some(config) => config,

@@ -6,7 +6,7 @@
 //! file, the tensor key and what was expected, and it streams: tensors are read one at a time
 //! from memory-mapped files, so loading a checkpoint never holds two copies of it in RAM.
 //! Saving goes back through the same crate: [`SafetensorsWriter`] and [`write_json`] write
-//! files atomically. [`resolve_model_path`] turns a Hugging Face hub id
+//! files atomically, [`StagedDir`] whole folders (checkpoints). [`resolve_model_path`] turns a Hugging Face hub id
 //! (`Qwen/Qwen2.5-0.5B-Instruct[@revision]`) into its snapshot folder in the local cache.
 
 mod config;
@@ -24,4 +24,4 @@ pub use preprocessor::{
     IMAGENET_STANDARD_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
 };
 pub use weights::{WeightInfo, WeightStore};
-pub use write::{create_dir_all, write_atomic, write_json, SafetensorsWriter};
+pub use write::{create_dir_all, write_atomic, write_json, SafetensorsWriter, StagedDir};

@@ -2,6 +2,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use burn::module::Param;
+use burn::nn::Linear;
 use burn::tensor::{backend::Backend, DType, Int, Tensor, TensorData};
 use memmap2::Mmap;
 use safetensors::tensor::Metadata;
@@ -172,6 +174,32 @@ impl WeightStore {
     ) -> Result<Tensor<B, D>, HfError> {
         let data = self.read(key, &shape, FLOAT_DTYPES, float_dtype)?;
         Ok(Tensor::from_data(data, device))
+    }
+
+    /// Reads the linear layer stored under `prefix` into a trainable Burn [`Linear`]: its
+    /// `{prefix}.weight` in PyTorch's `[d_out, d_in]` layout, turned into Burn's `[d_in, d_out]`,
+    /// and `{prefix}.bias` (`[d_out]`) when `bias`.
+    ///
+    /// The transpose is materialised once here, so the weight is contiguous as a freshly
+    /// initialised one is: a transposed view would be copied by every forward pass on CPU
+    /// backends, and a saved and reloaded layer computes bit-identical outputs.
+    pub fn linear<B: Backend>(
+        &self,
+        prefix: &str,
+        [d_in, d_out]: [usize; 2],
+        bias: bool,
+        device: &B::Device,
+    ) -> Result<Linear<B>, HfError> {
+        let weight = self.float::<B, 2>(&format!("{prefix}.weight"), [d_out, d_in], device)?;
+        let weight = Tensor::from_data(weight.transpose().into_data(), device);
+        let bias = match bias {
+            true => Some(self.float::<B, 1>(&format!("{prefix}.bias"), [d_out], device)?),
+            false => None,
+        };
+        Ok(Linear {
+            weight: Param::from_tensor(weight),
+            bias: bias.map(Param::from_tensor),
+        })
     }
 
     /// Reads a floating-point tensor of rank `D` whatever its sizes (reference outputs).

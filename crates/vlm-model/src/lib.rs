@@ -71,6 +71,6 @@ pub use loss::{causal_lm_loss, CausalLmLoss, IGNORE_INDEX};
 pub use model::VisionLanguageModel;
 pub use projector::{
     AnyProjector, MlpProjector, PersistentProjector, PixelShuffleProjector, Projector,
-    ProjectorConfig, ProjectorKind, PROJECTOR_PREFIX,
+    ProjectorConfig, ProjectorKind, HF_PROJECTOR_PREFIX,
 };
 pub use vision_tower::VisionTower;

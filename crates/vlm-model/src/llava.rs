@@ -12,7 +12,7 @@ use vlm_vision::{find_tower_prefix, FeatureSelection, VisionEncoder};
 
 use crate::{
     AnyProjector, MlpProjector, ModelError, QwenVlm, VisionLanguageModel, VisionTower,
-    PROJECTOR_PREFIX,
+    HF_PROJECTOR_PREFIX,
 };
 
 /// The config file of a Hugging Face folder.
@@ -119,7 +119,7 @@ impl LlavaLayout {
         let (decoder, lm_head) = language_model_keys(store)?;
         Ok(Self {
             vision: find_tower_prefix(store)?,
-            projector: join(&projector_root, PROJECTOR_PREFIX),
+            projector: join(&projector_root, HF_PROJECTOR_PREFIX),
             decoder,
             lm_head,
         })

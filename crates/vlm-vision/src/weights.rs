@@ -1,4 +1,4 @@
-use burn::module::{Param, ParamId};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
 use burn::tensor::{backend::Backend, Tensor};
@@ -70,21 +70,17 @@ impl<'a, B: Backend> TowerWeights<'a, B> {
             .float::<B, D>(&self.key(name), shape, self.device)
     }
 
-    /// A linear layer with bias; Hugging Face stores the weight `[out, in]`, Burn uses `[in, out]`.
+    /// A frozen linear layer with bias (see [`WeightStore::linear`] for the layouts).
     pub(crate) fn linear(
         &self,
         name: &str,
         d_in: usize,
         d_out: usize,
     ) -> Result<Linear<B>, HfError> {
-        let weights = self.child(name);
-        let weight = weights.tensor("weight", [d_out, d_in])?.transpose();
-        // Materialised once: CPU backends would copy a transposed view in every forward.
-        let weight = Tensor::from_data(weight.into_data(), self.device);
-        Ok(Linear {
-            weight: frozen(weight),
-            bias: Some(weights.param("bias", [d_out])?),
-        })
+        let linear = self
+            .store
+            .linear(&self.key(name), [d_in, d_out], true, self.device)?;
+        Ok(linear.no_grad())
     }
 
     /// A layer norm with weight and bias of size `dim`.

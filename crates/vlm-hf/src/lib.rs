@@ -23,5 +23,5 @@ pub use preprocessor::{
     CropSize, ImageProcessorType, ImageSize, PreprocessorConfig, Resample, IMAGENET_STANDARD_MEAN,
     IMAGENET_STANDARD_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
 };
-pub use weights::{WeightInfo, WeightStore};
+pub use weights::{join_key, WeightInfo, WeightStore};
 pub use write::{create_dir_all, write_atomic, write_json, SafetensorsWriter, StagedDir};

@@ -17,6 +17,16 @@ const SHARD_INDEX: &str = "model.safetensors.index.json";
 const FLOAT_DTYPES: &str = "F32, F16, BF16, F64";
 const INT_DTYPES: &str = "I64, I32, I16, I8, U8";
 
+/// The key of `name` below the key prefix `prefix` (`prefix.name`, or `name` under the
+/// empty prefix): how a composed model's prefix (a LLaVA's `vision_tower`,
+/// `multi_modal_projector`, `language_model.model`) goes on top of a module's own names.
+pub fn join_key(prefix: &str, name: &str) -> String {
+    match prefix {
+        "" => name.to_string(),
+        _ => format!("{prefix}.{name}"),
+    }
+}
+
 /// Where a tensor lives and what it looks like, read from the safetensors header only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeightInfo {
@@ -190,10 +200,10 @@ impl WeightStore {
         bias: bool,
         device: &B::Device,
     ) -> Result<Linear<B>, HfError> {
-        let weight = self.float::<B, 2>(&format!("{prefix}.weight"), [d_out, d_in], device)?;
+        let weight = self.float::<B, 2>(&join_key(prefix, "weight"), [d_out, d_in], device)?;
         let weight = Tensor::from_data(weight.transpose().into_data(), device);
         let bias = match bias {
-            true => Some(self.float::<B, 1>(&format!("{prefix}.bias"), [d_out], device)?),
+            true => Some(self.float::<B, 1>(&join_key(prefix, "bias"), [d_out], device)?),
             false => None,
         };
         Ok(Linear {

@@ -4,7 +4,7 @@ use burn::module::Param;
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use vlm_hf::{HfError, WeightStore};
+use vlm_hf::{join_key, HfError, WeightStore};
 use vlm_lora::LoraLinear;
 
 use crate::names::LM_HEAD;
@@ -33,7 +33,7 @@ impl KeyMap {
             return self.lm_head_key.clone();
         }
         match key.split_once('.') {
-            Some((_, rest)) => format!("{}.{rest}", self.decoder_prefix),
+            Some((_, rest)) => join_key(&self.decoder_prefix, rest),
             None => key.to_string(),
         }
     }

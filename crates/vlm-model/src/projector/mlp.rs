@@ -2,7 +2,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::gelu;
 use burn::tensor::{backend::Backend, Tensor};
-use vlm_hf::WeightStore;
+use vlm_hf::{join_key, WeightStore};
 
 use super::linear::{init_linear, linear_dims};
 use super::{
@@ -58,7 +58,7 @@ impl<B: Backend> MlpProjector<B> {
         output_dim: usize,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
-        let layer = |name: &str, dims| store.linear(&format!("{prefix}.{name}"), dims, true, device);
+        let layer = |name, dims| store.linear(&join_key(prefix, name), dims, true, device);
         Ok(Self {
             linear_1: layer(LINEAR_1, [input_dim, output_dim])?,
             linear_2: layer(LINEAR_2, [output_dim, output_dim])?,

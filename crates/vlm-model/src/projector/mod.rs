@@ -9,6 +9,7 @@ mod pixel_shuffle;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
+use vlm_hf::join_key;
 
 pub use any::AnyProjector;
 pub use config::{ProjectorConfig, ProjectorKind};
@@ -58,9 +59,7 @@ pub trait PersistentProjector<B: Backend>: Projector<B> {
     fn hf_tensors(&self) -> Vec<(String, TensorData)> {
         self.linears()
             .into_iter()
-            .flat_map(|(name, linear)| {
-                linear_tensors(linear, &format!("{HF_PROJECTOR_PREFIX}.{name}"))
-            })
+            .flat_map(|(name, linear)| linear_tensors(linear, &join_key(HF_PROJECTOR_PREFIX, name)))
             .collect()
     }
 }

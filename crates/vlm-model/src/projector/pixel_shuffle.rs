@@ -1,7 +1,7 @@
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{backend::Backend, Tensor};
-use vlm_hf::WeightStore;
+use vlm_hf::{join_key, WeightStore};
 
 use super::linear::{init_linear, linear_dims};
 use super::{
@@ -51,7 +51,7 @@ impl<B: Backend> PixelShuffleProjector<B> {
         device: &B::Device,
     ) -> Result<Self, ModelError> {
         let merged = merged_width(input_dim, scale_factor)?;
-        let prefix = format!("{HF_PROJECTOR_PREFIX}.{LINEAR}");
+        let prefix = join_key(HF_PROJECTOR_PREFIX, LINEAR);
         Ok(Self {
             linear: store.linear(&prefix, [merged, output_dim], false, device)?,
             scale_factor,

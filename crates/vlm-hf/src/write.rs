@@ -233,7 +233,6 @@ impl StagedDir {
             destination: self.destination.clone(),
         })
     }
-
 }
 
 /// A destination folder moved aside while its replacement is renamed into place.

@@ -252,7 +252,11 @@ pub fn load_trainable<B: Backend, M: Module<B>>(model: M, path: &Path) -> Result
         return Err(TrainError::checkpoint(path, reason));
     }
     let restored = restore.restored;
-    if let Some(extra) = store.keys().into_iter().find(|key| !restored.contains(*key)) {
+    if let Some(extra) = store
+        .keys()
+        .into_iter()
+        .find(|key| !restored.contains(*key))
+    {
         return Err(TrainError::checkpoint(
             path,
             format!("holds `{extra}`, which is not a trainable parameter of this model"),

@@ -22,7 +22,11 @@ pub(crate) const LINEAR: &str = "Struct:Linear";
 const RENAMED_FIELDS: [(&str, &str, &str); 3] = [
     (LAYER_NORM, "gamma", "weight"),
     (LAYER_NORM, "beta", "bias"),
-    (PATCH_EMBEDDINGS, "position_embedding", "position_embedding.weight"),
+    (
+        PATCH_EMBEDDINGS,
+        "position_embedding",
+        "position_embedding.weight",
+    ),
 ];
 
 /// transformers' name of the parameter `field` of a module of type `container` (Burn's

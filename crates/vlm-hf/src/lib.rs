@@ -5,6 +5,9 @@
 //! sharded and stored in f32, bf16 or f16. This crate does that once, with errors that name the
 //! file, the tensor key and what was expected, and it streams: tensors are read one at a time
 //! from memory-mapped files, so loading a checkpoint never holds two copies of it in RAM.
+//! [`WeightStore::linear`] is the one place PyTorch's `[out, in]` linear layout becomes Burn's
+//! `[in, out]`, and [`join_key`] how a composed model's key prefix goes on top of a module's
+//! own names.
 //! Saving goes back through the same crate: [`SafetensorsWriter`] and [`write_json`] write
 //! files atomically, [`StagedDir`] whole folders (checkpoints). [`resolve_model_path`] turns a Hugging Face hub id
 //! (`Qwen/Qwen2.5-0.5B-Instruct[@revision]`) into its snapshot folder in the local cache.

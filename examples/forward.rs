@@ -27,12 +27,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use safetensors::tensor::TensorView;
-use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 use vlm::backend::{check_device, device, Inference};
 use vlm::burn::tensor::{Device, Int, Tensor, TensorData};
-use vlm::hf::{read_config, resolve_model_path, HfError, PreprocessorConfig, WeightStore};
+use vlm::hf::{
+    read_config, resolve_model_path, HfError, PreprocessorConfig, SafetensorsWriter, WeightStore,
+};
 use vlm::image::{ImageError, ImageProcessor};
 use vlm::model::{
     causal_lm_loss, load_checkpoint, load_language_model, load_llava_hf, AnyProjector,
@@ -213,14 +213,6 @@ pub enum ForwardError {
     /// The VLM failed to load or run.
     #[error(transparent)]
     Model(#[from] ModelError),
-    /// The output file could not be written.
-    #[error("cannot write {path}: {message}")]
-    Write {
-        /// The output file.
-        path: PathBuf,
-        /// What failed.
-        message: String,
-    },
 }
 
 fn main() -> ExitCode {
@@ -690,19 +682,11 @@ impl Outputs {
     }
 
     fn write(&self, path: &Path) -> Result<(), ForwardError> {
-        let error = |message: String| ForwardError::Write {
-            path: path.to_path_buf(),
-            message,
-        };
-        let views = self
-            .0
-            .iter()
-            .map(|(name, data)| {
-                let view = TensorView::new(Dtype::F32, data.shape.to_vec(), data.as_bytes());
-                Ok((name.as_str(), view.map_err(|e| error(e.to_string()))?))
-            })
-            .collect::<Result<Vec<_>, ForwardError>>()?;
-        safetensors::serialize_to_file(views, None, path).map_err(|e| error(e.to_string()))
+        let mut writer = SafetensorsWriter::new();
+        for (name, data) in &self.0 {
+            writer.add_data(name.as_str(), data.clone());
+        }
+        Ok(writer.write(path)?)
     }
 }
 

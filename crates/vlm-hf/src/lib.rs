@@ -5,8 +5,11 @@
 //! sharded and stored in f32, bf16 or f16. This crate does that once, with errors that name the
 //! file, the tensor key and what was expected, and it streams: tensors are read one at a time
 //! from memory-mapped files, so loading a checkpoint never holds two copies of it in RAM.
+//! [`WeightStore::linear`] is the one place PyTorch's `[out, in]` linear layout becomes Burn's
+//! `[in, out]`, and [`join_key`] how a composed model's key prefix goes on top of a module's
+//! own names.
 //! Saving goes back through the same crate: [`SafetensorsWriter`] and [`write_json`] write
-//! files atomically. [`resolve_model_path`] turns a Hugging Face hub id
+//! files atomically, [`StagedDir`] whole folders (checkpoints). [`resolve_model_path`] turns a Hugging Face hub id
 //! (`Qwen/Qwen2.5-0.5B-Instruct[@revision]`) into its snapshot folder in the local cache.
 
 mod config;
@@ -26,5 +29,5 @@ pub use preprocessor::{
     CropSize, ImageProcessorType, ImageSize, PreprocessorConfig, Resample, IMAGENET_STANDARD_MEAN,
     IMAGENET_STANDARD_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
 };
-pub use weights::{WeightInfo, WeightStore};
-pub use write::{create_dir_all, write_atomic, write_json, SafetensorsWriter};
+pub use weights::{join_key, WeightInfo, WeightStore};
+pub use write::{create_dir_all, write_atomic, write_json, SafetensorsWriter, StagedDir};

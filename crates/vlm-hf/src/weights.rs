@@ -2,6 +2,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use burn::module::Param;
+use burn::nn::Linear;
 use burn::tensor::{backend::Backend, DType, Int, Tensor, TensorData};
 use memmap2::Mmap;
 use safetensors::tensor::Metadata;
@@ -14,6 +16,16 @@ const SINGLE_FILE: &str = "model.safetensors";
 const SHARD_INDEX: &str = "model.safetensors.index.json";
 const FLOAT_DTYPES: &str = "F32, F16, BF16, F64";
 const INT_DTYPES: &str = "I64, I32, I16, I8, U8";
+
+/// The key of `name` below the key prefix `prefix` (`prefix.name`, or `name` under the
+/// empty prefix): how a composed model's prefix (a LLaVA's `vision_tower`,
+/// `multi_modal_projector`, `language_model.model`) goes on top of a module's own names.
+pub fn join_key(prefix: &str, name: &str) -> String {
+    match prefix {
+        "" => name.to_string(),
+        _ => format!("{prefix}.{name}"),
+    }
+}
 
 /// Where a tensor lives and what it looks like, read from the safetensors header only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +184,32 @@ impl WeightStore {
     ) -> Result<Tensor<B, D>, HfError> {
         let data = self.read(key, &shape, FLOAT_DTYPES, float_dtype)?;
         Ok(Tensor::from_data(data, device))
+    }
+
+    /// Reads the linear layer stored under `prefix` into a trainable Burn [`Linear`]: its
+    /// `{prefix}.weight` in PyTorch's `[d_out, d_in]` layout, turned into Burn's `[d_in, d_out]`,
+    /// and `{prefix}.bias` (`[d_out]`) when `bias`.
+    ///
+    /// The transpose is materialised once here, so the weight is contiguous as a freshly
+    /// initialised one is: a transposed view would be copied by every forward pass on CPU
+    /// backends, and a saved and reloaded layer computes bit-identical outputs.
+    pub fn linear<B: Backend>(
+        &self,
+        prefix: &str,
+        [d_in, d_out]: [usize; 2],
+        bias: bool,
+        device: &B::Device,
+    ) -> Result<Linear<B>, HfError> {
+        let weight = self.float::<B, 2>(&join_key(prefix, "weight"), [d_out, d_in], device)?;
+        let weight = Tensor::from_data(weight.transpose().into_data(), device);
+        let bias = match bias {
+            true => Some(self.float::<B, 1>(&join_key(prefix, "bias"), [d_out], device)?),
+            false => None,
+        };
+        Ok(Linear {
+            weight: Param::from_tensor(weight),
+            bias: bias.map(Param::from_tensor),
+        })
     }
 
     /// Reads a floating-point tensor of rank `D` whatever its sizes (reference outputs).

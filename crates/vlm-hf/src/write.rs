@@ -1,18 +1,20 @@
-//! Writing Hugging Face files atomically: a temporary file in the target folder, renamed
-//! into place once complete, so a crash never leaves a truncated config, adapter or
-//! checkpoint. Every model crate saves through these, so they live here, under all of them.
+//! Writing Hugging Face files and folders atomically: a temporary file (or a hidden staging
+//! folder) beside the target, renamed into place once complete, so a crash never leaves a
+//! truncated config, adapter or checkpoint. Every model crate saves through these, so they
+//! live here, under all of them.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use safetensors::{Dtype, View};
 use serde::Serialize;
+use tempfile::TempDir;
 
 use crate::HfError;
 
@@ -159,4 +161,121 @@ pub fn write_atomic(
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// A folder being written: a hidden staging folder beside its destination that becomes the
+/// destination only on [`commit`](Self::commit), so a crash or an error never leaves a
+/// half-written folder under the destination's name. Dropping it uncommitted removes it.
+#[derive(Debug)]
+pub struct StagedDir {
+    staging: TempDir,
+    destination: PathBuf,
+    prefix: String,
+}
+
+impl StagedDir {
+    /// Stages a folder for `destination`, creating its parent if missing. The staging folder
+    /// is named `{prefix}XXXXXX` (random suffix) in that parent, so the final rename stays on
+    /// one file system and a cleaner can recognise leftovers of a killed writer by `prefix`.
+    pub fn new(destination: impl Into<PathBuf>, prefix: &str) -> Result<Self, HfError> {
+        let destination = destination.into();
+        let staging = hidden_dir_beside(&destination, prefix)?;
+        Ok(Self {
+            staging,
+            destination,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// The staging folder, to write the folder's files into.
+    pub fn path(&self) -> &Path {
+        self.staging.path()
+    }
+
+    /// The folder it becomes on [`commit`](Self::commit).
+    pub fn destination(&self) -> &Path {
+        &self.destination
+    }
+
+    /// Flushes the staged folder and renames it to the destination, which an existing folder
+    /// there is first moved aside for (and deleted once the new one is in place, or put back
+    /// if the rename fails). Returns the destination.
+    pub fn commit(self) -> Result<PathBuf, HfError> {
+        let write_error = |source| HfError::Write {
+            path: self.destination.clone(),
+            source,
+        };
+        sync_dir(self.staging.path());
+        let _previous = match self.destination.exists() {
+            true => Some(self.move_destination_aside()?),
+            false => None,
+        };
+        fs::rename(self.staging.path(), &self.destination).map_err(write_error)?;
+        // Now at its destination: nothing is left to clean up.
+        let _ = self.staging.keep();
+        sync_dir(parent_dir(&self.destination));
+        Ok(self.destination)
+    }
+
+    /// Moves the folder at the destination into a hidden folder beside it (`{prefix}old-XXXXXX`),
+    /// removed when the returned guard drops; if the guard drops before the new folder is in
+    /// place, the old one is put back.
+    fn move_destination_aside(&self) -> Result<SetAside, HfError> {
+        let trash = hidden_dir_beside(&self.destination, &format!("{}old-", self.prefix))?;
+        let previous = trash.path().join("previous");
+        fs::rename(&self.destination, &previous).map_err(|source| HfError::Write {
+            path: self.destination.clone(),
+            source,
+        })?;
+        Ok(SetAside {
+            _trash: trash,
+            previous,
+            destination: self.destination.clone(),
+        })
+    }
+}
+
+/// A destination folder moved aside while its replacement is renamed into place.
+struct SetAside {
+    _trash: TempDir,
+    previous: PathBuf,
+    destination: PathBuf,
+}
+
+impl Drop for SetAside {
+    fn drop(&mut self) {
+        if !self.destination.exists() {
+            // Best effort: the rename of the new folder failed, and that is the error reported.
+            let _ = fs::rename(&self.previous, &self.destination);
+        }
+    }
+}
+
+/// A new hidden folder `{prefix}XXXXXX` in the parent of `destination` (created if missing).
+fn hidden_dir_beside(destination: &Path, prefix: &str) -> Result<TempDir, HfError> {
+    let parent = parent_dir(destination);
+    create_dir_all(parent)?;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(parent)
+        .map_err(|source| HfError::Write {
+            path: parent.to_path_buf(),
+            source,
+        })
+}
+
+/// The folder holding `path` (`.` for a bare name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Flushes a folder's entries (renames into it) to disk; best effort, as folders cannot be
+/// opened as files everywhere.
+fn sync_dir(path: &Path) {
+    if let Ok(dir) = File::open(path) {
+        let _ = dir.sync_all();
+    }
 }

@@ -9,8 +9,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use tempfile::TempDir;
-use vlm_hf::{read_config, write_json, SafetensorsWriter, WeightStore};
+use vlm_hf::{read_config, write_json, SafetensorsWriter, StagedDir, WeightStore};
 use vlm_lora::LoraConfig;
 use vlm_qwen::QwenModel;
 use vlm_vision::VisionEncoder;
@@ -28,6 +27,8 @@ pub const PROJECTOR_FILE: &str = "projector.safetensors";
 pub const ADAPTER_DIR: &str = "adapter";
 /// File name of the tokenizer a checkpoint carries (recorded in [`VlmConfig::tokenizer`]).
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// Name prefix of the hidden folder a checkpoint is staged in beside its destination.
+const STAGING_PREFIX: &str = ".vlm-checkpoint-";
 
 /// The model a checkpoint loads into: a CLIP or SigLIP tower, any projector of this crate
 /// and a Qwen language model.
@@ -44,8 +45,7 @@ pub type QwenVlm<B> = VisionLanguageModel<B, VisionTower<B>, AnyProjector<B>, Qw
 /// folder the config names. Dropping it without committing removes it.
 #[derive(Debug)]
 pub struct StagedCheckpoint {
-    staging: TempDir,
-    destination: PathBuf,
+    staging: StagedDir,
     adapter: Option<PathBuf>,
     tokenizer: Option<PathBuf>,
 }
@@ -99,7 +99,7 @@ impl StagedCheckpoint {
                 reason: "must be a relative path inside the checkpoint folder",
             });
         }
-        let staging = staging_dir(&destination)?;
+        let staging = StagedDir::new(&destination, STAGING_PREFIX)?;
         projector_weights(model.projector()).write(&staging.path().join(PROJECTOR_FILE))?;
         let mut config = config.clone();
         let adapter_path = staging.path().join(&adapter_dir);
@@ -117,7 +117,6 @@ impl StagedCheckpoint {
         write_json(&staging.path().join(CONFIG_FILE), &config)?;
         Ok(Self {
             staging,
-            destination,
             adapter: config.adapter,
             tokenizer: config.tokenizer,
         })
@@ -135,10 +134,11 @@ impl StagedCheckpoint {
     /// that was not written into the staging folder, or a tokenizer file that is not there
     /// (a relative one is looked for in the staging folder: write it there before).
     pub fn commit(self) -> Result<PathBuf, ModelError> {
+        let destination = self.staging.destination();
         if let Some(adapter) = &self.adapter {
             if !self.staging.path().join(adapter).is_dir() {
                 return Err(ModelError::Adapter {
-                    path: self.destination.join(adapter),
+                    path: destination.join(adapter),
                     reason: "named in the config but not written into the staged checkpoint",
                 });
             }
@@ -146,14 +146,11 @@ impl StagedCheckpoint {
         if let Some(tokenizer) = &self.tokenizer {
             if !self.staging.path().join(tokenizer).is_file() {
                 return Err(ModelError::MissingTokenizer {
-                    path: self.destination.join(tokenizer),
+                    path: destination.join(tokenizer),
                 });
             }
         }
-        replace_dir(self.staging.path(), &self.destination)?;
-        // The folder now lives at the destination: nothing is left to clean up.
-        let _ = self.staging.keep();
-        Ok(self.destination)
+        Ok(self.staging.commit()?)
     }
 }
 
@@ -250,44 +247,6 @@ fn checked_adapter_dir(dir: &Path, adapter: &Path) -> Result<PathBuf, ModelError
 fn is_inside(path: &Path) -> bool {
     let mut components = path.components().peekable();
     components.peek().is_some() && components.all(|c| matches!(c, Component::Normal(_)))
-}
-
-/// A new hidden folder in the destination's parent (created if missing), so that the final
-/// rename stays on one file system.
-fn staging_dir(destination: &Path) -> Result<TempDir, ModelError> {
-    let parent = match destination.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let io_error = |source| ModelError::Write {
-        path: parent.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(parent).map_err(io_error)?;
-    tempfile::Builder::new()
-        .prefix(".vlm-checkpoint-")
-        .tempdir_in(parent)
-        .map_err(io_error)
-}
-
-/// Renames `staged` to `destination`; an existing destination is first moved aside and
-/// deleted only once the new folder is in place (put back if the rename fails).
-fn replace_dir(staged: &Path, destination: &Path) -> Result<(), ModelError> {
-    let write_error = |source| ModelError::Write {
-        path: destination.to_path_buf(),
-        source,
-    };
-    if !destination.exists() {
-        return std::fs::rename(staged, destination).map_err(write_error);
-    }
-    let trash = staging_dir(destination)?;
-    let previous = trash.path().join("previous");
-    std::fs::rename(destination, &previous).map_err(write_error)?;
-    if let Err(source) = std::fs::rename(staged, destination) {
-        let _ = std::fs::rename(&previous, destination);
-        return Err(write_error(source));
-    }
-    Ok(())
 }
 
 /// The projector's weights under llava-hf names, in Hugging Face `[out, in]` layout (f32).

@@ -137,13 +137,4 @@ pub enum ModelError {
         /// Where the tokenizer should be.
         path: PathBuf,
     },
-    /// Writing a checkpoint failed.
-    #[error("cannot write {path}: {source}")]
-    Write {
-        /// The file or folder being written.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
 }

@@ -69,7 +69,7 @@ pub use loss::{causal_lm_loss, CausalLmLoss};
 pub use model::VisionLanguageModel;
 pub use projector::{
     AnyProjector, MlpProjector, PersistentProjector, PixelShuffleProjector, Projector,
-    ProjectorConfig, ProjectorKind, PROJECTOR_PREFIX,
+    ProjectorConfig, ProjectorKind, HF_PROJECTOR_PREFIX,
 };
 pub use vision_tower::VisionTower;
 pub use vlm_qwen::{inferred_lora_config, LanguageModel};

@@ -7,14 +7,15 @@ use burn::tensor::backend::Backend;
 use serde::Deserialize;
 use serde_json::Value;
 use vlm_hf::{
-    parse_config_section, read_config, read_config_section, HfError, WeightStore, TEXT_CONFIG,
+    join_key, parse_config_section, read_config, read_config_section, HfError, WeightStore,
+    TEXT_CONFIG,
 };
 use vlm_qwen::{QwenConfig, QwenModel};
 use vlm_vision::{find_tower_prefix, FeatureSelection, VisionEncoder};
 
 use crate::{
     AnyProjector, MlpProjector, ModelError, QwenVlm, VisionLanguageModel, VisionTower,
-    PROJECTOR_PREFIX,
+    HF_PROJECTOR_PREFIX,
 };
 
 /// The config file of a Hugging Face folder.
@@ -118,7 +119,7 @@ impl LlavaLayout {
         let (decoder, lm_head) = language_model_keys(store)?;
         Ok(Self {
             vision: find_tower_prefix(store)?,
-            projector: join(&projector_root, PROJECTOR_PREFIX),
+            projector: join_key(&projector_root, HF_PROJECTOR_PREFIX),
             decoder,
             lm_head,
         })
@@ -131,22 +132,14 @@ fn language_model_keys(store: &WeightStore) -> Result<(String, String), ModelErr
     let decoder = store.find_prefix(DECODER_ANCHOR, "language model")?;
     // A tied head has no key: it then goes where the decoder's layout puts it.
     let lm_head = match store.find_prefix(LM_HEAD_ANCHOR, "LM head") {
-        Ok(prefix) => join(&prefix, LM_HEAD_ANCHOR),
+        Ok(prefix) => join_key(&prefix, LM_HEAD_ANCHOR),
         Err(HfError::LayoutNotFound { .. }) => match decoder.strip_suffix(".model") {
-            Some(root) => join(root, LM_HEAD_ANCHOR),
+            Some(root) => join_key(root, LM_HEAD_ANCHOR),
             None => LM_HEAD_ANCHOR.to_string(),
         },
         Err(other) => return Err(other.into()),
     };
     Ok((decoder, lm_head))
-}
-
-/// `prefix.name`, or `name` under the empty prefix.
-fn join(prefix: &str, name: &str) -> String {
-    match prefix {
-        "" => name.to_string(),
-        _ => format!("{prefix}.{name}"),
-    }
 }
 
 /// Loads a whole Hugging Face LLaVA folder: a CLIP or SigLIP vision tower, LLaVA's MLP

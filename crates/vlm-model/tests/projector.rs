@@ -8,7 +8,7 @@ use common::{check, reference};
 use vlm_hf::{read_config, WeightStore};
 use vlm_model::{
     AnyProjector, MlpProjector, ModelError, PersistentProjector, PixelShuffleProjector, Projector,
-    ProjectorConfig, ProjectorKind, PROJECTOR_PREFIX,
+    ProjectorConfig, ProjectorKind, HF_PROJECTOR_PREFIX,
 };
 use vlm_testkit::{device, fixture, TestBackend};
 
@@ -101,7 +101,7 @@ fn identity_shuffle(scale: usize) -> PixelShuffleProjector<TestBackend> {
     let view =
         safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![merged, merged], &bytes)
             .expect("view");
-    let name = format!("{PROJECTOR_PREFIX}.linear.weight");
+    let name = format!("{HF_PROJECTOR_PREFIX}.linear.weight");
     safetensors::serialize_to_file([(name, view)], None, &path).expect("write");
     let store = WeightStore::open_file(&path).expect("open");
     PixelShuffleProjector::from_store(&store, 1, merged, scale, &device()).expect("load")

@@ -4,7 +4,7 @@ use burn::module::Param;
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use vlm_hf::{HfError, WeightStore};
+use vlm_hf::{join_key, HfError, WeightStore};
 use vlm_lora::LoraLinear;
 
 use crate::names::LM_HEAD;
@@ -33,7 +33,7 @@ impl KeyMap {
             return self.lm_head_key.clone();
         }
         match key.split_once('.') {
-            Some((_, rest)) => format!("{}.{rest}", self.decoder_prefix),
+            Some((_, rest)) => join_key(&self.decoder_prefix, rest),
             None => key.to_string(),
         }
     }
@@ -61,19 +61,24 @@ impl<'a, B: Backend> Loader<'a, B> {
         self.device
     }
 
+    /// The store key of the checkpoint name `key`.
+    fn store_key(&self, key: &str) -> String {
+        match &self.keys {
+            Some(keys) => keys.resolve(key),
+            None => key.to_string(),
+        }
+    }
+
     /// Reads one float tensor of exactly `shape`.
     pub(crate) fn tensor<const D: usize>(
         &self,
         key: &str,
         shape: [usize; D],
     ) -> Result<Tensor<B, D>, HfError> {
-        match &self.keys {
-            Some(keys) => self.store.float(&keys.resolve(key), shape, self.device),
-            None => self.store.float(key, shape, self.device),
-        }
+        self.store.float(&self.store_key(key), shape, self.device)
     }
 
-    /// Reads `{prefix}.weight` (`[d_out, d_in]`, Hugging Face layout) and `{prefix}.bias`.
+    /// Reads the linear layer named `prefix` (see [`WeightStore::linear`] for the layouts).
     pub(crate) fn linear(
         &self,
         prefix: &str,
@@ -81,13 +86,10 @@ impl<'a, B: Backend> Loader<'a, B> {
         d_out: usize,
         bias: bool,
     ) -> Result<Linear<B>, HfError> {
-        let weight = self.tensor(&format!("{prefix}.weight"), [d_out, d_in])?;
-        let bias = if bias {
-            Some(self.tensor(&format!("{prefix}.bias"), [d_out])?)
-        } else {
-            None
-        };
-        Ok(linear(weight, bias))
+        let weight_key = self.store_key(&format!("{prefix}.weight"));
+        let store_prefix = weight_key.strip_suffix(".weight").unwrap_or(&weight_key);
+        self.store
+            .linear(store_prefix, [d_in, d_out], bias, self.device)
     }
 
     /// Reads a projection LoRA may adapt: [`linear`](Self::linear) without adapter.
@@ -119,17 +121,5 @@ impl<'a, B: Backend> Loader<'a, B> {
         Ok(Embedding {
             weight: Param::from_tensor(self.tensor(key, [vocab, dim])?),
         })
-    }
-}
-
-/// A Burn [`Linear`] from a Hugging Face `[d_out, d_in]` weight (Burn stores `[d_in, d_out]`).
-///
-/// The transpose is materialised once here: a transposed view would be copied by every
-/// forward pass on CPU backends (`linear` reshapes the weight), which dominated decoding.
-fn linear<B: Backend>(weight: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Linear<B> {
-    let device = weight.device();
-    Linear {
-        weight: Param::from_tensor(Tensor::from_data(weight.transpose().into_data(), &device)),
-        bias: bias.map(Param::from_tensor),
     }
 }

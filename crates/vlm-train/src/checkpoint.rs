@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use vlm_data::Position;
+use vlm_hf::{HfError, StagedDir};
 
 use crate::{Schedule, TrainError};
 
@@ -111,27 +112,18 @@ pub(crate) fn write_checkpoint(
     step: usize,
     write: impl FnOnce(&Path) -> Result<(), TrainError>,
 ) -> Result<PathBuf, TrainError> {
-    fs::create_dir_all(output_dir).map_err(|e| TrainError::write(output_dir, e))?;
-    let staging = tempfile::Builder::new()
-        .prefix(&format!("{STAGING_PREFIX}{step}{STAGING_MARK}"))
-        .tempdir_in(output_dir)
-        .map_err(|e| TrainError::write(output_dir, e))?;
-    write(staging.path())?;
-    sync_dir(staging.path())?;
-    let destination = checkpoint_dir(output_dir, step);
-    if destination.exists() {
-        let trash = tempfile::Builder::new()
-            .prefix(&format!("{STAGING_PREFIX}{step}{STAGING_MARK}old-"))
-            .tempdir_in(output_dir)
-            .map_err(|e| TrainError::write(output_dir, e))?;
-        fs::rename(&destination, trash.path().join("previous"))
-            .map_err(|e| TrainError::write(&destination, e))?;
+    let prefix = format!("{STAGING_PREFIX}{step}{STAGING_MARK}");
+    let staged = StagedDir::new(checkpoint_dir(output_dir, step), &prefix).map_err(write_error)?;
+    write(staged.path())?;
+    staged.commit().map_err(write_error)
+}
+
+/// A failed folder write of [`StagedDir`] as the run's [`TrainError::Write`].
+pub(crate) fn write_error(error: HfError) -> TrainError {
+    match error {
+        HfError::Write { path, source } => TrainError::Write { path, source },
+        other => TrainError::Model(other.into()),
     }
-    fs::rename(staging.path(), &destination).map_err(|e| TrainError::write(&destination, e))?;
-    // Now at its destination: nothing left to clean up.
-    let _ = staging.keep();
-    sync_dir(output_dir)?;
-    Ok(destination)
 }
 
 /// Deletes the oldest checkpoints beyond `limit`, never `keep`.
@@ -171,16 +163,4 @@ pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), TrainError> 
     file.write_all(bytes)
         .map_err(|e| TrainError::write(path, e))?;
     file.sync_all().map_err(|e| TrainError::write(path, e))
-}
-
-/// Flushes a folder's entries (renames into it) to disk; a no-op where folders cannot be
-/// opened as files.
-fn sync_dir(path: &Path) -> Result<(), TrainError> {
-    match File::open(path) {
-        Ok(dir) => {
-            let _ = dir.sync_all();
-            Ok(())
-        }
-        Err(_) => Ok(()),
-    }
 }

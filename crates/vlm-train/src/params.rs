@@ -5,15 +5,14 @@
 //! `language_model.model.layers.0.self_attn.q_proj.adapter.lora_a.weight`), stable across
 //! runs, unlike Burn's random `ParamId`s; checkpoints key everything by them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor, TensorData};
-use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
+use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
+use vlm_hf::{SafetensorsWriter, WeightStore};
 
 use crate::{TrainError, TrainMode};
 
@@ -228,52 +227,36 @@ impl<B: Backend> ModuleMapper<B> for Freeze {
 pub fn save_trainable<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<(), TrainError> {
     let mut collect = Collect {
         path: PathStack::default(),
-        tensors: Vec::new(),
+        writer: SafetensorsWriter::new(),
     };
     model.visit(&mut collect);
-    let views = collect
-        .tensors
-        .iter()
-        .map(|(name, data)| {
-            let dtype = safetensors_dtype(data.dtype).ok_or_else(|| {
-                TrainError::checkpoint(path, format!("{name}: unsupported dtype {:?}", data.dtype))
-            })?;
-            let view = TensorView::new(dtype, data.shape.to_vec(), data.as_bytes())
-                .map_err(|e| TrainError::checkpoint(path, e))?;
-            Ok((name.as_str(), view))
-        })
-        .collect::<Result<Vec<_>, TrainError>>()?;
-    let bytes = safetensors::serialize(views, None).map_err(|e| TrainError::checkpoint(path, e))?;
-    crate::checkpoint::write_synced(path, &bytes)
+    collect
+        .writer
+        .write(path)
+        .map_err(crate::checkpoint::write_error)
 }
 
 /// Replaces the trainable parameters' values with those saved by [`save_trainable`] (ids and
 /// gradient requirements kept). Every trainable parameter must be in the file with its shape,
 /// and the file must hold nothing else: an error names the first path that differs.
 pub fn load_trainable<B: Backend, M: Module<B>>(model: M, path: &Path) -> Result<M, TrainError> {
-    let bytes = std::fs::read(path).map_err(|e| TrainError::checkpoint(path, e))?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| TrainError::checkpoint(path, e))?;
-    let mut tensors = HashMap::new();
-    for (name, view) in file.tensors() {
-        let dtype = burn_dtype(view.dtype()).ok_or_else(|| {
-            TrainError::checkpoint(
-                path,
-                format!("{name}: unsupported dtype {:?}", view.dtype()),
-            )
-        })?;
-        let data = TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), dtype);
-        tensors.insert(name, data);
-    }
+    let store = WeightStore::open_file(path).map_err(|e| TrainError::checkpoint(path, e))?;
     let mut restore = Restore {
         path: PathStack::default(),
-        tensors,
+        store: &store,
+        restored: HashSet::new(),
         error: None,
     };
     let model = model.map(&mut restore);
     if let Some(reason) = restore.error {
         return Err(TrainError::checkpoint(path, reason));
     }
-    if let Some(extra) = restore.tensors.keys().next() {
+    let restored = restore.restored;
+    if let Some(extra) = store
+        .keys()
+        .into_iter()
+        .find(|key| !restored.contains(*key))
+    {
         return Err(TrainError::checkpoint(
             path,
             format!("holds `{extra}`, which is not a trainable parameter of this model"),
@@ -282,29 +265,9 @@ pub fn load_trainable<B: Backend, M: Module<B>>(model: M, path: &Path) -> Result
     Ok(model)
 }
 
-fn safetensors_dtype(dtype: DType) -> Option<Dtype> {
-    Some(match dtype {
-        DType::F64 => Dtype::F64,
-        DType::F32 | DType::Flex32 => Dtype::F32,
-        DType::F16 => Dtype::F16,
-        DType::BF16 => Dtype::BF16,
-        _ => return None,
-    })
-}
-
-fn burn_dtype(dtype: Dtype) -> Option<DType> {
-    Some(match dtype {
-        Dtype::F64 => DType::F64,
-        Dtype::F32 => DType::F32,
-        Dtype::F16 => DType::F16,
-        Dtype::BF16 => DType::BF16,
-        _ => return None,
-    })
-}
-
 struct Collect {
     path: PathStack,
-    tensors: Vec<(String, TensorData)>,
+    writer: SafetensorsWriter,
 }
 
 impl<B: Backend> ModuleVisitor<B> for Collect {
@@ -319,18 +282,20 @@ impl<B: Backend> ModuleVisitor<B> for Collect {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let value = param.val();
         if value.is_require_grad() {
-            self.tensors.push((self.path.joined(), value.into_data()));
+            self.writer.add_data(self.path.joined(), value.into_data());
         }
     }
 }
 
-struct Restore {
+struct Restore<'a> {
     path: PathStack,
-    tensors: HashMap<String, TensorData>,
+    store: &'a WeightStore,
+    /// The paths restored so far.
+    restored: HashSet<String>,
     error: Option<String>,
 }
 
-impl<B: Backend> ModuleMapper<B> for Restore {
+impl<B: Backend> ModuleMapper<B> for Restore<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name, container_type);
     }
@@ -345,19 +310,39 @@ impl<B: Backend> ModuleMapper<B> for Restore {
             return Param::from_mapped_value(id, tensor, mapper);
         }
         let name = self.path.joined();
-        let Some(data) = self.tensors.remove(&name) else {
-            self.error = Some(format!("has no value for the trainable parameter `{name}`"));
-            return Param::from_mapped_value(id, tensor, mapper);
-        };
-        if data.shape.to_vec() != tensor.dims().to_vec() {
-            self.error = Some(format!(
-                "`{name}` has shape {:?}, the model's is {:?}",
-                data.shape.to_vec(),
-                tensor.dims()
-            ));
-            return Param::from_mapped_value(id, tensor, mapper);
+        match self.read(&name, tensor.dims(), &tensor.device()) {
+            Ok(loaded) => {
+                self.restored.insert(name);
+                Param::from_mapped_value(id, loaded.require_grad(), mapper)
+            }
+            Err(reason) => {
+                self.error = Some(reason);
+                Param::from_mapped_value(id, tensor, mapper)
+            }
         }
-        let loaded = Tensor::<B, D>::from_data(data, &tensor.device()).require_grad();
-        Param::from_mapped_value(id, loaded, mapper)
+    }
+}
+
+impl Restore<'_> {
+    /// The saved value of the trainable parameter `name`, which must have `dims`.
+    fn read<B: Backend, const D: usize>(
+        &self,
+        name: &str,
+        dims: [usize; D],
+        device: &B::Device,
+    ) -> Result<Tensor<B, D>, String> {
+        let info = self
+            .store
+            .info(name)
+            .map_err(|_| format!("has no value for the trainable parameter `{name}`"))?;
+        if info.shape != dims {
+            return Err(format!(
+                "`{name}` has shape {:?}, the model's is {dims:?}",
+                info.shape
+            ));
+        }
+        self.store
+            .float(name, dims, device)
+            .map_err(|e| e.to_string())
     }
 }

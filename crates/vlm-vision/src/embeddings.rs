@@ -4,7 +4,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use vlm_hf::HfError;
 
 use crate::vit::VitDims;
-use crate::weights::TowerWeights;
+use crate::weights::{hf_field, TowerWeights, PATCH_EMBEDDINGS};
 use crate::VisionError;
 
 /// Image to tokens (`embeddings`): a patch convolution, flattened row-major into one token per
@@ -45,9 +45,10 @@ impl<B: Backend> PatchEmbeddings<B> {
         Ok(Self {
             patch_embedding: weights.patch_conv("patch_embedding", conv_shape, kind.conv_bias)?,
             class_embedding,
-            position_embedding: weights
-                .child("position_embedding")
-                .param("weight", [positions, hidden])?,
+            position_embedding: weights.param(
+                hf_field(PATCH_EMBEDDINGS, "position_embedding"),
+                [positions, hidden],
+            )?,
             num_channels: dims.num_channels,
             image_size: dims.image_size,
         })

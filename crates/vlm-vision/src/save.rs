@@ -3,10 +3,10 @@
 //! `preprocessor_config.json`, so that [`ClipVisionTower::load`], [`SiglipVisionTower::load`]
 //! and transformers' `from_pretrained` read it back.
 //!
-//! The module tree of a tower mirrors transformers' (same field names, nesting and order), so
-//! the weights are written by walking it: a parameter's key is its module path under
+//! The weights are written by walking the module tree through the tower's name table (the
+//! one its loader reads through, [`hf_field`]): a parameter's key is its module path under
 //! `vision_model.`, with Burn's names turned into PyTorch's where they differ (a layer norm's
-//! `gamma`/`beta`, a linear's `[in, out]` weight, the position embedding table).
+//! `gamma`/`beta`, the position embedding table) and a linear's `[in, out]` weight transposed.
 
 use std::path::Path;
 
@@ -15,8 +15,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor};
 use serde::Serialize;
 use serde_json::{json, Value};
-use vlm_hf::{create_dir_all, write_json, HfError, PreprocessorConfig, SafetensorsWriter};
+use vlm_hf::{
+    create_dir_all, join_key, write_json, HfError, PreprocessorConfig, SafetensorsWriter,
+};
 
+use crate::weights::{hf_field, LINEAR};
 use crate::{ClipVisionTower, SiglipVisionTower, VisionEncoder, VisionError};
 
 /// Key prefix of the tower's weights in the saved folder.
@@ -132,12 +135,13 @@ impl<B: Backend> ModuleVisitor<B> for HfWeights {
         let Some(((field, container), parents)) = self.path.split_last() else {
             return;
         };
-        let (name, transpose) = hf_name(container, field);
+        let name = hf_field(container, field);
+        let transpose = container == LINEAR && field == "weight";
         let key = parents
             .iter()
             .map(|(parent, _)| parent.as_str())
             .chain([name])
-            .fold(WEIGHT_PREFIX.to_string(), |key, part| key + "." + part);
+            .fold(WEIGHT_PREFIX.to_string(), |key, part| join_key(&key, part));
         let tensor = param.val();
         self.dtype.get_or_insert(tensor.dtype());
         self.writer.add(
@@ -148,18 +152,5 @@ impl<B: Backend> ModuleVisitor<B> for HfWeights {
                 tensor
             },
         );
-    }
-}
-
-/// transformers' name of the parameter `field` of a module of type `container` (Burn's
-/// `"Struct:Name"`), and whether it is stored transposed (Burn's linears are `[in, out]`,
-/// PyTorch's `[out, in]`).
-fn hf_name<'a>(container: &str, field: &'a str) -> (&'a str, bool) {
-    match (container, field) {
-        ("Struct:Linear", "weight") => ("weight", true),
-        ("Struct:LayerNorm", "gamma") => ("weight", false),
-        ("Struct:LayerNorm", "beta") => ("bias", false),
-        ("Struct:PatchEmbeddings", "position_embedding") => ("position_embedding.weight", false),
-        _ => (field, false),
     }
 }

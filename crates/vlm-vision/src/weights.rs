@@ -1,11 +1,42 @@
-use burn::module::{Param, ParamId};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
 use burn::tensor::{backend::Backend, Tensor};
-use vlm_hf::{HfError, WeightStore};
+use vlm_hf::{join_key, HfError, WeightStore};
 
 /// The key suffix every CLIP and SigLIP tower stores, whatever its layout.
 const TOWER_ANCHOR: &str = "embeddings.patch_embedding.weight";
+
+/// Burn's container type of a layer norm, as module visitors name it.
+const LAYER_NORM: &str = "Struct:LayerNorm";
+/// Burn's container type of the patch embeddings, as module visitors name it.
+pub(crate) const PATCH_EMBEDDINGS: &str = "Struct:PatchEmbeddings";
+/// Burn's container type of a linear layer, as module visitors name it.
+pub(crate) const LINEAR: &str = "Struct:Linear";
+
+/// The tower's name table. Its module tree mirrors transformers' (same field names, nesting
+/// and order), so a parameter's key is its module path below the tower's prefix, except for
+/// the fields Burn names differently, listed here as (container type, Burn field,
+/// transformers' name). [`TowerWeights`] reads and the saver writes through it; linear
+/// weights are also stored transposed ([`WeightStore::linear`]).
+const RENAMED_FIELDS: [(&str, &str, &str); 3] = [
+    (LAYER_NORM, "gamma", "weight"),
+    (LAYER_NORM, "beta", "bias"),
+    (
+        PATCH_EMBEDDINGS,
+        "position_embedding",
+        "position_embedding.weight",
+    ),
+];
+
+/// transformers' name of the parameter `field` of a module of type `container` (Burn's
+/// `"Struct:Name"`), from [`RENAMED_FIELDS`].
+pub(crate) fn hf_field<'a>(container: &str, field: &'a str) -> &'a str {
+    RENAMED_FIELDS
+        .iter()
+        .find(|(renamed_in, burn, _)| *renamed_in == container && *burn == field)
+        .map_or(field, |(_, _, hf)| hf)
+}
 
 /// The key prefix of the one CLIP or SigLIP vision tower in `store`, found from its keys:
 /// `vision_model` (a vision model as transformers 4 saves it, or a dual-tower model), `""` (a
@@ -45,11 +76,7 @@ impl<'a, B: Backend> TowerWeights<'a, B> {
     }
 
     fn key(&self, name: &str) -> String {
-        if self.prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}.{name}", self.prefix)
-        }
+        join_key(&self.prefix, name)
     }
 
     /// A frozen parameter of exactly `shape`.
@@ -70,21 +97,17 @@ impl<'a, B: Backend> TowerWeights<'a, B> {
             .float::<B, D>(&self.key(name), shape, self.device)
     }
 
-    /// A linear layer with bias; Hugging Face stores the weight `[out, in]`, Burn uses `[in, out]`.
+    /// A frozen linear layer with bias (see [`WeightStore::linear`] for the layouts).
     pub(crate) fn linear(
         &self,
         name: &str,
         d_in: usize,
         d_out: usize,
     ) -> Result<Linear<B>, HfError> {
-        let weights = self.child(name);
-        let weight = weights.tensor("weight", [d_out, d_in])?.transpose();
-        // Materialised once: CPU backends would copy a transposed view in every forward.
-        let weight = Tensor::from_data(weight.into_data(), self.device);
-        Ok(Linear {
-            weight: frozen(weight),
-            bias: Some(weights.param("bias", [d_out])?),
-        })
+        let linear = self
+            .store
+            .linear(&self.key(name), [d_in, d_out], true, self.device)?;
+        Ok(linear.no_grad())
     }
 
     /// A layer norm with weight and bias of size `dim`.
@@ -98,8 +121,8 @@ impl<'a, B: Backend> TowerWeights<'a, B> {
         let mut norm = LayerNormConfig::new(dim)
             .with_epsilon(eps)
             .init(self.device);
-        norm.gamma = weights.param("weight", [dim])?;
-        norm.beta = Some(weights.param("bias", [dim])?);
+        norm.gamma = weights.param(hf_field(LAYER_NORM, "gamma"), [dim])?;
+        norm.beta = Some(weights.param(hf_field(LAYER_NORM, "beta"), [dim])?);
         Ok(norm)
     }
 

@@ -1,5 +1,6 @@
 use burn::module::Module;
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::nn::Linear;
+use burn::tensor::{backend::Backend, Tensor};
 use vlm_hf::WeightStore;
 
 use super::{
@@ -83,7 +84,7 @@ impl<B: Backend> PersistentProjector<B> for AnyProjector<B> {
         dispatch!(self.config())
     }
 
-    fn hf_tensors(&self) -> Vec<(String, TensorData)> {
-        dispatch!(self.hf_tensors())
+    fn linears(&self) -> Vec<(&'static str, &Linear<B>)> {
+        dispatch!(self.linears())
     }
 }

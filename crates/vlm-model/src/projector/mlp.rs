@@ -1,15 +1,19 @@
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::gelu;
-use burn::tensor::{backend::Backend, Tensor, TensorData};
-use vlm_hf::WeightStore;
+use burn::tensor::{backend::Backend, Tensor};
+use vlm_hf::{join_key, WeightStore};
 
-use super::linear::{init_linear, linear_dims, linear_tensors, load_linear};
+use super::linear::{init_linear, linear_dims};
 use super::{
     check_input_width, PersistentProjector, Projector, ProjectorConfig, ProjectorKind,
-    PROJECTOR_PREFIX,
+    HF_PROJECTOR_PREFIX,
 };
 use crate::ModelError;
+
+/// llava-hf's names of the two linears below [`HF_PROJECTOR_PREFIX`].
+const LINEAR_1: &str = "linear_1";
+const LINEAR_2: &str = "linear_2";
 
 /// LLaVA-1.5's two-layer MLP projector (transformers' `LlavaMultiModalProjector`):
 /// `Linear(vision_dim -> llm_dim)`, exact (erf) GELU, `Linear(llm_dim -> llm_dim)`, both with
@@ -42,7 +46,7 @@ impl<B: Backend> MlpProjector<B> {
         output_dim: usize,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
-        Self::from_store_at(store, PROJECTOR_PREFIX, input_dim, output_dim, device)
+        Self::from_store_at(store, HF_PROJECTOR_PREFIX, input_dim, output_dim, device)
     }
 
     /// [`from_store`](Self::from_store) with the weights under `{prefix}.linear_{1,2}`, e.g.
@@ -54,13 +58,10 @@ impl<B: Backend> MlpProjector<B> {
         output_dim: usize,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
-        let layer = |index: usize, dims| {
-            let prefix = format!("{prefix}.linear_{index}");
-            load_linear(store, &prefix, dims, true, device)
-        };
+        let layer = |name, dims| store.linear(&join_key(prefix, name), dims, true, device);
         Ok(Self {
-            linear_1: layer(1, [input_dim, output_dim])?,
-            linear_2: layer(2, [output_dim, output_dim])?,
+            linear_1: layer(LINEAR_1, [input_dim, output_dim])?,
+            linear_2: layer(LINEAR_2, [output_dim, output_dim])?,
         })
     }
 }
@@ -94,12 +95,7 @@ impl<B: Backend> PersistentProjector<B> for MlpProjector<B> {
         }
     }
 
-    fn hf_tensors(&self) -> Vec<(String, TensorData)> {
-        let mut tensors = linear_tensors(&self.linear_1, &format!("{PROJECTOR_PREFIX}.linear_1"));
-        tensors.extend(linear_tensors(
-            &self.linear_2,
-            &format!("{PROJECTOR_PREFIX}.linear_2"),
-        ));
-        tensors
+    fn linears(&self) -> Vec<(&'static str, &Linear<B>)> {
+        vec![(LINEAR_1, &self.linear_1), (LINEAR_2, &self.linear_2)]
     }
 }

@@ -7,7 +7,9 @@ mod mlp;
 mod pixel_shuffle;
 
 use burn::module::Module;
+use burn::nn::Linear;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
+use vlm_hf::join_key;
 
 pub use any::AnyProjector;
 pub use config::{ProjectorConfig, ProjectorKind};
@@ -15,9 +17,11 @@ pub use mlp::MlpProjector;
 pub use pixel_shuffle::PixelShuffleProjector;
 
 use crate::ModelError;
+use linear::linear_tensors;
 
-/// Key prefix of the projector's tensors in llava-hf checkpoints and in ours.
-pub const PROJECTOR_PREFIX: &str = "multi_modal_projector";
+/// Key prefix of the projector's tensors in llava-hf checkpoints and in ours (not its
+/// module path in a [`VisionLanguageModel`](crate::VisionLanguageModel), which is `projector`).
+pub const HF_PROJECTOR_PREFIX: &str = "multi_modal_projector";
 
 /// Maps the vision encoder's features into the language model's embedding space.
 ///
@@ -46,8 +50,18 @@ pub trait PersistentProjector<B: Backend>: Projector<B> {
     /// Kind and widths, enough to rebuild it with [`AnyProjector::from_store`].
     fn config(&self) -> ProjectorConfig;
 
-    /// Every weight as `(name, f32 data)`, names starting with [`PROJECTOR_PREFIX`].
-    fn hf_tensors(&self) -> Vec<(String, TensorData)>;
+    /// Its name table: each linear layer under its llava-hf name below
+    /// [`HF_PROJECTOR_PREFIX`] (`linear_1`), the names its `from_store` reads.
+    fn linears(&self) -> Vec<(&'static str, &Linear<B>)>;
+
+    /// Every weight as `(name, f32 data)` in Hugging Face layout, names starting with
+    /// [`HF_PROJECTOR_PREFIX`]: [`linears`](Self::linears) under that prefix.
+    fn hf_tensors(&self) -> Vec<(String, TensorData)> {
+        self.linears()
+            .into_iter()
+            .flat_map(|(name, linear)| linear_tensors(linear, &join_key(HF_PROJECTOR_PREFIX, name)))
+            .collect()
+    }
 }
 
 /// Checks that `features` (`[images, tokens, width]`) are as wide as `projector` takes.

@@ -1,14 +1,17 @@
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::{backend::Backend, Tensor, TensorData};
-use vlm_hf::WeightStore;
+use burn::tensor::{backend::Backend, Tensor};
+use vlm_hf::{join_key, WeightStore};
 
-use super::linear::{init_linear, linear_dims, linear_tensors, load_linear};
+use super::linear::{init_linear, linear_dims};
 use super::{
     check_input_width, PersistentProjector, Projector, ProjectorConfig, ProjectorKind,
-    PROJECTOR_PREFIX,
+    HF_PROJECTOR_PREFIX,
 };
 use crate::ModelError;
+
+/// llava-hf's name of the one linear below [`HF_PROJECTOR_PREFIX`].
+const LINEAR: &str = "linear";
 
 /// nanoVLM's modality projector: a pixel shuffle that concatenates each `s x s` square of
 /// neighbouring patches into one token of width `vision_dim * s^2`, then one Linear without
@@ -48,9 +51,9 @@ impl<B: Backend> PixelShuffleProjector<B> {
         device: &B::Device,
     ) -> Result<Self, ModelError> {
         let merged = merged_width(input_dim, scale_factor)?;
-        let prefix = format!("{PROJECTOR_PREFIX}.linear");
+        let prefix = join_key(HF_PROJECTOR_PREFIX, LINEAR);
         Ok(Self {
-            linear: load_linear(store, &prefix, [merged, output_dim], false, device)?,
+            linear: store.linear(&prefix, [merged, output_dim], false, device)?,
             scale_factor,
         })
     }
@@ -99,8 +102,8 @@ impl<B: Backend> PersistentProjector<B> for PixelShuffleProjector<B> {
         }
     }
 
-    fn hf_tensors(&self) -> Vec<(String, TensorData)> {
-        linear_tensors(&self.linear, &format!("{PROJECTOR_PREFIX}.linear"))
+    fn linears(&self) -> Vec<(&'static str, &Linear<B>)> {
+        vec![(LINEAR, &self.linear)]
     }
 }
 

@@ -16,7 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "vlm-model",
         &["vlm-hf", "vlm-data", "vlm-vision", "vlm-qwen", "vlm-lora"],
     ),
-    ("vlm-train", &["vlm-model", "vlm-data"]),
+    ("vlm-train", &["vlm-model", "vlm-data", "vlm-lora"]),
     ("vlm-testkit", &[]),
 ];
 

@@ -54,6 +54,7 @@ mod llava;
 mod loss;
 mod model;
 mod projector;
+mod roles;
 mod splice;
 mod vision_tower;
 
@@ -73,4 +74,5 @@ pub use projector::{
     AnyProjector, MlpProjector, PersistentProjector, PixelShuffleProjector, Projector,
     ProjectorConfig, ProjectorKind, PROJECTOR_PREFIX,
 };
+pub use roles::{ParamRoles, Role, RoleModel};
 pub use vision_tower::VisionTower;

@@ -5,12 +5,15 @@ use std::marker::PhantomData;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use vlm_lora::{adapter_params, AdaptableModel};
 use vlm_qwen::position_ids_from_mask;
 use vlm_vision::VisionEncoder;
 
 use crate::loss::{causal_lm_loss, CausalLmLoss};
 use crate::splice::SplicePlan;
-use crate::{LanguageInputs, LanguageModel, ModelError, Projector, VlmBatch};
+use crate::{
+    LanguageInputs, LanguageModel, ModelError, ParamRoles, Projector, Role, RoleModel, VlmBatch,
+};
 
 /// A LLaVA-style model: `vision` turns each image into features, `projector` maps them to
 /// the language model's width, and they replace the image placeholder tokens of the prompt
@@ -218,4 +221,23 @@ fn check_width(
         consumer,
         expected,
     })
+}
+
+/// The tower, projector and language model by role; the adapters the language model carries
+/// as [`Role::Adapter`].
+impl<B, E, P, L> RoleModel<B> for VisionLanguageModel<B, E, P, L>
+where
+    B: Backend,
+    E: Module<B>,
+    P: Module<B>,
+    L: AdaptableModel<B>,
+    Self: Module<B>,
+{
+    fn param_roles(&self) -> ParamRoles {
+        ParamRoles::default()
+            .with(Role::Vision, &self.vision)
+            .with(Role::Projector, &self.projector)
+            .with(Role::LanguageModel, &self.language_model)
+            .with_ids(Role::Adapter, adapter_params(&self.language_model))
+    }
 }

@@ -7,7 +7,7 @@ use burn::module::{AutodiffModule, ParamId};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ElementConversion;
-use vlm_model::{CausalLmLoss, ModelError};
+use vlm_model::{CausalLmLoss, ModelError, RoleModel};
 
 use crate::checkpoint::{
     latest_checkpoint, remove_stale_staging, rotate, write_checkpoint, write_synced, TrainerState,
@@ -93,10 +93,10 @@ type StepFn<'a> = Box<dyn FnMut(&StepReport) + 'a>;
 /// ```no_run
 /// # use burn::tensor::backend::AutodiffBackend;
 /// # use burn::module::AutodiffModule;
-/// # use vlm_model::CausalLmLoss;
+/// # use vlm_model::{CausalLmLoss, RoleModel};
 /// # use vlm_train::{Resume, TrainBatch, TrainConfig, TrainData, TrainError, Trainer};
 /// # fn loss<B: AutodiffBackend, M>(_: &M, _: TrainBatch<B>) -> Result<CausalLmLoss<B>, vlm_model::ModelError> { todo!() }
-/// fn run<B: AutodiffBackend, M: AutodiffModule<B>>(
+/// fn run<B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>>(
 ///     model: M,
 ///     data: &mut impl TrainData<B>,
 ///     device: B::Device,
@@ -117,7 +117,7 @@ pub struct Trainer<'a, B: AutodiffBackend, M> {
     peer: Peer,
 }
 
-impl<'a, B: AutodiffBackend, M: AutodiffModule<B>> Trainer<'a, B, M> {
+impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B, M> {
     /// A trainer for a validated `config`, minimising `loss` on `device`.
     pub fn new(
         config: TrainConfig,

@@ -4,23 +4,23 @@
 use std::path::Path;
 
 use crate::checkpoint::TrainerState;
-use crate::params::{ParamInfo, ADAPTER_COMPONENT, LANGUAGE_MODEL_PREFIX};
+use vlm_model::Role;
+
+use crate::params::ParamInfo;
 use crate::{TrainConfig, TrainError, TrainMode};
 
 pub(super) fn check_trainable(table: &[ParamInfo], config: &TrainConfig) -> Result<(), TrainError> {
     if !table.iter().any(|p| p.trainable) {
         return Err(TrainError::NothingToTrain(format!(
             "no parameter trains in mode {:?}; the loop trains the `projector`, `language_model` \
-             and `vision` parts of a VisionLanguageModel",
+             and `vision` parts of a VisionLanguageModel (parameters with a vlm_model::Role)",
             config.mode
         )));
     }
     if config.mode == TrainMode::Lora {
-        let adapters = table.iter().any(|p| {
-            p.trainable
-                && p.path.starts_with(LANGUAGE_MODEL_PREFIX)
-                && p.path.split('.').any(|c| c == ADAPTER_COMPONENT)
-        });
+        let adapters = table
+            .iter()
+            .any(|p| p.trainable && p.role == Some(Role::Adapter));
         if !adapters {
             return Err(TrainError::NothingToTrain(
                 "mode lora, but the language model carries no LoRA adapter: attach adapters \

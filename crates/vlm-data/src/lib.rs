@@ -32,7 +32,9 @@ pub use compact_vocab::{CompactVocab, CompactVocabError};
 pub use dataset::{
     Batches, DataError, Dataset, LoadedBatch, LoaderOptions, Position, SkippedRecord,
 };
-pub use labels::{EncodedSample, EncoderConfig, EncoderError, SampleEncoder, IGNORE_INDEX};
+pub use labels::{
+    supervised_targets, EncodedSample, EncoderConfig, EncoderError, SampleEncoder, IGNORE_INDEX,
+};
 pub use shuffle::epoch_order;
 pub use skip::{InvalidRecord, SkipCounts, SkipReason};
 pub use stream::TextStreamer;

@@ -58,7 +58,7 @@ mod roles;
 mod splice;
 mod vision_tower;
 
-pub use batch::{LanguageInputs, VlmBatch};
+pub use batch::{read_together, LanguageInputs, VlmBatch};
 pub use chat::ChatSession;
 pub use checkpoint::{
     load_checkpoint, QwenVlm, StagedCheckpoint, ADAPTER_DIR, CONFIG_FILE, PROJECTOR_FILE,
@@ -68,7 +68,7 @@ pub use config::{ChatTemplateConfig, VisionTowerConfig, VlmConfig};
 pub use error::ModelError;
 pub use language_model::{inferred_lora_config, LanguageModel};
 pub use llava::{load_language_model, load_llava_hf, LlavaLayout};
-pub use loss::{causal_lm_loss, CausalLmLoss, IGNORE_INDEX};
+pub use loss::{causal_lm_loss, CausalLmLoss};
 pub use model::VisionLanguageModel;
 pub use projector::{
     AnyProjector, MlpProjector, PersistentProjector, PixelShuffleProjector, Projector,
@@ -76,3 +76,4 @@ pub use projector::{
 };
 pub use roles::{ParamRoles, Role, RoleModel};
 pub use vision_tower::VisionTower;
+pub use vlm_data::IGNORE_INDEX;

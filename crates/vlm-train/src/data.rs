@@ -4,7 +4,8 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
-use vlm_model::{VlmBatch, IGNORE_INDEX};
+use vlm_data::supervised_targets;
+use vlm_model::{read_together, VlmBatch};
 
 use crate::TrainError;
 
@@ -27,20 +28,20 @@ pub struct TrainBatch<B: Backend> {
 }
 
 impl<B: Backend> TrainBatch<B> {
-    /// A batch, with its counts read from the tensors.
+    /// A batch, with its counts read from the tensors (mask and labels in one transfer).
     pub fn new(inputs: VlmBatch<B>, labels: Tensor<B, 2, Int>) -> Self {
         let [samples, seq] = inputs.input_ids.dims();
         let images = inputs.pixel_values.as_ref().map_or(0, |p| p.dims()[0]);
-        let tokens = match &inputs.attention_mask {
-            Some(mask) => mask.to_data().iter::<i64>().filter(|&m| m != 0).count(),
-            None => samples * seq,
+        let read = |tensor: &Tensor<B, 2, Int>| tensor.to_data().iter::<i64>().collect::<Vec<_>>();
+        let (mask, host_labels) = match &inputs.attention_mask {
+            Some(mask) => read_together(mask, &labels)
+                .map_or_else(|| (Some(read(mask)), read(&labels)), |(m, l)| (Some(m), l)),
+            None => (None, read(&labels)),
         };
-        let supervised_tokens = labels
-            .to_data()
-            .iter::<i64>()
-            .enumerate()
-            .filter(|(i, label)| i % seq != 0 && *label != IGNORE_INDEX)
-            .count();
+        let tokens = mask.map_or(samples * seq, |mask| {
+            mask.iter().filter(|&&m| m != 0).count()
+        });
+        let supervised_tokens = supervised_targets(&host_labels, seq).count();
         Self {
             inputs,
             labels,

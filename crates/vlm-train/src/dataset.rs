@@ -2,8 +2,8 @@
 //! decoding, prefetch, skipped records) with its resume positions.
 
 use burn::tensor::backend::Backend;
-use vlm_data::{Batch, Batches, Dataset, Position};
-use vlm_model::{VlmBatch, IGNORE_INDEX};
+use vlm_data::{supervised_targets, Batch, Batches, Dataset, Position};
+use vlm_model::VlmBatch;
 
 use crate::{DataPosition, Shard, TrainBatch, TrainData, TrainError};
 
@@ -107,7 +107,6 @@ impl<B: Backend> TrainData<B> for DatasetSource {
         };
         let part = shard_rows(&loaded.batch, rows);
         let batch = part.as_ref().unwrap_or(&loaded.batch);
-        let seq = batch.seq_len.max(1);
         let tensors = batch.to_tensors::<B>(device);
         Ok(Some(TrainBatch {
             inputs: VlmBatch {
@@ -119,12 +118,7 @@ impl<B: Backend> TrainData<B> for DatasetSource {
             samples: batch.batch_size,
             images: batch.n_images(),
             tokens: batch.attention_mask.iter().filter(|&&m| m != 0).count(),
-            supervised_tokens: batch
-                .labels
-                .iter()
-                .enumerate()
-                .filter(|(i, &label)| i % seq != 0 && label != IGNORE_INDEX)
-                .count(),
+            supervised_tokens: supervised_targets(&batch.labels, batch.seq_len).count(),
         }))
     }
 

@@ -5,8 +5,9 @@
 //!   `TrainingArguments` ([`TrainArgs`]), validated with errors naming the setting.
 //! - [`TrainMode`]: the projector alone, the projector and LoRA adapters (the seed), or the
 //!   projector and the whole language model; the vision tower frozen unless asked
-//!   ([`apply_mode`], by each parameter's `vlm_model::Role`). Frozen parameters never require a gradient, so Burn's autodiff builds
-//!   no graph through a frozen tower and the optimizer keeps no state for them.
+//!   ([`apply_mode`], by each parameter's `vlm_model::Role`). Frozen parameters never require
+//!   a gradient, so Burn's autodiff builds no graph through a frozen tower and the optimizer
+//!   keeps no state for them.
 //! - [`GroupedAdamW`]: the seed's four AdamW groups, projector at `feature_proj_lr` and the
 //!   rest at `learning_rate`, biases and norm parameters without weight decay.
 //! - [`Trainer`]: gradient accumulation (the exact token mean over the micro-batches of a

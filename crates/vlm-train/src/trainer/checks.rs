@@ -24,7 +24,7 @@ pub(super) fn check_trainable(table: &[ParamInfo], config: &TrainConfig) -> Resu
         if !adapters {
             return Err(TrainError::NothingToTrain(
                 "mode lora, but the language model carries no LoRA adapter: attach adapters \
-                 (vlm_lora::apply) before training, or use mode projector / full"
+                 (vlm_train::attach_lora) before training, or use mode projector / full"
                     .into(),
             ));
         }

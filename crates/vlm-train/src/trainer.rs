@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, ParamId};
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::ElementConversion;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
 use vlm_model::{CausalLmLoss, ModelError, RoleModel};
 
 use crate::checkpoint::{
@@ -460,8 +460,9 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
     }
 
     /// This peer's part of a step: the gradients of the summed loss (loss times supervised
-    /// tokens) of the micro-batches of `window`, accumulated, and the step's counts. Stops at
-    /// a non-finite loss (the step will be skipped or the run stopped).
+    /// tokens) of the micro-batches of `window`, accumulated, and the step's counts. The
+    /// losses are read back once, after the last micro-batch; the counts stop at the first
+    /// non-finite one (the step will be skipped or the run stopped).
     fn accumulate(
         &self,
         model: &M,
@@ -477,8 +478,44 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
             sums.tokens += batch.tokens as f64;
             sums.images += batch.images as f64;
         }
-        for (index, batch) in window.into_iter().enumerate() {
+        let mut losses = Vec::with_capacity(micro_batches);
+        for batch in window {
             if batch.supervised_tokens == 0 {
+                losses.push(None);
+                continue;
+            }
+            let loss = (self.loss)(model, batch)?;
+            let count = loss.supervised_tokens;
+            // Back-propagate the summed loss; the sum over the step is divided by the step's
+            // supervised-token count afterwards, which is the exact token mean of all of them.
+            let grads = loss.loss.clone().mul_scalar(count as f64).backward();
+            accumulator.accumulate(model, GradientsParams::from_grads(grads, model));
+            losses.push(Some((loss.loss.inner(), count)));
+        }
+        let non_finite = self.add_losses(&mut sums, losses, step, metrics)?;
+        Ok(LocalStep {
+            grads: accumulator.grads(),
+            sums,
+            micro_batches,
+            non_finite,
+        })
+    }
+
+    /// Adds the micro-batches' losses (`None`: left out, no supervised token) to `sums`, in
+    /// order, reporting those left out; stops at the first non-finite loss and returns it, as
+    /// text, with the reason to report.
+    fn add_losses(
+        &self,
+        sums: &mut StepSums,
+        losses: Vec<Option<(Tensor<B::InnerBackend, 1>, usize)>>,
+        step: usize,
+        metrics: &mut MetricsLog,
+    ) -> Result<Option<(String, String)>, TrainError> {
+        let micro_batches = losses.len();
+        let values = read_losses(losses.iter().flatten().map(|(loss, _)| loss.clone()));
+        let mut values = values.into_iter();
+        for (index, loss) in losses.iter().enumerate() {
+            let Some((_, count)) = loss else {
                 let reason = format!(
                     "micro-batch {} of {micro_batches} has no supervised token (every label is \
                      -100): left out of the step",
@@ -486,36 +523,20 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
                 );
                 report_skip(step, &reason, metrics)?;
                 continue;
-            }
-            let loss = (self.loss)(model, batch)?;
-            let value: f64 = loss.loss.clone().into_scalar().elem();
+            };
+            let value = values.next().unwrap_or(f64::NAN);
             if !value.is_finite() {
                 let reason = format!(
                     "non-finite loss {value} in micro-batch {} of {micro_batches}: step skipped",
                     index + 1
                 );
                 sums.non_finite = 1.0;
-                return Ok(LocalStep {
-                    grads: accumulator.grads(),
-                    sums,
-                    micro_batches,
-                    non_finite: Some((value.to_string(), reason)),
-                });
+                return Ok(Some((value.to_string(), reason)));
             }
-            let count = loss.supervised_tokens;
-            // Back-propagate the summed loss; the sum over the step is divided by the step's
-            // supervised-token count afterwards, which is the exact token mean of all of them.
-            let grads = loss.loss.mul_scalar(count as f64).backward();
-            accumulator.accumulate(model, GradientsParams::from_grads(grads, model));
-            sums.loss_sum += value * count as f64;
-            sums.supervised += count as f64;
+            sums.loss_sum += value * *count as f64;
+            sums.supervised += *count as f64;
         }
-        Ok(LocalStep {
-            grads: accumulator.grads(),
-            sums,
-            micro_batches,
-            non_finite: None,
-        })
+        Ok(None)
     }
 
     /// The seed of this peer's random draws (dropout): the run's seed on the main peer,
@@ -586,6 +607,15 @@ struct LocalStep {
     micro_batches: usize,
     /// The non-finite loss met, as text, and the reason to report.
     non_finite: Option<(String, String)>,
+}
+
+/// The values of `losses` (`[1]` each), read back to the host in one transfer.
+fn read_losses<B: Backend>(losses: impl Iterator<Item = Tensor<B, 1>>) -> Vec<f64> {
+    let losses: Vec<Tensor<B, 1>> = losses.collect();
+    if losses.is_empty() {
+        return Vec::new();
+    }
+    Tensor::cat(losses, 0).into_data().iter::<f64>().collect()
 }
 
 /// Reports a skipped step (or micro-batch) on stderr and in the metrics.

@@ -38,8 +38,8 @@ use vlm::data::{ChatTemplate, Dataset, EncoderConfig, LoaderOptions, SampleEncod
 use vlm::hf::resolve_model_path;
 use vlm::lora::LoraConfig;
 use vlm::model::{
-    AnyProjector, ChatTemplateConfig, ProjectorConfig, ProjectorKind, QwenVlm, StagedCheckpoint,
-    VisionLanguageModel, VisionTower, VisionTowerConfig, VlmConfig, TOKENIZER_FILE,
+    ChatTemplateConfig, ProjectorKind, QwenVlm, StagedCheckpoint, VisionLanguageModel, VisionTower,
+    VisionTowerConfig, VlmConfig, TOKENIZER_FILE,
 };
 use vlm::qwen::QwenModel;
 use vlm::train::{
@@ -151,14 +151,6 @@ fn train_peer(
         VisionTower::<Train>::load(&vision_dir, args.vision_prefix.as_deref(), selection, &dev)?;
     let (llm, lora) = attach_lora(QwenModel::<Train>::load(&llm_dir, &dev)?, &config)?;
     let lora = lora.map(|lora| lora.with_base_model(llm_dir.display().to_string()));
-    let projector = AnyProjector::new(
-        &ProjectorConfig {
-            kind: ProjectorKind::Mlp2xGelu,
-            input_dim: vision.output_dim(),
-            output_dim: llm.config().hidden_size,
-        },
-        &dev,
-    )?;
 
     let tokenizer = Tokenizer::from_path(args.tokenizer.as_ref().unwrap_or(&llm_dir))?;
     let tokenizer_file = absolute(tokenizer.path())?;
@@ -174,7 +166,8 @@ fn train_peer(
         EncoderConfig::new(vision.tokens_per_image(), args.max_len),
     )?;
     let image_token_id = encoder.image_token_id();
-    let model = VisionLanguageModel::new(vision, projector, llm, image_token_id)?;
+    let kind = ProjectorKind::Mlp2xGelu;
+    let model = VisionLanguageModel::with_new_projector(vision, kind, llm, image_token_id, &dev)?;
 
     let image_root = match &args.image_root {
         Some(root) => root.clone(),

@@ -12,10 +12,7 @@ use vlm::backend::{device, Inference, Train};
 use vlm::data::image::ImageProcessor;
 use vlm::hf::PreprocessorConfig;
 use vlm::lora::TargetModules;
-use vlm::model::{
-    AnyProjector, ProjectorConfig, ProjectorKind, QwenVlm, VisionLanguageModel, VisionTower,
-    VlmBatch,
-};
+use vlm::model::{ProjectorKind, QwenVlm, VisionLanguageModel, VisionTower, VlmBatch};
 use vlm::qwen::{GenerationConfig, QwenModel};
 use vlm::train::{
     attach_lora, LrSchedule, Resume, ShuffledData, TrainBatch, TrainConfig, TrainMode, Trainer,
@@ -62,15 +59,10 @@ impl TrainBench {
         let train_config = train_config(config, out.to_path_buf());
         let vision = load_vision::<Train>(dirs, &dev)?;
         let (llm, _) = attach_lora(QwenModel::<Train>::load(&dirs.llm, &dev)?, &train_config)?;
-        let projector = AnyProjector::new(
-            &ProjectorConfig {
-                kind: ProjectorKind::Mlp2xGelu,
-                input_dim: vision.output_dim(),
-                output_dim: llm.config().hidden_size,
-            },
-            &dev,
-        )?;
-        let model = VisionLanguageModel::new(vision, projector, llm, config.image_token_id())?;
+        let kind = ProjectorKind::Mlp2xGelu;
+        let image_token_id = config.image_token_id();
+        let model =
+            VisionLanguageModel::with_new_projector(vision, kind, llm, image_token_id, &dev)?;
         Ok(Self {
             model: Some(model),
             batch: train_batch(config),

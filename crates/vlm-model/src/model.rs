@@ -13,7 +13,8 @@ use crate::batch::read_together;
 use crate::loss::{causal_lm_loss_read, CausalLmLoss};
 use crate::splice::SplicePlan;
 use crate::{
-    LanguageInputs, LanguageModel, ModelError, ParamRoles, Projector, Role, RoleModel, VlmBatch,
+    AnyProjector, LanguageInputs, LanguageModel, ModelError, ParamRoles, Projector,
+    ProjectorConfig, ProjectorKind, Role, RoleModel, VlmBatch,
 };
 
 /// A LLaVA-style model: `vision` turns each image into features, `projector` maps them to
@@ -267,6 +268,32 @@ fn check_width(
         consumer,
         expected,
     })
+}
+
+impl<B, E, L> VisionLanguageModel<B, E, AnyProjector<B>, L>
+where
+    B: Backend,
+    E: VisionEncoder<B>,
+    L: LanguageModel<B>,
+{
+    /// A model to train: `vision` and `language_model` joined by a fresh projector of `kind`
+    /// (LLaVA-1.5's `mlp2x_gelu`, say) from the encoder's width to the language model's; see
+    /// [`new`](Self::new).
+    pub fn with_new_projector(
+        vision: E,
+        kind: ProjectorKind,
+        language_model: L,
+        image_token_id: u32,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        let config = ProjectorConfig {
+            kind,
+            input_dim: vision.output_dim(),
+            output_dim: language_model.hidden_size(),
+        };
+        let projector = AnyProjector::new(&config, device)?;
+        Self::new(vision, projector, language_model, image_token_id)
+    }
 }
 
 /// The tower, projector and language model by role; the adapters the language model carries

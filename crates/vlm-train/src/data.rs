@@ -4,7 +4,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
-use vlm_data::supervised_targets;
+use vlm_data::{supervised_targets, Batch};
 use vlm_model::{read_together, VlmBatch};
 
 use crate::TrainError;
@@ -28,6 +28,24 @@ pub struct TrainBatch<B: Backend> {
 }
 
 impl<B: Backend> TrainBatch<B> {
+    /// A collated `vlm-data` batch moved onto `device`, its counts taken from the host data
+    /// (nothing is read back).
+    pub fn from_batch(batch: &Batch, device: &B::Device) -> Self {
+        let tensors = batch.to_tensors::<B>(device);
+        Self {
+            inputs: VlmBatch {
+                input_ids: tensors.input_ids,
+                attention_mask: Some(tensors.attention_mask),
+                pixel_values: tensors.pixel_values,
+            },
+            labels: tensors.labels,
+            samples: batch.batch_size,
+            images: batch.n_images(),
+            tokens: batch.attention_mask.iter().filter(|&&m| m != 0).count(),
+            supervised_tokens: supervised_targets(&batch.labels, batch.seq_len).count(),
+        }
+    }
+
     /// A batch, with its counts read from the tensors (mask and labels in one transfer).
     pub fn new(inputs: VlmBatch<B>, labels: Tensor<B, 2, Int>) -> Self {
         let [samples, seq] = inputs.input_ids.dims();

@@ -2,8 +2,7 @@
 //! decoding, prefetch, skipped records) with its resume positions.
 
 use burn::tensor::backend::Backend;
-use vlm_data::{supervised_targets, Batch, Batches, Dataset, Position};
-use vlm_model::VlmBatch;
+use vlm_data::{Batch, Batches, Dataset, Position};
 
 use crate::{DataPosition, Shard, TrainBatch, TrainData, TrainError};
 
@@ -107,19 +106,7 @@ impl<B: Backend> TrainData<B> for DatasetSource {
         };
         let part = shard_rows(&loaded.batch, rows);
         let batch = part.as_ref().unwrap_or(&loaded.batch);
-        let tensors = batch.to_tensors::<B>(device);
-        Ok(Some(TrainBatch {
-            inputs: VlmBatch {
-                input_ids: tensors.input_ids,
-                attention_mask: Some(tensors.attention_mask),
-                pixel_values: tensors.pixel_values,
-            },
-            labels: tensors.labels,
-            samples: batch.batch_size,
-            images: batch.n_images(),
-            tokens: batch.attention_mask.iter().filter(|&&m| m != 0).count(),
-            supervised_tokens: supervised_targets(&batch.labels, batch.seq_len).count(),
-        }))
+        Ok(Some(TrainBatch::from_batch(batch, device)))
     }
 
     fn position(&self) -> DataPosition {

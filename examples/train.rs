@@ -36,15 +36,15 @@ use vlm::backend::{device, device_named, Train};
 use vlm::data::{ChatTemplate, Dataset, EncoderConfig, LoaderOptions, SampleEncoder, Tokenizer};
 use vlm::hf::resolve_model_path;
 use vlm::image::ImageProcessor;
-use vlm::lora::{LoraConfig, TargetModules};
+use vlm::lora::LoraConfig;
 use vlm::model::{
-    AnyProjector, ChatTemplateConfig, ProjectorConfig, ProjectorKind, QwenVlm, StagedCheckpoint,
-    VisionLanguageModel, VisionTower, VisionTowerConfig, VlmConfig, TOKENIZER_FILE,
+    ChatTemplateConfig, ProjectorKind, QwenVlm, StagedCheckpoint, VisionLanguageModel, VisionTower,
+    VisionTowerConfig, VlmConfig, TOKENIZER_FILE,
 };
 use vlm::qwen::QwenModel;
 use vlm::train::{
-    run_local_peers, DatasetSource, Peer, Resume, TargetModulesSpec, TrainArgs, TrainBatch,
-    TrainConfig, TrainError, TrainMode, Trainer,
+    attach_lora, run_local_peers, DatasetSource, Peer, Resume, TrainArgs, TrainBatch, TrainConfig,
+    TrainError, TrainMode, Trainer,
 };
 use vlm::vision::{FeatureSelection, SelectStrategy, VisionEncoder};
 
@@ -149,20 +149,8 @@ fn train_peer(
     };
     let vision =
         VisionTower::<Train>::load(&vision_dir, args.vision_prefix.as_deref(), selection, &dev)?;
-    let llm = QwenModel::<Train>::load(&llm_dir, &dev)?;
-    let lora = lora_config(&config, &llm_dir);
-    let llm = match &lora {
-        Some(lora) => vlm::lora::apply(llm, lora)?,
-        None => llm,
-    };
-    let projector = AnyProjector::new(
-        &ProjectorConfig {
-            kind: ProjectorKind::Mlp2xGelu,
-            input_dim: vision.output_dim(),
-            output_dim: llm.config().hidden_size,
-        },
-        &dev,
-    )?;
+    let (llm, lora) = attach_lora(QwenModel::<Train>::load(&llm_dir, &dev)?, &config)?;
+    let lora = lora.map(|lora| lora.with_base_model(llm_dir.display().to_string()));
 
     let tokenizer = Tokenizer::from_path(args.tokenizer.as_ref().unwrap_or(&llm_dir))?;
     let tokenizer_file = absolute(tokenizer.path())?;
@@ -178,7 +166,8 @@ fn train_peer(
         EncoderConfig::new(vision.tokens_per_image(), args.max_len),
     )?;
     let image_token_id = encoder.image_token_id();
-    let model = VisionLanguageModel::new(vision, projector, llm, image_token_id)?;
+    let kind = ProjectorKind::Mlp2xGelu;
+    let model = VisionLanguageModel::with_new_projector(vision, kind, llm, image_token_id, &dev)?;
 
     let image_root = match &args.image_root {
         Some(root) => root.clone(),
@@ -251,22 +240,6 @@ fn absolute(path: &Path) -> Result<PathBuf, Box<dyn Error + Send + Sync>> {
     Ok(std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?)
 }
 
-/// The LoRA settings of a LoRA-mode run.
-fn lora_config(config: &TrainConfig, llm: &Path) -> Option<LoraConfig> {
-    if config.mode != TrainMode::Lora {
-        return None;
-    }
-    let targets = match &config.target_modules {
-        TargetModulesSpec::Regex(regex) => TargetModules::parse(regex),
-        TargetModulesSpec::Names(names) => TargetModules::names(names.clone()),
-    };
-    Some(
-        LoraConfig::new(config.lora_rank, config.lora_alpha, targets)
-            .with_dropout(config.lora_dropout)
-            .with_base_model(llm.display().to_string()),
-    )
-}
-
 /// What every exported checkpoint records besides the trained weights.
 struct Recorded {
     /// What trains: decides whether the checkpoint holds an adapter or a merged LLM.
@@ -302,11 +275,8 @@ fn export_checkpoint(
     };
     let (tower, template) = (recorded.tower.clone(), recorded.template.clone());
     let mut config = VlmConfig::for_model(model, language_model, tower, template);
-    if recorded.lora.is_some() {
-        config.adapter = Some(PathBuf::from("adapter"));
-    }
     config.tokenizer = Some(PathBuf::from(TOKENIZER_FILE));
-    let staged = StagedCheckpoint::new(&destination, model, &config)?;
+    let staged = StagedCheckpoint::with_lora(&destination, model, &config, recorded.lora.as_ref())?;
     let tokenizer_copy = staged.path().join(TOKENIZER_FILE);
     std::fs::copy(&recorded.tokenizer, &tokenizer_copy).map_err(|e| {
         failed(&format!(
@@ -314,10 +284,6 @@ fn export_checkpoint(
             recorded.tokenizer.display()
         ))
     })?;
-    if let Some(lora) = &recorded.lora {
-        vlm::lora::save_adapter(model.language_model(), lora, staged.path().join("adapter"))
-            .map_err(|e| failed(&e))?;
-    }
     if recorded.mode == TrainMode::Full {
         model
             .language_model()

@@ -18,7 +18,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "vlm-model",
         &["vlm-hf", "vlm-data", "vlm-vision", "vlm-qwen", "vlm-lora"],
     ),
-    ("vlm-train", &["vlm-model", "vlm-data", "vlm-rng", "vlm-hf"]),
+    (
+        "vlm-train",
+        &["vlm-model", "vlm-data", "vlm-rng", "vlm-hf", "vlm-lora"],
+    ),
     ("vlm-testkit", &[]),
 ];
 

@@ -11,13 +11,12 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use vlm::backend::{device, Inference, Train};
 use vlm::hf::PreprocessorConfig;
 use vlm::image::ImageProcessor;
-use vlm::lora::{LoraConfig, TargetModules};
-use vlm::model::{
-    AnyProjector, ProjectorConfig, ProjectorKind, QwenVlm, VisionLanguageModel, VisionTower,
-    VlmBatch,
-};
+use vlm::lora::TargetModules;
+use vlm::model::{ProjectorKind, QwenVlm, VisionLanguageModel, VisionTower, VlmBatch};
 use vlm::qwen::{GenerationConfig, QwenModel};
-use vlm::train::{LrSchedule, Resume, ShuffledData, TrainBatch, TrainConfig, TrainMode, Trainer};
+use vlm::train::{
+    attach_lora, LrSchedule, Resume, ShuffledData, TrainBatch, TrainConfig, TrainMode, Trainer,
+};
 use vlm::vision::{FeatureSelection, SelectStrategy, VisionEncoder};
 
 use super::config::{prompt_ids, sample_ids, BenchConfig};
@@ -57,24 +56,17 @@ impl TrainBench {
     /// under `out`.
     pub fn new(config: &BenchConfig, dirs: &ModelDirs, out: &Path) -> BenchResult<Self> {
         let dev = device();
+        let train_config = train_config(config, out.to_path_buf());
         let vision = load_vision::<Train>(dirs, &dev)?;
-        let llm = QwenModel::<Train>::load(&dirs.llm, &dev)?;
-        let targets = TargetModules::names(config.train.lora_targets.clone());
-        let lora = LoraConfig::new(config.train.lora_rank, config.train.lora_alpha, targets);
-        let llm = vlm::lora::apply(llm, &lora)?;
-        let projector = AnyProjector::new(
-            &ProjectorConfig {
-                kind: ProjectorKind::Mlp2xGelu,
-                input_dim: vision.output_dim(),
-                output_dim: llm.config().hidden_size,
-            },
-            &dev,
-        )?;
-        let model = VisionLanguageModel::new(vision, projector, llm, config.image_token_id())?;
+        let (llm, _) = attach_lora(QwenModel::<Train>::load(&dirs.llm, &dev)?, &train_config)?;
+        let kind = ProjectorKind::Mlp2xGelu;
+        let image_token_id = config.image_token_id();
+        let model =
+            VisionLanguageModel::with_new_projector(vision, kind, llm, image_token_id, &dev)?;
         Ok(Self {
             model: Some(model),
             batch: train_batch(config),
-            config: train_config(config, out.to_path_buf()),
+            config: train_config,
         })
     }
 
@@ -116,6 +108,7 @@ fn train_config(config: &BenchConfig, output_dir: PathBuf) -> TrainConfig {
         lora_rank: train.lora_rank,
         lora_alpha: train.lora_alpha,
         lora_dropout: 0.0,
+        target_modules: TargetModules::names(train.lora_targets.clone()),
         per_device_train_batch_size: train.batch_size,
         gradient_accumulation_steps: 1,
         learning_rate: train.learning_rate,

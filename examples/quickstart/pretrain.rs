@@ -11,19 +11,27 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use vlm::backend::Train;
 use vlm::data::sample::{Color, Position, Scene, ShapeKind};
-use vlm::model::{CausalLmLoss, ModelError, VlmBatch};
+use vlm::model::{CausalLmLoss, ModelError, ParamRoles, Role, RoleModel, VlmBatch};
 use vlm::train::{Resume, ShuffledData, TrainBatch, Trainer};
 use vlm::vision::{SiglipVisionTower, VisionEncoder};
 
 use super::{train_config, Args, GeneratedScene, Pixels, SIDE};
 
 /// Stage 1's model: the vision tower and a linear head that reads, from the mean of the
-/// tower's tokens, what is at each of the five places. The head sits in the `projector`
-/// field, where the trainer gives it its own parameter group.
+/// tower's tokens, what is at each of the five places. The head has the projector's role,
+/// where the trainer gives it its own parameter group.
 #[derive(Module, Debug)]
 struct PlaceClassifier<B: Backend> {
     vision: SiglipVisionTower<B>,
     projector: Linear<B>,
+}
+
+impl<B: Backend> RoleModel<B> for PlaceClassifier<B> {
+    fn param_roles(&self) -> ParamRoles {
+        ParamRoles::default()
+            .with(Role::Vision, &self.vision)
+            .with(Role::Projector, &self.projector)
+    }
 }
 
 /// A scene's pixels and place classes: one sample of stage 1.

@@ -27,6 +27,26 @@ use crate::{ChatTemplate, Conversation, InvalidRecord, SkipReason, Tokenizer, To
 /// The label of a position the loss ignores (PyTorch's `CrossEntropyLoss` default).
 pub const IGNORE_INDEX: i64 = -100;
 
+/// The targets a causal language model learns from a row-major `[batch, seq_len]` label
+/// matrix (the label shift, in its one home): the logits at position `j` predict label
+/// `j + 1`, so each row's first label is never a target, and [`IGNORE_INDEX`] targets are
+/// skipped. Yields `(sample, position, label)` with `position` in `1..seq_len`.
+pub fn supervised_targets(
+    labels: &[i64],
+    seq_len: usize,
+) -> impl Iterator<Item = (usize, usize, i64)> + '_ {
+    labels
+        .chunks(seq_len.max(1))
+        .enumerate()
+        .flat_map(|(sample, row)| {
+            row.iter()
+                .enumerate()
+                .skip(1)
+                .filter(|&(_, &label)| label != IGNORE_INDEX)
+                .map(move |(position, &label)| (sample, position, label))
+        })
+}
+
 /// Why a [`SampleEncoder`] could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
@@ -234,7 +254,8 @@ impl SampleEncoder {
             sample.labels.truncate(max);
             sample.truncated = true;
         }
-        if sample.labels.iter().all(|&l| l == IGNORE_INDEX) {
+        let seq_len = sample.labels.len();
+        if supervised_targets(&sample.labels, seq_len).next().is_none() {
             let detail = format!("no answer token within max_len {max}");
             return Err(InvalidRecord::new(
                 &sample.id,

@@ -27,7 +27,9 @@ pub use chat::{
 };
 pub use compact_vocab::{CompactVocab, CompactVocabError};
 pub use dataset::{Batches, DataError, Dataset, LoadedBatch, LoaderOptions, SkippedRecord};
-pub use labels::{EncodedSample, EncoderConfig, EncoderError, SampleEncoder, IGNORE_INDEX};
+pub use labels::{
+    supervised_targets, EncodedSample, EncoderConfig, EncoderError, SampleEncoder, IGNORE_INDEX,
+};
 pub use position::Position;
 pub use skip::{InvalidRecord, SkipCounts, SkipReason};
 pub use stream::TextStreamer;

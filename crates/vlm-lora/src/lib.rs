@@ -109,5 +109,5 @@ pub use error::LoraError;
 pub use freeze::unfreeze;
 pub use linear::LoraLinear;
 pub use merge::{merge, merge_and_unload, unmerge};
-pub use model::{adapted_modules, AdaptableModel};
+pub use model::{adapted_modules, adapter_params, AdaptableModel};
 pub use target::TargetModules;

@@ -1,6 +1,6 @@
 //! The one thing a model must offer to take adapters: its LoRA-capable linears, by path.
 
-use burn::module::Module;
+use burn::module::{Module, ParamId};
 use burn::tensor::backend::Backend;
 
 use crate::LoraLinear;
@@ -29,6 +29,18 @@ pub fn adapted_modules<B: Backend, M: AdaptableModel<B>>(model: &M) -> Vec<Strin
         }
     });
     paths
+}
+
+/// The ids of the adapters' parameters (`lora_A` and `lora_B` of every adapted linear): what
+/// trains in a LoRA run.
+pub fn adapter_params<B: Backend, M: AdaptableModel<B>>(model: &M) -> Vec<ParamId> {
+    let mut ids = Vec::new();
+    model.visit_linears(&mut |_, linear| {
+        if let Some(adapter) = &linear.adapter {
+            ids.extend([adapter.lora_a.id, adapter.lora_b.id]);
+        }
+    });
+    ids
 }
 
 /// Every adaptable path of the model, in visiting order.

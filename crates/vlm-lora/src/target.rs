@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use burn::tensor::backend::Backend;
 use regex::Regex;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::model::linear_paths;
@@ -77,6 +78,33 @@ impl TargetModules {
                     message: e.to_string(),
                 }),
         }
+    }
+}
+
+/// In a settings file (a training config): a list of names, or one string read with
+/// [`TargetModules::parse`] (so `"c_attn|w1|w2"` is those three names, `".*\.q_proj"` a
+/// regex).
+impl Serialize for TargetModules {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Names(names) => names.serialize(serializer),
+            Self::Regex(pattern) => pattern.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TargetModules {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Spec {
+            Spec(String),
+            Names(Vec<String>),
+        }
+        Ok(match Spec::deserialize(deserializer)? {
+            Spec::Spec(spec) => Self::parse(&spec),
+            Spec::Names(names) => Self::names(names),
+        })
     }
 }
 

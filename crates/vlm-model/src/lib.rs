@@ -53,10 +53,11 @@ mod llava;
 mod loss;
 mod model;
 mod projector;
+mod roles;
 mod splice;
 mod vision_tower;
 
-pub use batch::{LanguageInputs, VlmBatch};
+pub use batch::{read_together, LanguageInputs, VlmBatch};
 pub use chat::ChatSession;
 pub use checkpoint::{
     load_checkpoint, QwenVlm, StagedCheckpoint, ADAPTER_DIR, CONFIG_FILE, PROJECTOR_FILE,
@@ -71,5 +72,6 @@ pub use projector::{
     AnyProjector, MlpProjector, PersistentProjector, PixelShuffleProjector, Projector,
     ProjectorConfig, ProjectorKind, HF_PROJECTOR_PREFIX,
 };
+pub use roles::{ParamRoles, Role, RoleModel};
 pub use vision_tower::VisionTower;
 pub use vlm_qwen::{inferred_lora_config, LanguageModel};

@@ -3,7 +3,7 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use vlm_data::IGNORE_INDEX;
+use vlm_data::{supervised_targets, IGNORE_INDEX};
 
 use crate::ModelError;
 
@@ -27,6 +27,16 @@ pub fn causal_lm_loss<B: Backend>(
     logits: Tensor<B, 3>,
     labels: Tensor<B, 2, Int>,
 ) -> Result<CausalLmLoss<B>, ModelError> {
+    causal_lm_loss_read(logits, labels, None)
+}
+
+/// [`causal_lm_loss`], given the labels already read to the host (row-major) when the
+/// caller has them, so that they are not read back again.
+pub(crate) fn causal_lm_loss_read<B: Backend>(
+    logits: Tensor<B, 3>,
+    labels: Tensor<B, 2, Int>,
+    host_labels: Option<Vec<i64>>,
+) -> Result<CausalLmLoss<B>, ModelError> {
     let [batch, seq, vocab] = logits.dims();
     if labels.dims() != [batch, seq] {
         return Err(ModelError::InvalidInput(format!(
@@ -38,8 +48,9 @@ pub fn causal_lm_loss<B: Backend>(
     if seq < 2 {
         return Err(ModelError::NoSupervisedTokens);
     }
+    let host_labels = host_labels.unwrap_or_else(|| labels.to_data().iter::<i64>().collect());
+    let supervised_tokens = count_supervised(&host_labels, seq, vocab)?;
     let targets = labels.slice([0..batch, 1..seq]);
-    let supervised_tokens = count_supervised(&targets, vocab)?;
     let ignored = targets.clone().equal_elem(IGNORE_INDEX);
     let targets = targets.mask_fill(ignored.clone(), 0).unsqueeze_dim::<3>(2);
     let log_probs = log_softmax(logits.slice([0..batch, 0..seq - 1, 0..vocab]), 2);
@@ -54,21 +65,15 @@ pub fn causal_lm_loss<B: Backend>(
     })
 }
 
-/// Number of shifted targets that are not ignored, checking each is in the vocabulary.
-fn count_supervised<B: Backend>(
-    targets: &Tensor<B, 2, Int>,
-    vocab_size: usize,
-) -> Result<usize, ModelError> {
-    let [_, len] = targets.dims();
+/// Number of targets of `labels` (`[batch, seq]`, row-major) that are not ignored, checking
+/// each is in the vocabulary.
+fn count_supervised(labels: &[i64], seq: usize, vocab_size: usize) -> Result<usize, ModelError> {
     let mut count = 0;
-    for (index, label) in targets.to_data().iter::<i64>().enumerate() {
-        if label == IGNORE_INDEX {
-            continue;
-        }
+    for (sample, position, label) in supervised_targets(labels, seq) {
         if !(0..vocab_size as i64).contains(&label) {
             return Err(ModelError::LabelOutOfRange {
-                sample: index / len,
-                position: index % len + 1,
+                sample,
+                position,
                 label,
                 vocab_size,
             });

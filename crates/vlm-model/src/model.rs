@@ -5,12 +5,17 @@ use std::marker::PhantomData;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use vlm_lora::{adapter_params, AdaptableModel};
 use vlm_qwen::position_ids_from_mask;
 use vlm_vision::VisionEncoder;
 
-use crate::loss::{causal_lm_loss, CausalLmLoss};
+use crate::batch::read_together;
+use crate::loss::{causal_lm_loss_read, CausalLmLoss};
 use crate::splice::SplicePlan;
-use crate::{LanguageInputs, LanguageModel, ModelError, Projector, VlmBatch};
+use crate::{
+    AnyProjector, LanguageInputs, LanguageModel, ModelError, ParamRoles, Projector,
+    ProjectorConfig, ProjectorKind, Role, RoleModel, VlmBatch,
+};
 
 /// A LLaVA-style model: `vision` turns each image into features, `projector` maps them to
 /// the language model's width, and they replace the image placeholder tokens of the prompt
@@ -120,16 +125,22 @@ where
         input_ids: Tensor<B, 2, Int>,
         pixel_values: Option<Tensor<B, 4>>,
     ) -> Result<Tensor<B, 3>, ModelError> {
+        check_not_empty(&input_ids)?;
+        let ids = input_ids.to_data().iter::<i64>().collect::<Vec<_>>();
+        self.spliced_embeds(input_ids, &ids, pixel_values)
+    }
+
+    /// [`inputs_embeds`](Self::inputs_embeds) of `input_ids`, given them read to the host
+    /// (`ids`, row-major), which the splice is planned from.
+    fn spliced_embeds(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        ids: &[i64],
+        pixel_values: Option<Tensor<B, 4>>,
+    ) -> Result<Tensor<B, 3>, ModelError> {
         let [_, seq] = input_ids.dims();
-        if input_ids.dims().contains(&0) {
-            return Err(ModelError::InvalidInput(format!(
-                "empty input_ids of shape {:?}",
-                input_ids.dims()
-            )));
-        }
-        let ids: Vec<i64> = input_ids.to_data().iter::<i64>().collect();
         let placeholder = i64::from(self.image_token_id);
-        let plan = SplicePlan::new(&ids, seq, placeholder, self.tokens_per_image)?;
+        let plan = SplicePlan::new(ids, seq, placeholder, self.tokens_per_image)?;
         let given = pixel_values.as_ref().map_or(0, |pixels| pixels.dims()[0]);
         if given != plan.images() {
             return Err(ModelError::ImageCount {
@@ -152,8 +163,24 @@ where
     /// Everything the language model takes for `batch`: spliced embeddings, the attention
     /// mask (all ones when the batch has none) and position ids derived from it.
     pub fn prepare(&self, batch: VlmBatch<B>) -> Result<LanguageInputs<B>, ModelError> {
+        self.prepare_read(batch, None)
+    }
+
+    /// [`prepare`](Self::prepare), given the ids already read to the host when the caller
+    /// has them.
+    fn prepare_read(
+        &self,
+        batch: VlmBatch<B>,
+        ids: Option<Vec<i64>>,
+    ) -> Result<LanguageInputs<B>, ModelError> {
         let attention_mask = self.attention_mask(&batch.input_ids, batch.attention_mask)?;
-        let inputs_embeds = self.inputs_embeds(batch.input_ids, batch.pixel_values)?;
+        let inputs_embeds = match ids {
+            Some(ids) => {
+                check_not_empty(&batch.input_ids)?;
+                self.spliced_embeds(batch.input_ids, &ids, batch.pixel_values)?
+            }
+            None => self.inputs_embeds(batch.input_ids, batch.pixel_values)?,
+        };
         Ok(LanguageInputs {
             inputs_embeds,
             position_ids: position_ids_from_mask(attention_mask.clone()),
@@ -180,7 +207,31 @@ where
 
     /// Logits `[batch, seq, vocab]` of a batch of prompts with images.
     pub fn forward(&self, batch: VlmBatch<B>) -> Result<Tensor<B, 3>, ModelError> {
-        let inputs = self.prepare(batch)?;
+        self.logits(self.prepare(batch)?)
+    }
+
+    /// Logits and the shifted cross-entropy against `labels` `[batch, seq]` (-100 where
+    /// nothing is learned: prompt, image and padding positions); see
+    /// [`causal_lm_loss`](crate::causal_lm_loss).
+    ///
+    /// Reads the batch back to the host once: the ids (for the splice) and the labels (for
+    /// the loss's token count) together.
+    pub fn forward_loss(
+        &self,
+        batch: VlmBatch<B>,
+        labels: Tensor<B, 2, Int>,
+    ) -> Result<(Tensor<B, 3>, CausalLmLoss<B>), ModelError> {
+        let (ids, host_labels) = match read_together(&batch.input_ids, &labels) {
+            Some((ids, labels)) if !ids.is_empty() => (Some(ids), Some(labels)),
+            _ => (None, None),
+        };
+        let logits = self.logits(self.prepare_read(batch, ids)?)?;
+        let loss = causal_lm_loss_read(logits.clone(), labels, host_labels)?;
+        Ok((logits, loss))
+    }
+
+    /// The language model's logits of its prepared inputs.
+    fn logits(&self, inputs: LanguageInputs<B>) -> Result<Tensor<B, 3>, ModelError> {
         let hidden = self.language_model.forward_hidden(
             inputs.inputs_embeds,
             inputs.attention_mask,
@@ -189,18 +240,17 @@ where
         )?;
         Ok(self.language_model.logits(hidden))
     }
+}
 
-    /// Logits and the shifted cross-entropy against `labels` `[batch, seq]` (-100 where
-    /// nothing is learned: prompt, image and padding positions); see [`causal_lm_loss`].
-    pub fn forward_loss(
-        &self,
-        batch: VlmBatch<B>,
-        labels: Tensor<B, 2, Int>,
-    ) -> Result<(Tensor<B, 3>, CausalLmLoss<B>), ModelError> {
-        let logits = self.forward(batch)?;
-        let loss = causal_lm_loss(logits.clone(), labels)?;
-        Ok((logits, loss))
+/// Refuses empty ids, naming their shape.
+fn check_not_empty<B: Backend>(input_ids: &Tensor<B, 2, Int>) -> Result<(), ModelError> {
+    if input_ids.dims().contains(&0) {
+        return Err(ModelError::InvalidInput(format!(
+            "empty input_ids of shape {:?}",
+            input_ids.dims()
+        )));
     }
+    Ok(())
 }
 
 fn check_width(
@@ -218,4 +268,49 @@ fn check_width(
         consumer,
         expected,
     })
+}
+
+impl<B, E, L> VisionLanguageModel<B, E, AnyProjector<B>, L>
+where
+    B: Backend,
+    E: VisionEncoder<B>,
+    L: LanguageModel<B>,
+{
+    /// A model to train: `vision` and `language_model` joined by a fresh projector of `kind`
+    /// (LLaVA-1.5's `mlp2x_gelu`, say) from the encoder's width to the language model's; see
+    /// [`new`](Self::new).
+    pub fn with_new_projector(
+        vision: E,
+        kind: ProjectorKind,
+        language_model: L,
+        image_token_id: u32,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        let config = ProjectorConfig {
+            kind,
+            input_dim: vision.output_dim(),
+            output_dim: language_model.hidden_size(),
+        };
+        let projector = AnyProjector::new(&config, device)?;
+        Self::new(vision, projector, language_model, image_token_id)
+    }
+}
+
+/// The tower, projector and language model by role; the adapters the language model carries
+/// as [`Role::Adapter`].
+impl<B, E, P, L> RoleModel<B> for VisionLanguageModel<B, E, P, L>
+where
+    B: Backend,
+    E: Module<B>,
+    P: Module<B>,
+    L: AdaptableModel<B>,
+    Self: Module<B>,
+{
+    fn param_roles(&self) -> ParamRoles {
+        ParamRoles::default()
+            .with(Role::Vision, &self.vision)
+            .with(Role::Projector, &self.projector)
+            .with(Role::LanguageModel, &self.language_model)
+            .with_ids(Role::Adapter, adapter_params(&self.language_model))
+    }
 }

@@ -1,10 +1,10 @@
 //! The training configuration: a TOML file, command-line flags that override it (spelt as the
 //! seed's `train.sh` passes them to transformers' `TrainingArguments`), and validation.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use vlm_lora::{LoraConfig, TargetModules};
 
 use crate::{ConfigError, TrainError};
 
@@ -44,26 +44,6 @@ pub enum NonFinitePolicy {
     Stop,
 }
 
-/// LoRA's `target_modules`: one string is a regex matched against whole module paths (PEFT's
-/// rule; `c_attn|w1|w2` is the seed's), a list matches names exactly or as a `.`-suffix.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum TargetModulesSpec {
-    /// A regex over the whole module path.
-    Regex(String),
-    /// Module names, matched exactly or as the path's `.`-suffix.
-    Names(Vec<String>),
-}
-
-impl fmt::Display for TargetModulesSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Regex(regex) => write!(f, "{regex:?}"),
-            Self::Names(names) => write!(f, "{names:?}"),
-        }
-    }
-}
-
 /// Every setting of a training run.
 ///
 /// Names are those of transformers' `TrainingArguments` and the seed's `train.sh`, in the TOML
@@ -85,8 +65,10 @@ pub struct TrainConfig {
     pub lora_alpha: f64,
     /// Dropout on the adapters' input while training.
     pub lora_dropout: f64,
-    /// Which language-model linears get adapters.
-    pub target_modules: TargetModulesSpec,
+    /// Which language-model linears get adapters: a list of names, or one string read with
+    /// [`TargetModules::parse`] (`c_attn|w1|w2`: those three names; otherwise a regex over
+    /// whole module paths).
+    pub target_modules: TargetModules,
     /// Samples per micro-batch.
     pub per_device_train_batch_size: usize,
     /// Micro-batches per optimizer step.
@@ -156,7 +138,7 @@ impl Default for TrainConfig {
             lora_rank: 128,
             lora_alpha: 32.0,
             lora_dropout: 0.1,
-            target_modules: TargetModulesSpec::Regex("c_attn|w1|w2".into()),
+            target_modules: TargetModules::names(["c_attn", "w1", "w2"]),
             per_device_train_batch_size: 1,
             gradient_accumulation_steps: 8,
             num_train_epochs: 1.0,
@@ -226,6 +208,14 @@ impl TrainConfig {
         self.feature_proj_lr.unwrap_or(self.learning_rate)
     }
 
+    /// The adapters' settings in mode `lora` (none in the other modes).
+    pub fn lora(&self) -> Option<LoraConfig> {
+        (self.mode == TrainMode::Lora).then(|| {
+            LoraConfig::new(self.lora_rank, self.lora_alpha, self.target_modules.clone())
+                .with_dropout(self.lora_dropout)
+        })
+    }
+
     /// Checks every setting; the first bad one is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.output_dir.as_os_str().is_empty() {
@@ -254,14 +244,14 @@ impl TrainConfig {
                 ));
             }
             match &self.target_modules {
-                TargetModulesSpec::Regex(r) if r.trim().is_empty() => {
+                TargetModules::Regex(r) if r.trim().is_empty() => {
                     return Err(ConfigError::new(
                         "target_modules",
                         "\"\"",
                         "names no module",
                     ))
                 }
-                TargetModulesSpec::Names(names) if names.is_empty() => {
+                TargetModules::Names(names) if names.is_empty() => {
                     return Err(ConfigError::new("target_modules", "[]", "names no module"))
                 }
                 _ => {}
@@ -454,7 +444,7 @@ impl TrainConfig {
             self.node_address = Some(address.clone());
         }
         if let Some(targets) = &args.target_modules {
-            self.target_modules = parse_targets(targets);
+            self.target_modules = TargetModules::parse(targets);
         }
         if let Some(steps) = args.max_steps {
             // transformers' convention: max_steps <= 0 means "use the epochs".
@@ -476,21 +466,6 @@ fn positive_rate(field: &'static str, lr: f64) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(ConfigError::new(field, lr, "must be a positive number"))
-    }
-}
-
-/// `c_attn|w1|w2` (a regex) or `q_proj,v_proj` (a list of names).
-fn parse_targets(text: &str) -> TargetModulesSpec {
-    if text.contains(',') {
-        TargetModulesSpec::Names(
-            text.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-        )
-    } else {
-        TargetModulesSpec::Regex(text.to_string())
     }
 }
 
@@ -518,8 +493,8 @@ pub struct TrainArgs {
     /// Dropout on the LoRA adapters' input.
     #[arg(long)]
     pub lora_dropout: Option<f64>,
-    /// LoRA targets: a regex over module paths (`c_attn|w1|w2`) or a comma-separated list of
-    /// names (`q_proj,v_proj`).
+    /// LoRA targets: names separated by `|` or `,` (`c_attn|w1|w2`, `q_proj,v_proj`), or a
+    /// regex over whole module paths.
     #[arg(long)]
     pub target_modules: Option<String>,
     /// Samples per micro-batch.

@@ -3,8 +3,8 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use vlm_data::{Position, IGNORE_INDEX};
-use vlm_model::VlmBatch;
+use vlm_data::{supervised_targets, Batch, Position};
+use vlm_model::{read_together, VlmBatch};
 use vlm_rng::epoch_order;
 
 use crate::TrainError;
@@ -28,20 +28,38 @@ pub struct TrainBatch<B: Backend> {
 }
 
 impl<B: Backend> TrainBatch<B> {
-    /// A batch, with its counts read from the tensors.
+    /// A collated `vlm-data` batch moved onto `device`, its counts taken from the host data
+    /// (nothing is read back).
+    pub fn from_batch(batch: &Batch, device: &B::Device) -> Self {
+        let tensors = batch.to_tensors::<B>(device);
+        Self {
+            inputs: VlmBatch {
+                input_ids: tensors.input_ids,
+                attention_mask: Some(tensors.attention_mask),
+                pixel_values: tensors.pixel_values,
+            },
+            labels: tensors.labels,
+            samples: batch.batch_size,
+            images: batch.n_images(),
+            tokens: batch.attention_mask.iter().filter(|&&m| m != 0).count(),
+            supervised_tokens: supervised_targets(&batch.labels, batch.seq_len).count(),
+        }
+    }
+
+    /// A batch, with its counts read from the tensors (mask and labels in one transfer).
     pub fn new(inputs: VlmBatch<B>, labels: Tensor<B, 2, Int>) -> Self {
         let [samples, seq] = inputs.input_ids.dims();
         let images = inputs.pixel_values.as_ref().map_or(0, |p| p.dims()[0]);
-        let tokens = match &inputs.attention_mask {
-            Some(mask) => mask.to_data().iter::<i64>().filter(|&m| m != 0).count(),
-            None => samples * seq,
+        let read = |tensor: &Tensor<B, 2, Int>| tensor.to_data().iter::<i64>().collect::<Vec<_>>();
+        let (mask, host_labels) = match &inputs.attention_mask {
+            Some(mask) => read_together(mask, &labels)
+                .map_or_else(|| (Some(read(mask)), read(&labels)), |(m, l)| (Some(m), l)),
+            None => (None, read(&labels)),
         };
-        let supervised_tokens = labels
-            .to_data()
-            .iter::<i64>()
-            .enumerate()
-            .filter(|(i, label)| i % seq != 0 && *label != IGNORE_INDEX)
-            .count();
+        let tokens = mask.map_or(samples * seq, |mask| {
+            mask.iter().filter(|&&m| m != 0).count()
+        });
+        let supervised_tokens = supervised_targets(&host_labels, seq).count();
         Self {
             inputs,
             labels,

@@ -2,8 +2,7 @@
 //! decoding, prefetch, skipped records) with its resume positions.
 
 use burn::tensor::backend::Backend;
-use vlm_data::{Batch, Batches, Dataset, Position, IGNORE_INDEX};
-use vlm_model::VlmBatch;
+use vlm_data::{Batch, Batches, Dataset, Position};
 
 use crate::{Shard, TrainBatch, TrainData, TrainError};
 
@@ -100,25 +99,7 @@ impl<B: Backend> TrainData<B> for DatasetSource {
         };
         let part = shard_rows(&loaded.batch, rows);
         let batch = part.as_ref().unwrap_or(&loaded.batch);
-        let seq = batch.seq_len.max(1);
-        let tensors = batch.to_tensors::<B>(device);
-        Ok(Some(TrainBatch {
-            inputs: VlmBatch {
-                input_ids: tensors.input_ids,
-                attention_mask: Some(tensors.attention_mask),
-                pixel_values: tensors.pixel_values,
-            },
-            labels: tensors.labels,
-            samples: batch.batch_size,
-            images: batch.n_images(),
-            tokens: batch.attention_mask.iter().filter(|&&m| m != 0).count(),
-            supervised_tokens: batch
-                .labels
-                .iter()
-                .enumerate()
-                .filter(|(i, &label)| i % seq != 0 && label != IGNORE_INDEX)
-                .count(),
-        }))
+        Ok(Some(TrainBatch::from_batch(batch, device)))
     }
 
     fn position(&self) -> Position {

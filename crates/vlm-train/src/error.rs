@@ -51,6 +51,10 @@ pub enum TrainError {
     #[error(transparent)]
     Model(#[from] ModelError),
 
+    /// LoRA adapters could not be attached.
+    #[error(transparent)]
+    Lora(#[from] vlm_lora::LoraError),
+
     /// The training data failed.
     #[error("training data: {0}")]
     Data(String),

@@ -5,8 +5,9 @@
 //!   `TrainingArguments` ([`TrainArgs`]), validated with errors naming the setting.
 //! - [`TrainMode`]: the projector alone, the projector and LoRA adapters (the seed), or the
 //!   projector and the whole language model; the vision tower frozen unless asked
-//!   ([`apply_mode`]). Frozen parameters never require a gradient, so Burn's autodiff builds
-//!   no graph through a frozen tower and the optimizer keeps no state for them.
+//!   ([`apply_mode`], by each parameter's `vlm_model::Role`). Frozen parameters never require
+//!   a gradient, so Burn's autodiff builds no graph through a frozen tower and the optimizer
+//!   keeps no state for them.
 //! - [`GroupedAdamW`]: the seed's four AdamW groups, projector at `feature_proj_lr` and the
 //!   rest at `learning_rate`, biases and norm parameters without weight decay.
 //! - [`Trainer`]: gradient accumulation (the exact token mean over the micro-batches of a
@@ -24,7 +25,8 @@
 //! collective engine, each on its shard of every global batch, gradients summed by
 //! all-reduce; only rank 0 writes checkpoints and logs.
 //!
-//! Depends on `vlm-model` (and, through it, the lower crates) and `vlm-data`.
+//! Depends on `vlm-model` (and, through it, the lower crates), `vlm-lora` (the adapters a
+//! LoRA run attaches, [`attach_lora`]) and `vlm-data`.
 
 #![warn(missing_docs)]
 
@@ -35,6 +37,7 @@ mod dataset;
 pub mod distributed;
 mod error;
 mod grads;
+mod lora;
 pub mod metrics;
 mod optim;
 mod params;
@@ -42,17 +45,16 @@ mod schedule;
 mod trainer;
 
 pub use checkpoint::{latest_checkpoint, list_checkpoints, TrainerState};
-pub use config::{
-    LrSchedule, NonFinitePolicy, TargetModulesSpec, TrainArgs, TrainConfig, TrainMode,
-};
+pub use config::{LrSchedule, NonFinitePolicy, TrainArgs, TrainConfig, TrainMode};
 pub use data::{Shard, ShuffledData, TrainBatch, TrainData};
 pub use dataset::DatasetSource;
 pub use distributed::{run_local_peers, Peer, PeerError};
 pub use error::{ConfigError, TrainError};
+pub use lora::attach_lora;
 pub use optim::GroupedAdamW;
 pub use params::{
     apply_mode, group_ids, load_trainable, param_table, save_trainable, trains, ParamGroup,
-    ParamInfo, ADAPTER_COMPONENT, LANGUAGE_MODEL_PREFIX, PROJECTOR_PREFIX, VISION_PREFIX,
+    ParamInfo,
 };
 pub use schedule::Schedule;
 pub use trainer::{schedule_for, LossFn, Resume, StepReport, TrainOutcome, Trainer};

@@ -1,29 +1,27 @@
-//! The model's parameters by path: which train (the mode), which optimizer group each
-//! belongs to, and the trainable values saved to and restored from a checkpoint.
+//! The model's parameters: which train (decided by [`Role`] and the mode), which optimizer
+//! group each belongs to (by role and by the module holding it), and the trainable values
+//! saved to and restored from a checkpoint, by path.
 //!
 //! Paths are Burn module paths (`projector.Mlp.linear_1.bias`,
 //! `language_model.model.layers.0.self_attn.q_proj.adapter.lora_a.weight`), stable across
 //! runs, unlike Burn's random `ParamId`s; checkpoints key everything by them.
 
+use std::any::type_name;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::nn::conv::{
+    Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d, DeformConv2d,
+};
+use burn::nn::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, Linear, RmsNorm};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use vlm_hf::{SafetensorsWriter, WeightStore};
+use vlm_model::{ParamRoles, Role, RoleModel};
 
 use crate::{TrainError, TrainMode};
-
-/// First path component of the vision encoder in a `VisionLanguageModel`.
-pub const VISION_PREFIX: &str = "vision";
-/// First path component of the projector in a `VisionLanguageModel`.
-pub const PROJECTOR_PREFIX: &str = "projector";
-/// First path component of the language model in a `VisionLanguageModel`.
-pub const LANGUAGE_MODEL_PREFIX: &str = "language_model";
-/// The path component of a LoRA adapter inside a `LoraLinear`.
-pub const ADAPTER_COMPONENT: &str = "adapter";
 
 /// The four AdamW parameter groups of the seed's trainer: projector or not, times weight
 /// decay or not (biases and norm parameters get no decay).
@@ -70,17 +68,76 @@ impl ParamGroup {
         matches!(self, Self::Projector | Self::Model)
     }
 
-    fn of(path: &[String], parent_type: &str) -> Self {
-        let leaf = path.last().map(String::as_str).unwrap_or_default();
-        let no_decay = leaf == "bias" || leaf == "beta" || parent_type.contains("Norm");
-        let projector = path.first().map(String::as_str) == Some(PROJECTOR_PREFIX);
-        match (projector, no_decay) {
-            (true, false) => Self::Projector,
-            (true, true) => Self::ProjectorNoDecay,
-            (false, false) => Self::Model,
-            (false, true) => Self::ModelNoDecay,
+    /// The group of a parameter with `role` that `decays` or not.
+    fn of(role: Option<Role>, decays: bool) -> Self {
+        match (role == Some(Role::Projector), decays) {
+            (true, true) => Self::Projector,
+            (true, false) => Self::ProjectorNoDecay,
+            (false, true) => Self::Model,
+            (false, false) => Self::ModelNoDecay,
         }
     }
+}
+
+/// The kind of Burn layer holding a parameter, which decides its weight decay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    /// A normalisation layer: none of its parameters decays.
+    Norm,
+    /// A linear or convolution layer: its weight decays, its bias does not.
+    Affine,
+    /// Anything else: its parameters decay.
+    Other,
+}
+
+impl Holder {
+    /// The kind of the module of Burn container type `container_type` (`Struct:LayerNorm`,
+    /// what a module visitor is told on entering one of its fields).
+    fn of<B: Backend>(container_type: &str) -> Self {
+        let name = container_type
+            .strip_prefix("Struct:")
+            .unwrap_or(container_type);
+        let norms = [
+            type_name_of::<LayerNorm<B>>(),
+            type_name_of::<RmsNorm<B>>(),
+            type_name_of::<BatchNorm<B>>(),
+            type_name_of::<GroupNorm<B>>(),
+            type_name_of::<InstanceNorm<B>>(),
+        ];
+        let affine = [
+            type_name_of::<Linear<B>>(),
+            type_name_of::<Conv1d<B>>(),
+            type_name_of::<Conv2d<B>>(),
+            type_name_of::<Conv3d<B>>(),
+            type_name_of::<ConvTranspose1d<B>>(),
+            type_name_of::<ConvTranspose2d<B>>(),
+            type_name_of::<ConvTranspose3d<B>>(),
+            type_name_of::<DeformConv2d<B>>(),
+        ];
+        if norms.contains(&name) {
+            Self::Norm
+        } else if affine.contains(&name) {
+            Self::Affine
+        } else {
+            Self::Other
+        }
+    }
+
+    /// Whether AdamW decays its parameter `field`: biases and normalisation parameters don't.
+    fn decays(self, field: &str) -> bool {
+        match self {
+            Self::Norm => false,
+            Self::Affine => field != "bias",
+            Self::Other => true,
+        }
+    }
+}
+
+/// The bare name of type `T` (`LayerNorm` for `burn_nn::...::LayerNorm<Backend>`), as Burn's
+/// module derive names it in container types.
+fn type_name_of<T>() -> &'static str {
+    let path = type_name::<T>().split('<').next().unwrap_or_default();
+    path.rsplit("::").next().unwrap_or(path)
 }
 
 /// One float parameter of the model.
@@ -94,14 +151,17 @@ pub struct ParamInfo {
     pub shape: Vec<usize>,
     /// Whether it requires a gradient (is trained).
     pub trainable: bool,
+    /// The part of the model it belongs to, if any.
+    pub role: Option<Role>,
     /// The optimizer group it belongs to if trained.
     pub group: ParamGroup,
 }
 
 /// Every float parameter of `model`, in visiting order.
-pub fn param_table<B: Backend, M: Module<B>>(model: &M) -> Vec<ParamInfo> {
+pub fn param_table<B: Backend, M: RoleModel<B>>(model: &M) -> Vec<ParamInfo> {
     let mut table = Table {
         path: PathStack::default(),
+        roles: model.param_roles(),
         params: Vec::new(),
     };
     model.visit(&mut table);
@@ -146,6 +206,7 @@ impl PathStack {
 
 struct Table {
     path: PathStack,
+    roles: ParamRoles,
     params: Vec<ParamInfo>,
 }
 
@@ -160,64 +221,63 @@ impl<B: Backend> ModuleVisitor<B> for Table {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let value = param.val();
+        let field = self
+            .path
+            .names
+            .last()
+            .map(String::as_str)
+            .unwrap_or_default();
+        let decays = Holder::of::<B>(self.path.parent_type()).decays(field);
+        let role = self.roles.of(param.id);
         self.params.push(ParamInfo {
             path: self.path.joined(),
             id: param.id,
             shape: value.dims().to_vec(),
             trainable: value.is_require_grad(),
-            group: ParamGroup::of(&self.path.names, self.path.parent_type()),
+            role,
+            group: ParamGroup::of(role, decays),
         });
     }
 }
 
-/// What trains in a vision-language model: the projector always; the language model's LoRA
-/// adapters, all of it, or none of it by `mode`; the vision tower when `train_vision`.
+/// What trains in a vision-language model, by [`Role`]: the projector always; the language
+/// model's LoRA adapters, all of it, or none of it by `mode`; the vision tower when
+/// `train_vision`. A parameter without a role is frozen.
 ///
-/// Works on the module paths of `vlm_model::VisionLanguageModel` ([`VISION_PREFIX`],
-/// [`PROJECTOR_PREFIX`], [`LANGUAGE_MODEL_PREFIX`]); every other parameter is frozen.
-/// Frozen parameters never require a gradient, so Burn's autodiff records no operation on
-/// them alone (a frozen tower's forward pass builds no graph) and the optimizer keeps no
-/// state for them. Call it on a model on an autodiff backend.
-pub fn apply_mode<B: Backend, M: Module<B>>(model: M, mode: TrainMode, train_vision: bool) -> M {
+/// The one place a run decides what trains: every parameter's flag is set here, whatever
+/// loading or attaching adapters set before. Frozen parameters never require a gradient, so
+/// Burn's autodiff records no operation on them alone (a frozen tower's forward pass builds
+/// no graph) and the optimizer keeps no state for them. Call it on a model on an autodiff
+/// backend.
+pub fn apply_mode<B: Backend, M: RoleModel<B>>(model: M, mode: TrainMode, train_vision: bool) -> M {
+    let roles = model.param_roles();
     model.map(&mut Freeze {
-        path: PathStack::default(),
+        roles,
         mode,
         train_vision,
     })
 }
 
-/// Whether the parameter at `path` trains under `mode`.
-pub fn trains(path: &[String], mode: TrainMode, train_vision: bool) -> bool {
-    let in_adapter = path.iter().any(|p| p == ADAPTER_COMPONENT);
-    match path.first().map(String::as_str) {
-        Some(VISION_PREFIX) => train_vision,
-        Some(PROJECTOR_PREFIX) => true,
-        Some(LANGUAGE_MODEL_PREFIX) => match mode {
-            TrainMode::Projector => false,
-            TrainMode::Lora => in_adapter,
-            TrainMode::Full => true,
-        },
-        _ => false,
+/// Whether a parameter with `role` trains under `mode`.
+pub fn trains(role: Option<Role>, mode: TrainMode, train_vision: bool) -> bool {
+    match role {
+        Some(Role::Vision) => train_vision,
+        Some(Role::Projector) => true,
+        Some(Role::LanguageModel) => mode == TrainMode::Full,
+        Some(Role::Adapter) => mode != TrainMode::Projector,
+        None => false,
     }
 }
 
 struct Freeze {
-    path: PathStack,
+    roles: ParamRoles,
     mode: TrainMode,
     train_vision: bool,
 }
 
 impl<B: Backend> ModuleMapper<B> for Freeze {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let train = trains(&self.path.names, self.mode, self.train_vision);
+        let train = trains(self.roles.of(param.id), self.mode, self.train_vision);
         param.set_require_grad(train)
     }
 }
@@ -344,5 +404,35 @@ impl Restore<'_> {
         self.store
             .float(name, dims, device)
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vlm_testkit::TestBackend;
+
+    use super::*;
+
+    #[test]
+    fn the_holding_layer_decides_the_decay() {
+        let holder = |name: &str| Holder::of::<TestBackend>(&format!("Struct:{name}"));
+        for norm in [
+            "LayerNorm",
+            "RmsNorm",
+            "BatchNorm",
+            "GroupNorm",
+            "InstanceNorm",
+        ] {
+            assert_eq!(holder(norm), Holder::Norm, "{norm}");
+            assert!(!holder(norm).decays("gamma") && !holder(norm).decays("beta"));
+        }
+        for affine in ["Linear", "Conv2d", "ConvTranspose1d"] {
+            assert_eq!(holder(affine), Holder::Affine, "{affine}");
+            assert!(holder(affine).decays("weight") && !holder(affine).decays("bias"));
+        }
+        for other in ["ClipEmbeddings", "LoraAdapter", "Embedding"] {
+            assert_eq!(holder(other), Holder::Other, "{other}");
+            assert!(holder(other).decays("class_embedding"));
+        }
     }
 }

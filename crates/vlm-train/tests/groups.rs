@@ -130,6 +130,40 @@ fn biases_and_norms_are_in_the_no_decay_groups() {
 }
 
 #[test]
+fn groups_follow_the_part_and_the_layer_holding_each_parameter() {
+    // Every part trains (LoRA adapters included): the projector's parameters are in the
+    // projector groups, everyone else's in the model groups; biases and normalisation
+    // parameters (gamma, beta) of every part never decay; weights, embeddings and adapters do.
+    let _lock = rng_lock();
+    let vlm = apply_mode::<Train, _>(model(true, 1), TrainMode::Full, true);
+    let table = param_table(&vlm);
+    assert!(table.iter().all(|p| p.trainable));
+    for p in &table {
+        let leaf = p.path.rsplit('.').next().unwrap_or_default();
+        let decays = !matches!(leaf, "bias" | "beta" | "gamma");
+        let expected = match (p.path.starts_with("projector"), decays) {
+            (true, true) => ParamGroup::Projector,
+            (true, false) => ParamGroup::ProjectorNoDecay,
+            (false, true) => ParamGroup::Model,
+            (false, false) => ParamGroup::ModelNoDecay,
+        };
+        assert_eq!(p.group, expected, "{}", p.path);
+    }
+    let paths: Vec<&str> = table.iter().map(|p| p.path.as_str()).collect();
+    for part in [
+        "vision.proj.bias",
+        ".adapter.",
+        "layernorm.gamma",
+        "base.bias",
+    ] {
+        assert!(
+            paths.iter().any(|p| p.contains(part)),
+            "no {part} in {paths:?}"
+        );
+    }
+}
+
+#[test]
 fn each_group_moves_with_its_own_learning_rate() {
     // No decay, no clipping, constant schedule: AdamW's first update of a parameter with a
     // gradient g is lr * g / (|g| + eps), i.e. (almost exactly) lr in magnitude.

@@ -43,9 +43,11 @@ fn config(dir: &Path, per_device: usize, steps: usize) -> TrainConfig {
     }
 }
 
-/// The initial model every run starts from (same frozen parts, same adapters).
+/// The initial model every run starts from (same frozen parts, same adapters). Its
+/// adapters are drawn from the backend's process-wide generator, which every in-process
+/// trainer reseeds at each step: the caller holds [`rng_lock`] for as long as it draws or
+/// trains in this process, so that no other test's run reseeds the generator mid-draw.
 fn fresh_model() -> Vlm {
-    let _lock = rng_lock();
     model_with_dropout(true, 1, 0.0)
 }
 
@@ -73,7 +75,8 @@ fn assert_losses_close(actual: &[f64], expected: &[f64]) {
     }
 }
 
-/// One peer on the doubled batch: the reference trajectory (losses, final weights).
+/// One peer on the doubled batch: the reference trajectory (losses, final weights), from
+/// [`fresh_model`] (the caller holds [`rng_lock`]).
 fn single_peer_run(dir: &Path, steps: usize, resume: Resume) -> (Vec<StepReport>, Vlm) {
     let mut trainer =
         Trainer::new(config(dir, 2 * PER_PEER, steps), Default::default(), loss).expect("config");
@@ -181,6 +184,7 @@ fn the_parallel_settings_come_from_toml_and_flags() {
 
 #[test]
 fn two_local_peers_follow_one_peer_with_the_doubled_batch() {
+    let _serial = rng_lock();
     let dirs = tempfile::tempdir().expect("tempdir");
     let (reference, reference_model) = single_peer_run(&dirs.path().join("one"), STEPS, Resume::No);
 
@@ -289,6 +293,7 @@ fn node_process() {
     let port: u16 = var(NODE_PORT).parse().expect("port");
     let steps: usize = var(NODE_STEPS).parse().expect("steps");
     let delay = Duration::from_millis(var(NODE_STEP_DELAY_MS).parse().expect("delay"));
+    let _serial = rng_lock();
     let config = TrainConfig {
         devices: vec!["cpu".into()],
         num_nodes: 2,
@@ -337,6 +342,7 @@ fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> (i32, String)
 
 #[test]
 fn two_processes_over_loopback_follow_one_peer_with_the_doubled_batch() {
+    let _serial = rng_lock();
     let dirs = tempfile::tempdir().expect("tempdir");
     let (reference, _) = single_peer_run(&dirs.path().join("one"), STEPS, Resume::No);
     let dir = dirs.path().join("nodes");
@@ -361,6 +367,7 @@ fn two_processes_over_loopback_follow_one_peer_with_the_doubled_batch() {
 
 #[test]
 fn a_killed_peer_fails_the_other_in_bounded_time_and_the_last_checkpoint_resumes() {
+    let _serial = rng_lock();
     let dirs = tempfile::tempdir().expect("tempdir");
     let steps = 8;
     let (reference, _) = single_peer_run(&dirs.path().join("one"), steps, Resume::No);

@@ -17,6 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["vlm-hf", "vlm-data", "vlm-vision", "vlm-qwen", "vlm-lora"],
     ),
     ("vlm-train", &["vlm-model", "vlm-data"]),
+    ("vlm-sample", &["vlm-data", "vlm-hf"]),
     ("vlm-testkit", &[]),
 ];
 

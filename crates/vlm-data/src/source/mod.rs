@@ -22,7 +22,7 @@ mod images;
 mod llava;
 mod manifest;
 mod prepare;
-pub(crate) mod rng;
+pub mod rng;
 mod stats;
 mod stream;
 mod validate;

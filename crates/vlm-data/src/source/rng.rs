@@ -5,7 +5,7 @@
 /// SplitMix64 (Steele, Lea and Flood 2014): 64 bits of state, passes BigCrush, one
 /// multiply-xorshift finaliser per draw.
 #[derive(Debug, Clone)]
-pub(crate) struct SplitMix64 {
+pub struct SplitMix64 {
     state: u64,
 }
 
@@ -15,7 +15,7 @@ impl SplitMix64 {
     /// A generator for one item of a stream: the same `(seed, stream, index)` always gives the
     /// same draws, independently of the items before it (so skipping a record elsewhere does
     /// not change the choices made for the next).
-    pub(crate) fn for_item(seed: u64, stream: u64, index: u64) -> Self {
+    pub fn for_item(seed: u64, stream: u64, index: u64) -> Self {
         let mut mixer = Self { state: seed };
         let a = mixer.next_u64() ^ stream.wrapping_mul(GOLDEN_GAMMA);
         let mut mixer = Self { state: a };
@@ -24,7 +24,7 @@ impl SplitMix64 {
     }
 
     /// The next 64 random bits.
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(GOLDEN_GAMMA);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -33,17 +33,17 @@ impl SplitMix64 {
     }
 
     /// A number in `0..n` (`n > 0`; the modulo bias is below 2^-40 for the small `n` used here).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
 
     /// `true` with probability one half.
-    pub(crate) fn coin(&mut self) -> bool {
+    pub fn coin(&mut self) -> bool {
         self.next_u64() >> 63 == 1
     }
 
     /// `k` distinct items of `items`, in a random order (a partial Fisher-Yates shuffle).
-    pub(crate) fn pick<T: Copy>(&mut self, items: &[T], k: usize) -> Vec<T> {
+    pub fn pick<T: Copy>(&mut self, items: &[T], k: usize) -> Vec<T> {
         let mut pool = items.to_vec();
         let k = k.min(pool.len());
         for i in 0..k {

@@ -28,8 +28,8 @@ use ::image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use ::image::{ExtendedColorType, ImageEncoder};
 use serde::Serialize;
 
-use crate::conversation::IMAGE_PLACEHOLDER;
-use crate::source::rng::SplitMix64;
+use vlm_data::source::rng::SplitMix64;
+use vlm_data::IMAGE_PLACEHOLDER;
 
 pub use scene::{Background, Color, Position, Scene, Shape, ShapeKind};
 

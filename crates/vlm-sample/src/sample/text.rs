@@ -2,7 +2,7 @@
 //! Chinese captions (AI Challenger format). One phrasing per question kind, so that a tiny
 //! model can learn the task.
 
-use crate::source::rng::SplitMix64;
+use vlm_data::source::rng::SplitMix64;
 
 use super::scene::{Scene, Shape};
 

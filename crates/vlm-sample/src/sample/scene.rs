@@ -1,8 +1,8 @@
 //! What a synthetic image shows (1-3 flat shapes on a plain or gradient background) and how
 //! it is drawn.
 
-use crate::image::RgbImage;
-use crate::source::rng::SplitMix64;
+use vlm_data::image::RgbImage;
+use vlm_data::source::rng::SplitMix64;
 
 /// A shape's fill color.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

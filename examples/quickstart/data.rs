@@ -10,7 +10,7 @@ use std::sync::Arc;
 use vlm::backend::Train;
 use vlm::data::image::{ImageProcessor, PixelValues};
 use vlm::data::source::{read_source, ReadOptions, SourceKind, SourceSpec};
-use vlm::data::{collate, Conversation, EncodedSample, Padding, Sample};
+use vlm::data::{collate, Conversation, EncodedSample, Padding, Sample, SampleEncoder};
 use vlm::model::{Prompt, Question, VlmBatch};
 use vlm::sample::sample::{scenes, write_sample_data, SampleConfig, Split};
 use vlm::sample::CompactVocab;
@@ -167,4 +167,15 @@ pub(super) fn train_batch(
         pixel_values: tensors.pixel_values,
     };
     Ok(TrainBatch::new(inputs, tensors.labels))
+}
+
+/// The Qwen ids of every question's prompt (ChatML, ending with the assistant header).
+pub(super) fn encode_prompts(
+    encoder: &SampleEncoder,
+    questions: &[Asked],
+) -> Result<Vec<Vec<u32>>, Box<dyn Error>> {
+    questions
+        .iter()
+        .map(|q| Ok(encoder.encode_prompt(&q.question.prompt)?.input_ids))
+        .collect()
 }

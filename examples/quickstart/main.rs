@@ -21,12 +21,10 @@
 //!    patches -> 16 image tokens). `--help` lists the flags that change these sizes.
 //!
 //!    The vocabulary: Qwen's 151,646 tokens would make the embedding and LM head 99% of the
-//!    model and of the compute. The dataset uses a few dozen of them, so the LLM gets a
-//!    compact vocabulary (`vlm_sample::CompactVocab`): Qwen's tokenizer cut down to the tokens
-//!    the data uses (train and held-out prompts and answers, the ChatML and image tokens), the
-//!    merges that build them and the 256 byte tokens. The data is encoded with the real Qwen
-//!    tokenizer and template and its ids mapped into the compact ones; the same text gives the
-//!    same tokens under the compact `tokenizer.json`, which ships with the saved model.
+//!    model. The LLM gets a compact vocabulary (`vlm_sample::CompactVocab`): Qwen's tokenizer
+//!    cut down to the tokens the data uses, the merges that build them and the 256 byte
+//!    tokens. The data is encoded with the real Qwen tokenizer and template and its ids mapped
+//!    into the compact ones; the compact `tokenizer.json` ships with the saved model.
 //! 3. Trains in two stages with `vlm-train` (AdamW, warmup + cosine, clipping, a progress bar,
 //!    `metrics.jsonl` and `loss.png` in `OUT/pretrain/` and `OUT/run/`). Stage 1 pretrains the
 //!    vision tower, as CLIP and SigLIP are pretrained before a LLaVA uses them: a linear head
@@ -51,7 +49,6 @@ mod report;
 use std::collections::BTreeSet;
 use std::error::Error;
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -60,7 +57,6 @@ use clap::Parser;
 use vlm::backend::{device, Train};
 use vlm::data::image::ImageProcessor;
 use vlm::data::{ChatTemplate, EncoderConfig, SampleEncoder, Tokenizer};
-use vlm::hf::{ImageSize, PreprocessorConfig};
 use vlm::model::{Answerer, PixelShuffleProjector, VisionLanguageModel};
 use vlm::qwen::{GenerationConfig, QwenModel};
 use vlm::sample::sample::{write_sample_data, SampleConfig, Split};
@@ -68,9 +64,11 @@ use vlm::sample::CompactVocab;
 use vlm::train::{LrSchedule, Resume, ShuffledData, TrainBatch, TrainConfig, TrainMode, Trainer};
 use vlm::vision::{FeatureSelection, SelectStrategy, SiglipVisionTower};
 
-use data::{extra_scenes, questions_in, read_split, train_batch, Asked, TrainSample};
+use data::{
+    encode_prompts, extra_scenes, questions_in, read_split, train_batch, Asked, TrainSample,
+};
 use pretrain::pretrain_vision;
-use random_model::{save_model, write_random_qwen2, write_random_siglip, Arch};
+use random_model::{save_model, write_random_qwen2, write_random_siglip, Arch, PREPROCESSING};
 
 /// Image side in pixels.
 const SIDE: usize = 64;
@@ -259,17 +257,6 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// The Qwen ids of every question's prompt (ChatML, ending with the assistant header).
-fn encode_prompts(
-    encoder: &SampleEncoder,
-    questions: &[Asked],
-) -> Result<Vec<Vec<u32>>, Box<dyn Error>> {
-    questions
-        .iter()
-        .map(|q| Ok(encoder.encode_prompt(&q.question.prompt)?.input_ids))
-        .collect()
-}
-
 /// The training configuration of both stages: AdamW with warmup and cosine decay, the
 /// projector (the place head in stage 1) at `projector_lr`, logs in `OUT/subdir`.
 fn train_config(
@@ -307,17 +294,6 @@ fn resolve(root: &Path, path: &Path) -> PathBuf {
         root.join(path)
     }
 }
-
-/// The image processing of the model: 64 x 64, rescaled and normalised to [-1, 1].
-static PREPROCESSING: LazyLock<PreprocessorConfig> = LazyLock::new(|| PreprocessorConfig {
-    size: ImageSize::Exact {
-        height: SIDE as u32,
-        width: SIDE as u32,
-    },
-    image_mean: [0.5; 3],
-    image_std: [0.5; 3],
-    ..PreprocessorConfig::siglip_default()
-});
 
 type QsVlm<B> =
     VisionLanguageModel<B, SiglipVisionTower<B>, PixelShuffleProjector<B>, QwenModel<B>>;

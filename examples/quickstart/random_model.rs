@@ -4,17 +4,18 @@
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use vlm::backend::{device, Inference};
-use vlm::hf::{PreprocessorConfig, SafetensorsWriter};
+use vlm::hf::{ImageSize, PreprocessorConfig, SafetensorsWriter};
 use vlm::model::{
     ChatTemplateConfig, StagedCheckpoint, VisionTowerConfig, VlmConfig, TOKENIZER_FILE,
 };
 use vlm::sample::CompactVocab;
 
-use super::{QsVlm, PREPROCESSING, SELECTION, SIDE};
+use super::{QsVlm, SELECTION, SIDE};
 
 /// The sizes of the model, as flags so that they can be explored without editing the program.
 #[derive(clap::Args, Clone, Copy)]
@@ -51,6 +52,18 @@ pub(super) struct Arch {
     #[arg(long, default_value_t = 4)]
     pub(super) kv_heads: usize,
 }
+
+/// The image processing of the model: 64 x 64, rescaled and normalised to [-1, 1].
+pub(super) static PREPROCESSING: LazyLock<PreprocessorConfig> =
+    LazyLock::new(|| PreprocessorConfig {
+        size: ImageSize::Exact {
+            height: SIDE as u32,
+            width: SIDE as u32,
+        },
+        image_mean: [0.5; 3],
+        image_std: [0.5; 3],
+        ..PreprocessorConfig::siglip_default()
+    });
 
 /// A Qwen2 Hugging Face folder with random weights: normal with std `1 / sqrt(hidden)`
 /// (Hugging Face's 0.02 suits wide models; a 128-wide one trained from it barely moves its

@@ -203,3 +203,33 @@ where
         Ok(Some(Tensor::from_data(data, &self.device)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use vlm_data::Turn;
+
+    use super::*;
+
+    #[test]
+    fn every_answer_is_a_question_asked_with_the_earlier_answers() {
+        let conversation = Conversation {
+            id: "c".into(),
+            image: None,
+            turns: vec![
+                Turn::user("<image>\nHow many?"),
+                Turn::assistant("Two."),
+                Turn::user("Which colour?"),
+                Turn::assistant("Red"),
+            ],
+        };
+        let questions: Vec<Question> = Question::all_of(&conversation).collect();
+        assert_eq!(questions.len(), 2);
+        assert_eq!(questions[0].id, "c#0");
+        assert_eq!(questions[0].text(), "How many?");
+        assert_eq!(questions[1].prompt.turns.len(), 3);
+        assert_eq!(questions[1].reference, "Red");
+        let grade = questions[0].grade(" two ");
+        assert!(grade.exact && grade.contains);
+        assert!(!questions[1].grade("dark red").exact && questions[1].grade("dark red").contains);
+    }
+}

@@ -12,9 +12,9 @@
 //! question: the conversation up to it is the prompt (earlier reference answers included), its
 //! text the reference. Questions are answered in left-padded batches of `--batch-size`.
 //!
-//! Scoring: both texts are trimmed, lower-cased, their whitespace collapsed and a final `.`,
-//! `!` or `。` dropped; exact match compares them, contains-match checks that the answer
-//! contains the reference.
+//! Scoring (`vlm::model::Question::grade`, the library's evaluation): both texts are trimmed,
+//! lower-cased, their whitespace collapsed and a final `.`, `!` or `。` dropped; exact match
+//! compares them, contains-match checks that the answer contains the reference.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -182,11 +182,11 @@ fn run(args: &Args) -> Result<Score, EvalError> {
     }
     let dev = device();
     let loaded = args.model.load::<B>(&dev)?;
-    let evaluator = Evaluator::new(&loaded)?;
+    let prompter = Prompter::new(&loaded)?;
     let answerer = Answerer::new(
         &loaded.model,
         &loaded.tokenizer,
-        generation_config(&loaded, &evaluator.encoder, args.max_new_tokens),
+        generation_config(&loaded, &prompter.encoder, args.max_new_tokens),
         dev,
     );
     let out_error = |source| EvalError::Io {
@@ -197,7 +197,7 @@ fn run(args: &Args) -> Result<Score, EvalError> {
     let bar = progress_bar(questions.len());
     let mut score = Score::default();
     for batch in questions.chunks(args.batch_size) {
-        let answers = answerer.answer(&evaluator.prompts(batch)?)?;
+        let answers = answerer.answer(&prompter.prompts(batch)?)?;
         for (asked, answer) in batch.iter().zip(&answers) {
             let graded = grade(&asked.question, answer);
             score.questions += 1;
@@ -301,12 +301,12 @@ fn generation_config(
 }
 
 /// What turns questions into the model's prompts: its template and image preprocessing.
-struct Evaluator {
+struct Prompter {
     encoder: SampleEncoder,
     processor: ImageProcessor,
 }
 
-impl Evaluator {
+impl Prompter {
     fn new(loaded: &LoadedModel<B>) -> Result<Self, EvalError> {
         let model = &loaded.model;
         let template = match &loaded.system_prompt {

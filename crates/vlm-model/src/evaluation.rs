@@ -141,11 +141,6 @@ where
         }
     }
 
-    /// The generation settings.
-    pub fn config(&self) -> &GenerationConfig {
-        &self.config
-    }
-
     /// The answers to one batch of prompts: each reply up to its first stop token, decoded
     /// without special tokens and trimmed.
     pub fn answer(&self, prompts: &[Prompt]) -> Result<Vec<String>, EvaluationError> {

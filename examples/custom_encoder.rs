@@ -13,7 +13,7 @@
 //!
 //! - data: `data/sample/train.jsonl` through `vlm::data::Dataset` (image decoding and
 //!   preprocessing, ChatML template, label masks, batching) and `vlm::train::DatasetSource`;
-//! - tokenizer: the real Qwen2 tokenizer cut down by `vlm::data::CompactVocab` to the tokens
+//! - tokenizer: the real Qwen2 tokenizer cut down by `vlm::sample::CompactVocab` to the tokens
 //!   the data uses (about 480 of 151,665, written to `OUT/tokenizer.json`), so that a tiny
 //!   LLM can hold the whole vocabulary;
 //! - model: `vlm::model::VisionLanguageModel` of the CNN, a pixel-shuffle projector (64
@@ -37,17 +37,17 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use clap::Parser;
 use vlm::backend::{device, Inference, Train};
 use vlm::data::{
-    ChatTemplate, CompactVocab, Conversation, Dataset, EncoderConfig, LoaderOptions, SampleEncoder,
-    Tokenizer,
+    ChatTemplate, Conversation, Dataset, EncoderConfig, LoaderOptions, SampleEncoder, Tokenizer,
 };
 use vlm::hf::{ImageSize, PreprocessorConfig};
 use vlm::image::ImageProcessor;
-use vlm::model::{PixelShuffleProjector, VisionLanguageModel, VlmBatch};
+use vlm::model::{Answerer, PixelShuffleProjector, Prompt, Question, VisionLanguageModel};
 use vlm::qwen::{GenerationConfig, QwenModel};
+use vlm::sample::CompactVocab;
 use vlm::train::{
     DatasetSource, LrSchedule, Resume, StepReport, TrainBatch, TrainConfig, TrainMode, Trainer,
 };
@@ -277,84 +277,60 @@ fn mean_loss<'a>(steps: impl Iterator<Item = &'a StepReport>) -> f64 {
     losses.iter().sum::<f64>() / losses.len().max(1) as f64
 }
 
-/// The first question of a held-out record, ready to ask.
-struct Question {
-    text: String,
-    expected: String,
-    ids: Vec<u32>,
-    pixels: Vec<f32>,
-}
-
-/// The first question of every held-out record, with its image and expected answer.
+/// The first question of every held-out record that shows an image, ready to ask.
 fn heldout_questions(
     encoder: &SampleEncoder,
     images: &ImageProcessor,
     sample: &Path,
-) -> Result<Vec<Question>, Box<dyn Error>> {
+) -> Result<Vec<(Question, Prompt)>, Box<dyn Error>> {
     let mut questions = Vec::new();
     for conversation in read_manifest(&sample.join("heldout.jsonl"))? {
-        let (Some(image), [question, answer, ..]) = (&conversation.image, &conversation.turns[..])
+        let (Some(image), Some(question)) =
+            (&conversation.image, Question::all_of(&conversation).next())
         else {
             continue;
         };
-        let prompt = Conversation {
-            turns: vec![question.clone()],
-            ..conversation.clone()
+        let prompt = Prompt {
+            ids: encoder.encode_prompt(&question.prompt)?.input_ids,
+            pixels: Some(images.process_path(sample.join(image))?),
         };
-        questions.push(Question {
-            text: question.text.replace('\n', " "),
-            expected: answer.text.clone(),
-            ids: encoder.encode_prompt(&prompt)?.input_ids,
-            pixels: images.process_path(sample.join(image))?.data,
-        });
+        questions.push((question, prompt));
     }
     Ok(questions)
 }
 
-/// The model's greedy answers to `questions`, in batches.
+/// The model's greedy answers to `questions`, 25 at a time.
 fn answers(
     model: &CnnVlm<Inference>,
-    questions: &[Question],
+    questions: &[(Question, Prompt)],
     encoder: &SampleEncoder,
 ) -> Result<Vec<String>, Box<dyn Error>> {
-    let dev = device();
     let tokenizer = encoder.tokenizer();
     let config = GenerationConfig {
         stop_token_ids: vec![tokenizer.token_id("<|im_end|>")?],
         pad_token_id: encoder.pad_id(),
         ..GenerationConfig::greedy(64)
     };
-    let mut answers = Vec::with_capacity(questions.len());
-    for chunk in questions.chunks(25) {
-        let prompts: Vec<Vec<u32>> = chunk.iter().map(|q| q.ids.clone()).collect();
-        let pixels = chunk
-            .iter()
-            .flat_map(|q| q.pixels.iter().copied())
-            .collect();
-        let pixels = Tensor::from_data(TensorData::new(pixels, [chunk.len(), 3, SIDE, SIDE]), &dev);
-        let batch = VlmBatch::left_padded(&prompts, encoder.pad_id(), Some(pixels), &dev)?;
-        for ids in model.generate(batch, &config, |_| {})? {
-            answers.push(tokenizer.decode(&ids, true)?.trim().to_string());
-        }
-    }
-    Ok(answers)
+    let prompts: Vec<Prompt> = questions.iter().map(|(_, p)| p.clone()).collect();
+    Ok(Answerer::new(model, tokenizer, config, device()).answer_all(&prompts, 25)?)
 }
 
 /// Prints the exact-match score on the held-out questions and a few of them.
-fn report(questions: &[Question], answers: &[String]) {
+fn report(questions: &[(Question, Prompt)], answers: &[String]) {
     let correct = questions
         .iter()
         .zip(answers)
-        .filter(|(q, a)| q.expected == **a)
+        .filter(|((q, _), a)| q.reference == **a)
         .count();
     println!(
         "held-out exact match (first question of each record): {correct}/{}",
         questions.len()
     );
-    for (question, answer) in questions.iter().zip(answers).take(3) {
+    for ((question, _), answer) in questions.iter().zip(answers).take(3) {
+        let asked = question.prompt.turns[0].text.replace('\n', " ");
         println!(
-            "  {:?}\n    expected {:?}, model {:?}",
-            question.text, question.expected, answer
+            "  {asked:?}\n    expected {:?}, model {:?}",
+            question.reference, answer
         );
     }
 }

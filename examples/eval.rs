@@ -12,9 +12,9 @@
 //! question: the conversation up to it is the prompt (earlier reference answers included), its
 //! text the reference. Questions are answered in left-padded batches of `--batch-size`.
 //!
-//! Scoring: both texts are trimmed, lower-cased, their whitespace collapsed and a final `.`,
-//! `!` or `。` dropped; exact match compares them, contains-match checks that the answer
-//! contains the reference.
+//! Scoring (`vlm::model::Question::grade`, the library's evaluation): both texts are trimmed,
+//! lower-cased, their whitespace collapsed and a final `.`, `!` or `。` dropped; exact match
+//! compares them, contains-match checks that the answer contains the reference.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -25,15 +25,13 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use vlm::backend::{device, Inference};
-use vlm::burn::tensor::{Device, Tensor, TensorData};
 use vlm::cli::{stop_token_ids, LoadError, LoadedModel, ModelArgs};
 use vlm::data::source::{read_source, ReadOptions, SourceError, SourceKind, SourceSpec};
 use vlm::data::{
-    ChatTemplate, Conversation, EncoderConfig, EncoderError, InvalidRecord, Role, SampleEncoder,
-    TokenizerError, IMAGE_PLACEHOLDER,
+    ChatTemplate, Conversation, EncoderConfig, EncoderError, InvalidRecord, SampleEncoder,
 };
 use vlm::image::{ImageError, ImageProcessor};
-use vlm::model::{ModelError, VlmBatch};
+use vlm::model::{Answerer, EvaluationError, Prompt, Question};
 use vlm::qwen::GenerationConfig;
 use vlm::vision::VisionEncoder;
 
@@ -105,24 +103,18 @@ enum EvalError {
     /// The tokenizer lacks a token of the template.
     #[error(transparent)]
     Encoder(#[from] EncoderError),
-    /// Decoding an answer failed.
-    #[error(transparent)]
-    Tokenizer(#[from] TokenizerError),
     /// An image could not be decoded.
     #[error(transparent)]
     Image(#[from] ImageError),
-    /// Generation failed.
+    /// Generation or decoding failed.
     #[error(transparent)]
-    Model(#[from] ModelError),
+    Evaluation(#[from] EvaluationError),
 }
 
-/// One question: the prompt conversation (ending with the user's turn), its image and the
-/// reference answer.
-struct Question {
-    id: String,
+/// One question with the path of its image, if it shows one.
+struct Asked {
+    question: Question,
     image: Option<PathBuf>,
-    prompt: Conversation,
-    reference: String,
 }
 
 /// One line of the answers file.
@@ -180,7 +172,7 @@ fn run(args: &Args) -> Result<Score, EvalError> {
         Some(dir) => dir.clone(),
         None => args.data.parent().unwrap_or(Path::new(".")).to_path_buf(),
     };
-    let mut questions = questions(read_conversations(&args.data, &images)?, &images);
+    let mut questions = questions(&read_conversations(&args.data, &images)?, &images);
     questions.truncate(args.limit.unwrap_or(usize::MAX));
     if questions.is_empty() {
         let data = args.data.display();
@@ -190,7 +182,13 @@ fn run(args: &Args) -> Result<Score, EvalError> {
     }
     let dev = device();
     let loaded = args.model.load::<B>(&dev)?;
-    let evaluator = Evaluator::new(&loaded, args.max_new_tokens, dev)?;
+    let prompter = Prompter::new(&loaded)?;
+    let answerer = Answerer::new(
+        &loaded.model,
+        &loaded.tokenizer,
+        generation_config(&loaded, &prompter.encoder, args.max_new_tokens),
+        dev,
+    );
     let out_error = |source| EvalError::Io {
         path: args.out.clone(),
         source,
@@ -199,9 +197,9 @@ fn run(args: &Args) -> Result<Score, EvalError> {
     let bar = progress_bar(questions.len());
     let mut score = Score::default();
     for batch in questions.chunks(args.batch_size) {
-        let answers = evaluator.answer(batch)?;
-        for (question, answer) in batch.iter().zip(&answers) {
-            let graded = grade(question, answer);
+        let answers = answerer.answer(&prompter.prompts(batch)?)?;
+        for (asked, answer) in batch.iter().zip(&answers) {
+            let graded = grade(&asked.question, answer);
             score.questions += 1;
             score.exact += usize::from(graded.exact);
             score.contains += usize::from(graded.contains);
@@ -261,72 +259,55 @@ fn read_conversations(data: &Path, images: &Path) -> Result<Vec<Conversation>, E
     Ok(conversations)
 }
 
-/// One question per assistant turn, the conversation before it as the prompt.
-fn questions(conversations: Vec<Conversation>, images: &Path) -> Vec<Question> {
-    let mut questions = Vec::new();
-    for conversation in conversations {
-        let image = conversation.image.as_ref().map(|path| images.join(path));
-        for (index, turn) in conversation.turns.iter().enumerate() {
-            if turn.role != Role::Assistant || index == 0 {
-                continue;
-            }
-            questions.push(Question {
-                id: format!("{}#{}", conversation.id, index / 2),
+/// Every question of the conversations, with its image under `images`.
+fn questions(conversations: &[Conversation], images: &Path) -> Vec<Asked> {
+    conversations
+        .iter()
+        .flat_map(|conversation| {
+            let image = conversation.image.as_ref().map(|path| images.join(path));
+            Question::all_of(conversation).map(move |question| Asked {
+                question,
                 image: image.clone(),
-                prompt: Conversation {
-                    id: conversation.id.clone(),
-                    image: conversation.image.clone(),
-                    turns: conversation.turns[..index].to_vec(),
-                },
-                reference: turn.text.clone(),
-            });
-        }
-    }
-    questions
+            })
+        })
+        .collect()
 }
 
-/// The scores of one answer.
+/// The answers-file line of one answer.
 fn grade<'a>(question: &'a Question, answer: &'a str) -> Graded<'a> {
-    let (reference, normalized) = (normalize(&question.reference), normalize(answer));
-    let asked = question
-        .prompt
-        .turns
-        .last()
-        .map_or("", |turn| turn.text.as_str());
+    let grade = question.grade(answer);
     Graded {
         id: &question.id,
-        question: asked.replace(IMAGE_PLACEHOLDER, "").trim().to_string(),
+        question: question.text(),
         reference: &question.reference,
         answer,
-        exact: normalized == reference,
-        contains: !reference.is_empty() && normalized.contains(&reference),
+        exact: grade.exact,
+        contains: grade.contains,
     }
 }
 
-/// Lower case, whitespace collapsed, a final `.`, `!` or `。` dropped.
-fn normalize(text: &str) -> String {
-    let text = text.trim().trim_end_matches(['.', '!', '。', '！']);
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+/// Greedy generation of at most `max_new_tokens`, stopping at the template's end tokens.
+fn generation_config(
+    loaded: &LoadedModel<B>,
+    encoder: &SampleEncoder,
+    max_new_tokens: usize,
+) -> GenerationConfig {
+    let vocab_size = loaded.model.language_model().config().vocab_size;
+    GenerationConfig {
+        stop_token_ids: stop_token_ids(&loaded.tokenizer, vocab_size),
+        pad_token_id: encoder.pad_id(),
+        ..GenerationConfig::greedy(max_new_tokens)
+    }
 }
 
-/// The model with what answering questions needs.
-struct Evaluator<'m> {
-    loaded: &'m LoadedModel<B>,
+/// What turns questions into the model's prompts: its template and image preprocessing.
+struct Prompter {
     encoder: SampleEncoder,
     processor: ImageProcessor,
-    config: GenerationConfig,
-    device: Device<B>,
 }
 
-impl<'m> Evaluator<'m> {
-    fn new(
-        loaded: &'m LoadedModel<B>,
-        max_new_tokens: usize,
-        device: Device<B>,
-    ) -> Result<Self, EvalError> {
+impl Prompter {
+    fn new(loaded: &LoadedModel<B>) -> Result<Self, EvalError> {
         let model = &loaded.model;
         let template = match &loaded.system_prompt {
             Some(system) => ChatTemplate::new(system.clone()),
@@ -337,62 +318,27 @@ impl<'m> Evaluator<'m> {
         if let Some(name) = tokenizer.inner().id_to_token(model.image_token_id()) {
             encoder_config.image_token = name;
         }
-        let encoder = SampleEncoder::new(tokenizer.clone(), template, encoder_config)?;
-        let vocab_size = model.language_model().config().vocab_size;
-        let mut config = GenerationConfig::greedy(max_new_tokens);
-        config.stop_token_ids = stop_token_ids(tokenizer, vocab_size);
-        config.pad_token_id = encoder.pad_id();
         Ok(Self {
-            loaded,
+            encoder: SampleEncoder::new(tokenizer.clone(), template, encoder_config)?,
             processor: ImageProcessor::new(model.vision().preprocessing().clone()),
-            encoder,
-            config,
-            device,
         })
     }
 
-    /// The greedy answers to a batch of questions, decoded without special tokens, trimmed.
-    fn answer(&self, questions: &[Question]) -> Result<Vec<String>, EvalError> {
-        let prompts = questions
+    /// The prompts of a batch of questions: encoded, their images preprocessed.
+    fn prompts(&self, batch: &[Asked]) -> Result<Vec<Prompt>, EvalError> {
+        batch
             .iter()
-            .map(|q| Ok(self.encoder.encode_prompt(&q.prompt)?.input_ids))
-            .collect::<Result<Vec<_>, EvalError>>()?;
-        let batch = VlmBatch::left_padded(
-            &prompts,
-            self.config.pad_token_id,
-            self.pixels(questions)?,
-            &self.device,
-        )?;
-        let replies = self.loaded.model.generate(batch, &self.config, |_| {})?;
-        replies
-            .iter()
-            .map(|ids| {
-                let end = ids
-                    .iter()
-                    .position(|id| self.config.stop_token_ids.contains(id))
-                    .unwrap_or(ids.len());
-                let text = self.loaded.tokenizer.decode(&ids[..end], true)?;
-                Ok(text.trim().to_string())
+            .map(|asked| {
+                let pixels = match &asked.image {
+                    Some(path) => Some(self.processor.process_path(path)?),
+                    None => None,
+                };
+                let ids = self
+                    .encoder
+                    .encode_prompt(&asked.question.prompt)?
+                    .input_ids;
+                Ok(Prompt { ids, pixels })
             })
             .collect()
-    }
-
-    /// `[images, 3, H, W]` of the questions that show an image, in order.
-    fn pixels(&self, questions: &[Question]) -> Result<Option<Tensor<B, 4>>, EvalError> {
-        let mut data = Vec::new();
-        let mut count = 0;
-        let mut shape = [0; 3];
-        for path in questions.iter().filter_map(|q| q.image.as_ref()) {
-            let pixels = self.processor.process_path(path)?;
-            shape = pixels.shape;
-            data.extend(pixels.data);
-            count += 1;
-        }
-        if count == 0 {
-            return Ok(None);
-        }
-        let [channels, height, width] = shape;
-        let data = TensorData::new(data, [count, channels, height, width]);
-        Ok(Some(Tensor::from_data(data, &self.device)))
     }
 }

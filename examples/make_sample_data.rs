@@ -1,4 +1,4 @@
-//! Writes the synthetic shapes dataset (`vlm::data::sample`): PNG images of 1-3 coloured shapes,
+//! Writes the synthetic shapes dataset (`vlm::sample::sample`): PNG images of 1-3 coloured shapes,
 //! English questions in LLaVA-Instruct format and Chinese captions in AI Challenger format,
 //! train and held-out splits. The same options always give the same bytes.
 //!
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use vlm::data::sample::{generate, write_sample_data, SampleConfig, SampleFile};
+use vlm::sample::sample::{generate, write_sample_data, SampleConfig, SampleFile};
 
 /// Generate the synthetic shapes dataset (LLaVA + AI Challenger formats, train + held-out).
 ///

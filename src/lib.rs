@@ -14,5 +14,6 @@ pub use vlm_image as image;
 pub use vlm_lora as lora;
 pub use vlm_model as model;
 pub use vlm_qwen as qwen;
+pub use vlm_sample as sample;
 pub use vlm_train as train;
 pub use vlm_vision as vision;

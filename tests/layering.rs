@@ -16,11 +16,22 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("vlm-qwen", &["vlm-hf", "vlm-lora", "vlm-rng"]),
     (
         "vlm-model",
-        &["vlm-hf", "vlm-data", "vlm-vision", "vlm-qwen", "vlm-lora"],
+        &[
+            "vlm-hf",
+            "vlm-data",
+            "vlm-image",
+            "vlm-vision",
+            "vlm-qwen",
+            "vlm-lora",
+        ],
     ),
     (
         "vlm-train",
         &["vlm-model", "vlm-data", "vlm-rng", "vlm-hf", "vlm-lora"],
+    ),
+    (
+        "vlm-sample",
+        &["vlm-data", "vlm-image", "vlm-rng", "vlm-hf"],
     ),
     ("vlm-testkit", &[]),
 ];

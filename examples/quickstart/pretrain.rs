@@ -10,12 +10,13 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use vlm::backend::Train;
-use vlm::data::sample::{Color, Position, Scene, ShapeKind};
 use vlm::model::{CausalLmLoss, ModelError, ParamRoles, Role, RoleModel, VlmBatch};
+use vlm::sample::sample::{Color, Position, Scene, ShapeKind};
 use vlm::train::{Resume, ShuffledData, TrainBatch, Trainer};
 use vlm::vision::{SiglipVisionTower, VisionEncoder};
 
-use super::{train_config, Args, GeneratedScene, Pixels, SIDE};
+use super::data::{GeneratedScene, Pixels};
+use super::{train_config, Args, SIDE};
 
 /// Stage 1's model: the vision tower and a linear head that reads, from the mean of the
 /// tower's tokens, what is at each of the five places. The head has the projector's role,
@@ -54,7 +55,7 @@ pub(super) fn pretrain_vision(
     };
     let samples: Vec<PlaceSample> = scenes
         .iter()
-        .map(|s| (s.pixels.clone(), s.places))
+        .map(|s| (s.example.1.clone(), s.places))
         .collect();
     let mut data = ShuffledData::new(
         samples,

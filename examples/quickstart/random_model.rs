@@ -1,15 +1,69 @@
-//! The quickstart's starting point: Hugging Face model folders with random weights, written
-//! here and then loaded like any checkpoint.
+//! The quickstart's model folders: its starting point, Hugging Face folders with random
+//! weights written here and then loaded like any checkpoint, and the trained model saved for
+//! `chat` and `serve`.
 
 use std::error::Error;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use vlm::backend::{device, Inference};
-use vlm::hf::{PreprocessorConfig, SafetensorsWriter};
+use vlm::hf::{ImageSize, PreprocessorConfig, SafetensorsWriter};
+use vlm::model::{
+    ChatTemplateConfig, StagedCheckpoint, VisionTowerConfig, VlmConfig, TOKENIZER_FILE,
+};
+use vlm::sample::CompactVocab;
 
-use super::{Arch, PREPROCESSING, SIDE};
+use super::{QsVlm, SELECTION, SIDE};
+
+/// The sizes of the model, as flags so that they can be explored without editing the program.
+#[derive(clap::Args, Clone, Copy)]
+pub(super) struct Arch {
+    /// Side of a vision patch in pixels (64 must be a multiple of it).
+    #[arg(long, default_value_t = 8)]
+    pub(super) patch: usize,
+    /// Width of the vision tower.
+    #[arg(long, default_value_t = 96)]
+    pub(super) vit_dim: usize,
+    /// Encoder layers of the vision tower.
+    #[arg(long, default_value_t = 2)]
+    pub(super) vit_layers: usize,
+    /// Attention heads of the vision tower.
+    #[arg(long, default_value_t = 4)]
+    pub(super) vit_heads: usize,
+    /// Pixel-shuffle factor of the projector: each `s x s` square of patches becomes one
+    /// image token.
+    #[arg(long, default_value_t = 2)]
+    pub(super) shuffle: usize,
+    /// Width of the LLM.
+    #[arg(long, default_value_t = 128)]
+    pub(super) hidden: usize,
+    /// Width of the LLM's MLP.
+    #[arg(long, default_value_t = 256)]
+    pub(super) intermediate: usize,
+    /// Decoder layers of the LLM.
+    #[arg(long, default_value_t = 2)]
+    pub(super) layers: usize,
+    /// Query heads of the LLM.
+    #[arg(long, default_value_t = 8)]
+    pub(super) heads: usize,
+    /// Key/value heads of the LLM (grouped-query attention; must divide `heads`).
+    #[arg(long, default_value_t = 4)]
+    pub(super) kv_heads: usize,
+}
+
+/// The image processing of the model: 64 x 64, rescaled and normalised to [-1, 1].
+pub(super) static PREPROCESSING: LazyLock<PreprocessorConfig> =
+    LazyLock::new(|| PreprocessorConfig {
+        size: ImageSize::Exact {
+            height: SIDE as u32,
+            width: SIDE as u32,
+        },
+        image_mean: [0.5; 3],
+        image_std: [0.5; 3],
+        ..PreprocessorConfig::siglip_default()
+    });
 
 /// A Qwen2 Hugging Face folder with random weights: normal with std `1 / sqrt(hidden)`
 /// (Hugging Face's 0.02 suits wide models; a 128-wide one trained from it barely moves its
@@ -167,4 +221,33 @@ impl RandomWeights {
         self.writer.write(&dir.join("model.safetensors"))?;
         Ok(())
     }
+}
+
+/// Writes the trained model as `dir/{llm, vision, checkpoint}`: the LLM as a Hugging Face
+/// Qwen2 folder with its compact `tokenizer.json`, the vision tower as a SigLIP folder, and a
+/// vlm checkpoint (projector, a copy of the tokenizer and `vlm_config.json` naming `../llm`,
+/// `../vision` and its `tokenizer.json`) that `chat` and `serve` load by default. Returns the
+/// checkpoint folder.
+pub(super) fn save_model(
+    model: &QsVlm<Inference>,
+    vocab: &CompactVocab,
+    llm_init: &Path,
+    dir: &Path,
+) -> Result<PathBuf, Box<dyn Error>> {
+    let llm = dir.join("llm");
+    model
+        .language_model()
+        .save_merged(&llm, llm_init.join("config.json"))?;
+    vocab.write(llm.join("tokenizer.json"))?;
+    model.vision().save(dir.join("vision"))?;
+    let vision = VisionTowerConfig::new("../vision", SELECTION);
+    let template = ChatTemplateConfig {
+        name: "chatml".into(),
+        system_prompt: None,
+    };
+    let mut config = VlmConfig::for_model(model, PathBuf::from("../llm"), vision, template);
+    config.tokenizer = Some(PathBuf::from(TOKENIZER_FILE));
+    let staged = StagedCheckpoint::new(dir.join("checkpoint"), model, &config)?;
+    vocab.write(staged.path().join(TOKENIZER_FILE))?;
+    Ok(staged.commit()?)
 }

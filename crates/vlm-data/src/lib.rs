@@ -8,12 +8,10 @@ pub mod conversation;
 
 pub use conversation::{Conversation, Role, Turn, IMAGE_PLACEHOLDER};
 
-pub mod sample;
 pub mod source;
 
 pub mod batch;
 pub mod chat;
-pub mod compact_vocab;
 pub mod dataset;
 pub mod labels;
 pub mod position;
@@ -25,7 +23,6 @@ pub use batch::{collate, Batch, BatchError, BatchTensors, Padding, Sample};
 pub use chat::{
     ChatTemplate, HELPFUL_ASSISTANT_SYSTEM_PROMPT, QWEN25_SYSTEM_PROMPT, SEED_SYSTEM_PROMPT,
 };
-pub use compact_vocab::{CompactVocab, CompactVocabError};
 pub use dataset::{Batches, DataError, Dataset, LoadedBatch, LoaderOptions, SkippedRecord};
 pub use labels::{
     supervised_targets, EncodedSample, EncoderConfig, EncoderError, SampleEncoder, IGNORE_INDEX,

@@ -39,7 +39,11 @@
 //! changes, the projector, the language model's LoRA adapters (a PEFT folder `adapter/`) and
 //! `vlm_config.json`, written atomically.
 //!
-//! Depends on `vlm-vision`, `vlm-qwen`, `vlm-lora` and `vlm-hf`.
+//! [`Answerer`] asks a model the [`Question`]s of conversations and grades its answers (the
+//! `eval`, `quickstart` and `custom_encoder` programs).
+//!
+//! Depends on `vlm-vision`, `vlm-qwen`, `vlm-lora`, `vlm-data` (conversations, images and
+//! tokenizer of the evaluation) and `vlm-hf`.
 
 #![warn(missing_docs)]
 
@@ -48,6 +52,7 @@ mod chat;
 mod checkpoint;
 mod config;
 mod error;
+mod evaluation;
 mod generation;
 mod llava;
 mod loss;
@@ -65,6 +70,7 @@ pub use checkpoint::{
 };
 pub use config::{ChatTemplateConfig, VisionTowerConfig, VlmConfig};
 pub use error::ModelError;
+pub use evaluation::{normalize, Answerer, EvaluationError, Grade, Prompt, Question};
 pub use llava::{load_language_model, load_llava_hf, LlavaLayout};
 pub use loss::{causal_lm_loss, CausalLmLoss};
 pub use model::VisionLanguageModel;

@@ -28,7 +28,7 @@ use ::image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use ::image::{ExtendedColorType, ImageEncoder};
 use serde::Serialize;
 
-use crate::conversation::IMAGE_PLACEHOLDER;
+use vlm_data::IMAGE_PLACEHOLDER;
 use vlm_rng::SplitMix64;
 
 pub use scene::{Background, Color, Position, Scene, Shape, ShapeKind};

@@ -19,6 +19,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use vlm_data::{EncodedSample, IGNORE_INDEX};
 use vlm_hf::{read_config, write_json, HfError};
 
 /// Why a compact tokenizer could not be built or written.
@@ -122,6 +123,38 @@ impl CompactVocab {
     /// The original id of a compact id.
     pub fn old_id(&self, new: u32) -> Option<u32> {
         self.old_ids.get(usize::try_from(new).ok()?).copied()
+    }
+
+    /// The compact id of an original id that must be kept.
+    pub fn compact_id(&self, id: u32) -> Result<u32, CompactVocabError> {
+        self.new_id(id).ok_or(CompactVocabError::UnknownId { id })
+    }
+
+    /// Original ids in compact ids; every id must be kept.
+    pub fn compact_ids(&self, ids: &[u32]) -> Result<Vec<u32>, CompactVocabError> {
+        ids.iter().map(|&id| self.compact_id(id)).collect()
+    }
+
+    /// A sample encoded with the original tokenizer in compact ids: its input ids and its
+    /// labels (those not [`IGNORE_INDEX`]); every id must be kept.
+    pub fn compact_sample(
+        &self,
+        sample: EncodedSample,
+    ) -> Result<EncodedSample, CompactVocabError> {
+        let input_ids = self.compact_ids(&sample.input_ids)?;
+        let labels = sample
+            .labels
+            .iter()
+            .map(|&label| match u32::try_from(label) {
+                Ok(id) if label != IGNORE_INDEX => Ok(i64::from(self.compact_id(id)?)),
+                _ => Ok(label),
+            })
+            .collect::<Result<_, CompactVocabError>>()?;
+        Ok(EncodedSample {
+            input_ids,
+            labels,
+            ..sample
+        })
     }
 
     /// Number of tokens in the compact vocabulary (added tokens included): the embedding

@@ -6,9 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use vlm_data::{
-    ChatTemplate, CompactVocab, CompactVocabError, Conversation, Tokenizer, IMAGE_PLACEHOLDER,
-};
+use vlm_data::{ChatTemplate, Conversation, Tokenizer, IMAGE_PLACEHOLDER};
+use vlm_sample::{CompactVocab, CompactVocabError};
 
 const SPECIALS: [&str; 4] = [
     "<|endoftext|>",

@@ -4,15 +4,15 @@
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
-use vlm_data::sample::{
-    generate, scenes, write_sample_data, Color, Position, SampleConfig, ShapeKind, Split,
-};
 use vlm_data::source::{
     read_source, CaptionMode, ImagePaths, ManifestWriter, PrepareConfig, ReadOptions, SourceKind,
     SourceSpec,
 };
 use vlm_data::{Conversation, Role};
 use vlm_image::{decode_image_path, DecodeLimits, RgbImage};
+use vlm_sample::sample::{
+    generate, scenes, write_sample_data, Color, Position, SampleConfig, ShapeKind, Split,
+};
 
 fn small(seed: u64) -> SampleConfig {
     SampleConfig {

@@ -108,7 +108,7 @@ fn train_config(config: &BenchConfig, output_dir: PathBuf) -> TrainConfig {
         lora_rank: train.lora_rank,
         lora_alpha: train.lora_alpha,
         lora_dropout: 0.0,
-        target_modules: TargetModules::names(train.lora_targets.clone()),
+        target_modules: Some(TargetModules::names(train.lora_targets.clone())),
         per_device_train_batch_size: train.batch_size,
         gradient_accumulation_steps: 1,
         learning_rate: train.learning_rate,

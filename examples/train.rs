@@ -51,11 +51,11 @@ use vlm::model::{
     VisionTowerConfig, VlmConfig, TOKENIZER_FILE,
 };
 use vlm::qwen::QwenModel;
+use vlm::train::checkpoint::{TRAINER_STATE_FILE, TRAIN_CONFIG_FILE};
 use vlm::train::{
     attach_lora, latest_checkpoint, run_local_peers, DatasetSource, Peer, Resume, TrainArgs,
     TrainBatch, TrainConfig, TrainError, TrainMode, Trainer,
 };
-use vlm::train::checkpoint::{TRAINER_STATE_FILE, TRAIN_CONFIG_FILE};
 use vlm::vision::{FeatureSelection, SelectStrategy, VisionEncoder};
 
 #[derive(Parser)]
@@ -101,7 +101,11 @@ struct Program {
     #[arg(long, alias = "vision_feature_layer", default_value_t = -2, allow_negative_numbers = true)]
     vision_feature_layer: i64,
     /// LLaVA's vision_feature_select_strategy: `default` (drop CLS) or `full`.
-    #[arg(long, alias = "vision_feature_select_strategy", default_value = "default")]
+    #[arg(
+        long,
+        alias = "vision_feature_select_strategy",
+        default_value = "default"
+    )]
     vision_feature_select_strategy: String,
     /// tokenizer.json, a folder holding one, or a hub id [default: the LLM folder's]. Every
     /// checkpoint carries a copy, which later programs load by default.
@@ -153,8 +157,9 @@ fn run(args: Args) -> Result<(), Box<dyn Error + Send + Sync>> {
     }
     let peers = Peer::local_peers(&config)?;
     let resume = &resume;
-    let summaries =
-        run_local_peers(peers, |peer| train_peer(&args, &config, resume.clone(), peer))?;
+    let summaries = run_local_peers(peers, |peer| {
+        train_peer(&args, &config, resume.clone(), peer)
+    })?;
     for summary in summaries.iter().flatten() {
         println!("{summary}");
     }
@@ -185,13 +190,21 @@ fn resumed(
         .into());
     }
     let folder = match dir.as_os_str().is_empty() {
-        true => args.train.output_dir.clone().unwrap_or(TrainConfig::default().output_dir),
+        true => args
+            .train
+            .output_dir
+            .clone()
+            .unwrap_or(TrainConfig::default().output_dir),
         false => dir.to_path_buf(),
     };
     let checkpoint = match folder.join(TRAINER_STATE_FILE).is_file() {
         true => folder,
-        false => latest_checkpoint(&folder)
-            .ok_or_else(|| format!("{}: no complete checkpoint to resume from", folder.display()))?,
+        false => latest_checkpoint(&folder).ok_or_else(|| {
+            format!(
+                "{}: no complete checkpoint to resume from",
+                folder.display()
+            )
+        })?,
     };
     let saved = TrainConfig::from_toml_file(checkpoint.join(TRAIN_CONFIG_FILE))?;
     let config = saved.resumed_with(&args.train)?;
@@ -259,10 +272,7 @@ fn train_peer(
 
     let image_root = match &args.image_root {
         Some(root) => root.clone(),
-        None => manifest
-            .parent()
-            .unwrap_or(Path::new("."))
-            .to_path_buf(),
+        None => manifest.parent().unwrap_or(Path::new(".")).to_path_buf(),
     };
     let mut options = LoaderOptions::new(config.per_device_train_batch_size * peer.world);
     options.seed = config.seed;

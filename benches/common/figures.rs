@@ -103,6 +103,8 @@ fn train_config(config: &BenchConfig, output_dir: PathBuf) -> TrainConfig {
     let train = &config.train;
     TrainConfig {
         output_dir,
+        // The program's own scratch folder: a rerun replaces the previous run.
+        overwrite_output_dir: true,
         mode: TrainMode::Lora,
         train_vision: false,
         lora_rank: train.lora_rank,

@@ -225,7 +225,8 @@ impl TrainConfig {
                 .target_modules
                 .clone()
                 .unwrap_or_else(|| default_target_modules(variant));
-            LoraConfig::new(self.lora_rank, self.lora_alpha, targets).with_dropout(self.lora_dropout)
+            LoraConfig::new(self.lora_rank, self.lora_alpha, targets)
+                .with_dropout(self.lora_dropout)
         })
     }
 

@@ -15,10 +15,10 @@ use crate::checkpoint::{
 };
 use crate::distributed::{share_trainable, Peer, PeerLink, StepSums};
 use crate::metrics::{plot_loss_curve, MetricsLog, MetricsRecord, LOSS_CURVE_FILE};
-use crate::run_dir::claim_output_dir;
 use crate::params::{
     apply_mode, group_ids, load_trainable, param_table, save_trainable, ParamGroup, ParamInfo,
 };
+use crate::run_dir::claim_output_dir;
 use crate::{GroupedAdamW, Schedule, TrainBatch, TrainConfig, TrainData, TrainError};
 
 mod checks;
@@ -232,7 +232,10 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
             let saved = TrainerState::read(dir)?;
             check_resumable(dir, &saved, &state)?;
             if self.peer.is_main() {
-                eprintln!("{}", resume_line(dir, &saved, config.gradient_accumulation_steps));
+                eprintln!(
+                    "{}",
+                    resume_line(dir, &saved, config.gradient_accumulation_steps)
+                );
             }
             model = load_trainable(model, &dir.join(TRAINABLE_FILE))?;
             table = param_table(&model);

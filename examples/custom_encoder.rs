@@ -255,6 +255,8 @@ fn read_manifest(path: &Path) -> Result<Vec<Conversation>, Box<dyn Error>> {
 fn train_config(args: &Args) -> TrainConfig {
     TrainConfig {
         output_dir: args.out.join("run"),
+        // The program's own scratch folder: a rerun replaces the previous run.
+        overwrite_output_dir: true,
         mode: TrainMode::Full,
         train_vision: true,
         per_device_train_batch_size: args.batch_size,

@@ -6,21 +6,27 @@
 //! cargo run --release --example train -- \
 //!     --manifest data/prepared/train.jsonl --image-root ~/data/coco \
 //!     --llm ~/models/qwen2.5-0.5b --vision ~/models/clip-vit-large-patch14-336 \
-//!     --output_dir runs/llava-qwen --lora_rank 128 --lora_alpha 32 --lora_dropout 0.1 \
-//!     --target_modules 'q_proj|k_proj|v_proj|o_proj' --per_device_train_batch_size 4 \
-//!     --gradient_accumulation_steps 8 --num_train_epochs 1 --learning_rate 1e-4 \
-//!     --feature_proj_lr 1e-3 --save_steps 500 --save_total_limit 3
-//! # after an interruption, the same command with --resume (or --resume runs/.../checkpoint-500)
+//!     --output-dir runs/llava-qwen --per-device-train-batch-size 4 \
+//!     --gradient-accumulation-steps 8 --num-train-epochs 1 --save-steps 500
+//! # after an interruption (Ctrl-C / SIGTERM checkpoint first), from the folder alone:
+//! cargo run --release --example train -- --resume runs/llava-qwen --max-steps 3000
 //! ```
+//!
+//! `--resume DIR` (a run folder: its latest checkpoint; or one `checkpoint-N`) reads the
+//! run's settings from the checkpoint (`train_config.toml`, `train_program.json`) and needs no
+//! other flag; only `vlm_train::RESUMABLE_SETTINGS` may be given (e.g. more `--max-steps`, which
+//! recomputes the learning-rate schedule for the new total), others are refused.
 //!
 //! Data-parallel (README, "Distributed training"): `--devices cuda:0,cuda:1` trains one peer
 //! per device on this machine; on several machines, every node runs the same command with
-//! `--num_nodes N --node_rank R --coordinator HOST:PORT` (node 0 runs the coordinator and
-//! writes checkpoints). `--per_device_train_batch_size` is per peer: the global batch is
+//! `--num-nodes N --node-rank R --coordinator HOST:PORT` (node 0 runs the coordinator and
+//! writes checkpoints). `--per-device-train-batch-size` is per peer: the global batch is
 //! peers x per-device batch x accumulation.
 //!
 //! Settings come from `--config train.toml` (every key of `vlm_train::TrainConfig`), then the
-//! `--flags`, spelt as transformers' `TrainingArguments`. Every checkpoint
+//! `--flags` (kebab-case; transformers' `TrainingArguments` spellings such as
+//! `--per_device_train_batch_size` work too). `--seed` seeds every draw: the projector's and
+//! the adapters' initial weights, the data order and dropout. Every checkpoint
 //! `output_dir/checkpoint-N/` holds the trainer's state (exact resume) and, under `model/`,
 //! the `vlm-model` checkpoint: `projector.safetensors`, `vlm_config.json`, the tokenizer
 //! trained with (`tokenizer.json`, which `chat`, `serve` and `eval` load when given no
@@ -30,8 +36,11 @@
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
+use burn::tensor::backend::Backend;
 use clap::Parser;
+use serde::{Deserialize, Serialize};
 use vlm::backend::{device, device_named, Train};
 use vlm::data::{ChatTemplate, Dataset, EncoderConfig, LoaderOptions, SampleEncoder, Tokenizer};
 use vlm::hf::resolve_model_path;
@@ -42,69 +51,102 @@ use vlm::model::{
     VisionTowerConfig, VlmConfig, TOKENIZER_FILE,
 };
 use vlm::qwen::QwenModel;
+use vlm::train::checkpoint::{TRAINER_STATE_FILE, TRAIN_CONFIG_FILE};
 use vlm::train::{
-    attach_lora, run_local_peers, DatasetSource, Peer, Resume, TrainArgs, TrainBatch, TrainConfig,
-    TrainError, TrainMode, Trainer,
+    attach_lora, latest_checkpoint, run_local_peers, DatasetSource, Peer, Resume, TrainArgs,
+    TrainBatch, TrainConfig, TrainError, TrainMode, Trainer,
 };
 use vlm::vision::{FeatureSelection, SelectStrategy, VisionEncoder};
 
 #[derive(Parser)]
 #[command(about = "Train a vision-language model on a prepared manifest")]
 struct Args {
-    /// The prepared manifest: JSONL, one conversation per line (see `prepare_data`).
-    #[arg(long)]
-    manifest: PathBuf,
-    /// Folder the manifest's relative image paths start from (default: the manifest's).
-    #[arg(long)]
-    image_root: Option<PathBuf>,
-    /// Hugging Face folder of the base language model (Qwen v1, Qwen2/2.5 or Qwen3), or its
-    /// hub id ORG/NAME[@REVISION] (from the local Hugging Face cache, downloaded when missing
-    /// unless HF_HUB_OFFLINE is set; a local path that exists always wins).
-    #[arg(long, value_parser = resolve_model_path)]
-    llm: PathBuf,
-    /// Hugging Face folder (or hub id) of the vision tower (CLIP or SigLIP).
-    #[arg(long, value_parser = resolve_model_path)]
-    vision: PathBuf,
-    /// Key prefix of the tower's weights [default: found from the file's keys, in any layout
-    /// transformers 4 or 5 saves].
-    #[arg(long, value_name = "PREFIX")]
-    vision_prefix: Option<String>,
-    /// LLaVA's vision_feature_layer.
-    #[arg(long, default_value_t = -2, allow_negative_numbers = true)]
-    vision_feature_layer: i64,
-    /// LLaVA's vision_feature_select_strategy: `default` (drop CLS) or `full`.
-    #[arg(long, default_value = "default")]
-    vision_feature_select_strategy: String,
-    /// tokenizer.json, a folder holding one, or a hub id (default: the LLM folder's). Every
-    /// checkpoint carries a copy, which later programs load by default.
-    #[arg(long, value_parser = resolve_model_path)]
-    tokenizer: Option<PathBuf>,
-    /// System prompt (default: the seed's).
-    #[arg(long)]
-    system_prompt: Option<String>,
-    /// Longest training sequence, image tokens included.
-    #[arg(long, default_value_t = 2048)]
-    max_len: usize,
-    /// Data loader worker threads (default: one per core).
-    #[arg(long)]
-    workers: Option<usize>,
+    #[command(flatten)]
+    program: Program,
     /// A TOML file of training settings; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Resume from the latest checkpoint of output_dir (`--resume`) or from a folder.
-    #[arg(long, num_args = 0..=1, default_missing_value = "latest")]
-    resume: Option<String>,
+    /// Resume the run of a folder (its latest checkpoint) or from one `checkpoint-N` folder:
+    /// its saved settings are used; only more steps or epochs and the logging and saving
+    /// flags may be given. `--resume` alone: the latest checkpoint of `--output-dir`.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
+    resume: Option<PathBuf>,
     #[command(flatten)]
     train: TrainArgs,
 }
 
-fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
-    let args = Args::parse();
-    let config = match &args.config {
-        Some(path) => TrainConfig::from_toml_file(path)?,
-        None => TrainConfig::default(),
+/// The program's own settings (the training ones are `TrainArgs`): saved in every checkpoint
+/// as `train_program.json`, so that `--resume DIR` needs no other flag.
+#[derive(clap::Args, Clone, Serialize, Deserialize)]
+struct Program {
+    /// The prepared manifest: JSONL, one conversation per line (see `prepare_data`).
+    #[arg(long, required_unless_present = "resume")]
+    manifest: Option<PathBuf>,
+    /// Folder the manifest's relative image paths start from [default: the manifest's].
+    #[arg(long, alias = "image_root")]
+    image_root: Option<PathBuf>,
+    /// Hugging Face folder of the base language model (Qwen v1, Qwen2/2.5 or Qwen3), or its
+    /// hub id ORG/NAME[@REVISION] (from the local Hugging Face cache, downloaded when missing
+    /// unless HF_HUB_OFFLINE is set; a local path that exists always wins).
+    #[arg(long, value_parser = resolve_model_path, required_unless_present = "resume")]
+    llm: Option<PathBuf>,
+    /// Hugging Face folder (or hub id) of the vision tower (CLIP or SigLIP).
+    #[arg(long, value_parser = resolve_model_path, required_unless_present = "resume")]
+    vision: Option<PathBuf>,
+    /// Key prefix of the tower's weights [default: found from the file's keys, in any layout
+    /// transformers 4 or 5 saves].
+    #[arg(long, alias = "vision_prefix", value_name = "PREFIX")]
+    vision_prefix: Option<String>,
+    /// LLaVA's vision_feature_layer.
+    #[arg(long, alias = "vision_feature_layer", default_value_t = -2, allow_negative_numbers = true)]
+    vision_feature_layer: i64,
+    /// LLaVA's vision_feature_select_strategy: `default` (drop CLS) or `full`.
+    #[arg(
+        long,
+        alias = "vision_feature_select_strategy",
+        default_value = "default"
+    )]
+    vision_feature_select_strategy: String,
+    /// tokenizer.json, a folder holding one, or a hub id [default: the LLM folder's]. Every
+    /// checkpoint carries a copy, which later programs load by default.
+    #[arg(long, value_parser = resolve_model_path)]
+    tokenizer: Option<PathBuf>,
+    /// System prompt [default: the seed's].
+    #[arg(long, alias = "system_prompt")]
+    system_prompt: Option<String>,
+    /// Longest training sequence, image tokens included.
+    #[arg(long, alias = "max_len", default_value_t = 2048)]
+    max_len: usize,
+    /// Data loader worker threads [default: one per core].
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+/// File of the program's settings in a checkpoint.
+const PROGRAM_FILE: &str = "train_program.json";
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
-    .with_args(&args.train)?;
+}
+
+fn run(args: Args) -> Result<(), Box<dyn Error + Send + Sync>> {
+    let (args, config, resume) = match &args.resume {
+        Some(dir) => resumed(&args, dir)?,
+        None => {
+            let config = match &args.config {
+                Some(path) => TrainConfig::from_toml_file(path)?,
+                None => TrainConfig::default(),
+            }
+            .with_args(&args.train)?;
+            (args.program, config, Resume::No)
+        }
+    };
     if config.train_vision {
         return Err(
             "train_vision: this program exports checkpoints that load the vision tower \
@@ -114,19 +156,74 @@ fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         );
     }
     let peers = Peer::local_peers(&config)?;
-    let summaries = run_local_peers(peers, |peer| train_peer(&args, &config, peer))?;
+    let resume = &resume;
+    let summaries = run_local_peers(peers, |peer| {
+        train_peer(&args, &config, resume.clone(), peer)
+    })?;
     for summary in summaries.iter().flatten() {
         println!("{summary}");
     }
     Ok(())
 }
 
+/// The settings of a run resumed from `dir` (a run folder or a checkpoint; empty: the latest
+/// checkpoint of `--output-dir`): those saved in the checkpoint, with the flags that may
+/// change applied. Program flags other than `--workers` are refused.
+fn resumed(
+    args: &Args,
+    dir: &Path,
+) -> Result<(Program, TrainConfig, Resume), Box<dyn Error + Send + Sync>> {
+    let given = &args.program;
+    let fixed = [
+        ("--manifest", given.manifest.is_some()),
+        ("--image-root", given.image_root.is_some()),
+        ("--llm", given.llm.is_some()),
+        ("--vision", given.vision.is_some()),
+        ("--tokenizer", given.tokenizer.is_some()),
+        ("--system-prompt", given.system_prompt.is_some()),
+        ("--config", args.config.is_some()),
+    ];
+    if let Some((flag, _)) = fixed.iter().find(|(_, set)| *set) {
+        return Err(format!(
+            "{flag} cannot be given with --resume: the run's checkpoint records it"
+        )
+        .into());
+    }
+    let folder = match dir.as_os_str().is_empty() {
+        true => args
+            .train
+            .output_dir
+            .clone()
+            .unwrap_or(TrainConfig::default().output_dir),
+        false => dir.to_path_buf(),
+    };
+    let checkpoint = match folder.join(TRAINER_STATE_FILE).is_file() {
+        true => folder,
+        false => latest_checkpoint(&folder).ok_or_else(|| {
+            format!(
+                "{}: no complete checkpoint to resume from",
+                folder.display()
+            )
+        })?,
+    };
+    let saved = TrainConfig::from_toml_file(checkpoint.join(TRAIN_CONFIG_FILE))?;
+    let config = saved.resumed_with(&args.train)?;
+    let program_file = checkpoint.join(PROGRAM_FILE);
+    let text = std::fs::read_to_string(&program_file)
+        .map_err(|e| format!("{}: {e}", program_file.display()))?;
+    let mut program: Program =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", program_file.display()))?;
+    program.workers = given.workers.or(program.workers);
+    Ok((program, config, Resume::From(checkpoint)))
+}
+
 /// Trains as data-parallel `peer` (the only one without `--devices` / `--num_nodes`): loads
 /// the model on the peer's device and reads the peer's shard of every global batch. The
 /// main peer's summary line comes back.
 fn train_peer(
-    args: &Args,
+    args: &Program,
     config: &TrainConfig,
+    resume: Resume,
     peer: Peer,
 ) -> Result<Option<String>, Box<dyn Error + Send + Sync>> {
     let config = config.clone();
@@ -135,8 +232,9 @@ fn train_peer(
         None => device(),
     };
     let main = peer.is_main();
-    let llm_dir = absolute(&args.llm)?;
-    let vision_dir = absolute(&args.vision)?;
+    let llm_dir = absolute(args.llm.as_deref().ok_or("--llm is required")?)?;
+    let vision_dir = absolute(args.vision.as_deref().ok_or("--vision is required")?)?;
+    let manifest = args.manifest.as_deref().ok_or("--manifest is required")?;
 
     let strategy = match args.vision_feature_select_strategy.as_str() {
         "default" => SelectStrategy::Default,
@@ -149,6 +247,9 @@ fn train_peer(
     };
     let vision =
         VisionTower::<Train>::load(&vision_dir, args.vision_prefix.as_deref(), selection, &dev)?;
+    // Every draw of the run comes from the seed: the adapters' and the projector's initial
+    // weights here, dropout and the data order in the trainer.
+    Train::seed(&dev, config.seed);
     let (llm, lora) = attach_lora(QwenModel::<Train>::load(&llm_dir, &dev)?, &config)?;
     let lora = lora.map(|lora| lora.with_base_model(llm_dir.display().to_string()));
 
@@ -171,23 +272,19 @@ fn train_peer(
 
     let image_root = match &args.image_root {
         Some(root) => root.clone(),
-        None => args
-            .manifest
-            .parent()
-            .unwrap_or(Path::new("."))
-            .to_path_buf(),
+        None => manifest.parent().unwrap_or(Path::new(".")).to_path_buf(),
     };
     let mut options = LoaderOptions::new(config.per_device_train_batch_size * peer.world);
     options.seed = config.seed;
     if let Some(workers) = args.workers {
         options.workers = workers;
     }
-    let dataset = Dataset::open(&args.manifest, &image_root, encoder, images, options)?;
+    let dataset = Dataset::open(manifest, &image_root, encoder, images, options)?;
     if main {
         println!(
             "{} records in {}; mode {:?}; {} peer(s); output {}",
             dataset.len(),
-            args.manifest.display(),
+            manifest.display(),
             config.mode,
             peer.world,
             config.output_dir.display()
@@ -213,11 +310,14 @@ fn train_peer(
         lora,
         tokenizer: tokenizer_file,
     };
-    let export = |model: &QwenVlm<Train>, dir: &Path| export_checkpoint(model, dir, &recorded);
-    let resume = match args.resume.as_deref() {
-        None => Resume::No,
-        Some("latest") => Resume::Latest,
-        Some(dir) => Resume::From(PathBuf::from(dir)),
+    let program = serde_json::to_vec_pretty(args)?;
+    let export = |model: &QwenVlm<Train>, dir: &Path| {
+        let path = dir.join(PROGRAM_FILE);
+        std::fs::write(&path, &program).map_err(|e| TrainError::Checkpoint {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        export_checkpoint(model, dir, &recorded)
     };
     let loss = |m: &QwenVlm<Train>, b: TrainBatch<Train>| Ok(m.forward_loss(b.inputs, b.labels)?.1);
     let outcome = Trainer::new(config, dev, loss)?

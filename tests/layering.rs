@@ -27,7 +27,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "vlm-train",
-        &["vlm-model", "vlm-data", "vlm-rng", "vlm-hf", "vlm-lora"],
+        &[
+            "vlm-model",
+            "vlm-data",
+            "vlm-rng",
+            "vlm-hf",
+            "vlm-lora",
+            "vlm-qwen",
+        ],
     ),
     (
         "vlm-sample",

@@ -1,7 +1,8 @@
-//! The `train` program for one step on a small random model: `--tokenizer` takes a
-//! `tokenizer.json` or the folder holding it, every checkpoint carries a copy of the tokenizer
-//! and records it, and `chat` loads such a checkpoint with no tokenizer flag even though its
-//! language model folder has none.
+//! The `train` program on a small random model: `--tokenizer` takes a `tokenizer.json` or the
+//! folder holding it, every checkpoint carries a copy of the tokenizer and records it, and
+//! `chat` loads such a checkpoint with no tokenizer flag even though its language model folder
+//! has none; default LoRA settings fit a Qwen2 model; run folders belong to one run; one seed
+//! gives one loss curve; `--resume DIR` needs no other flag.
 
 mod common;
 
@@ -10,7 +11,8 @@ use std::process::{Command, Output};
 
 use common::{checkpoint, example, tokenizer_file};
 use serde_json::Value;
-use vlm_testkit::fixture;
+use vlm::qwen::QwenModel;
+use vlm_testkit::{device, fixture, TestBackend};
 
 /// A language model folder without a tokenizer: the test model's config and weights, linked
 /// (or copied) next to Cargo's target tmp folder.
@@ -28,11 +30,33 @@ fn llm_without_tokenizer() -> tempfile::TempDir {
 
 /// Trains one step (projector only, one sample record) into `out` with `--tokenizer tokenizer`.
 fn train(llm: &Path, tokenizer: &Path, out: &Path) -> Output {
+    train_with(
+        llm,
+        tokenizer,
+        out,
+        1,
+        &["--mode", "projector", "--max_steps", "1"],
+    )
+}
+
+/// Runs `train` on the first `records` sample records into `out` (transformers' flag
+/// spellings for some settings, kebab-case for the rest), with `extra` flags; the pseudo-flag
+/// `--with-bad-record` appends a record the dataset skips.
+fn train_with(llm: &Path, tokenizer: &Path, out: &Path, records: usize, extra: &[&str]) -> Output {
     let sample = fixture("..").join("sample");
     let manifest = out.with_extension("jsonl");
-    let records = std::fs::read_to_string(sample.join("train.jsonl")).expect("manifest");
-    let first = records.lines().next().expect("a record");
-    std::fs::write(&manifest, first).expect("write manifest");
+    let lines = std::fs::read_to_string(sample.join("train.jsonl")).expect("manifest");
+    let first: Vec<&str> = lines.lines().take(records).collect();
+    let mut text = first.join("\n");
+    if extra.contains(&"--with-bad-record") {
+        text.push_str("\n{\"id\":\"bad\",\"image\":\"images/missing.png\",\"turns\":[]}");
+    }
+    std::fs::write(&manifest, text).expect("write manifest");
+    let extra: Vec<&str> = extra
+        .iter()
+        .copied()
+        .filter(|flag| *flag != "--with-bad-record")
+        .collect();
     Command::new(example("train"))
         .arg("--manifest")
         .arg(&manifest)
@@ -45,13 +69,176 @@ fn train(llm: &Path, tokenizer: &Path, out: &Path) -> Output {
         .args(["--vision-feature-select-strategy", "full"])
         .arg("--tokenizer")
         .arg(tokenizer)
-        .args(["--max-len", "256", "--workers", "1", "--mode", "projector"])
-        .args(["--max_steps", "1", "--gradient_accumulation_steps", "1"])
+        .args(["--max-len", "256", "--workers", "1"])
+        .args(["--gradient_accumulation_steps", "1"])
         .args(["--disable_progress_bar", "true"])
+        .args(&extra)
         .arg("--output_dir")
         .arg(out)
         .output()
         .expect("run train")
+}
+
+/// `train` with only `args` (a resumed run).
+fn train_only(args: &[&str]) -> Output {
+    Command::new(example("train"))
+        .args(args)
+        .output()
+        .expect("run train")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The logged losses of a run, step by step.
+fn logged_losses(out: &Path) -> Vec<(u64, f64)> {
+    let text = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");
+    text.lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("json line"))
+        .filter(|record| record["event"] == "log")
+        .map(|record| {
+            let step = record["step"].as_u64().expect("step");
+            (step, record["loss"].as_f64().expect("loss"))
+        })
+        .collect()
+}
+
+#[test]
+fn default_lora_settings_train_a_qwen2_model_and_write_an_adapter_peft_loads() {
+    let llm = llm_without_tokenizer();
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = work.path().join("lora");
+    let output = train_with(
+        llm.path(),
+        &tokenizer_file(),
+        &out,
+        1,
+        &["--max-steps", "1"],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let err = stderr(&output);
+    assert!(
+        err.contains("LoRA rank 128 exceeds the width 64 of `q_proj`"),
+        "{err}"
+    );
+    let adapter = out.join("checkpoint-1/model/adapter");
+    let config = vlm::lora::LoraConfig::load(&adapter).expect("peft config");
+    let json = config.to_peft_json();
+    assert_eq!(json["r"], 128, "{json}");
+    assert_eq!(json["lora_alpha"], 256.0, "{json}");
+    let targets = &json["target_modules"];
+    for name in [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ] {
+        assert!(
+            targets.as_array().expect("list").iter().any(|t| t == name),
+            "{json}"
+        );
+    }
+    let base = QwenModel::<TestBackend>::load(llm.path(), &device()).expect("base");
+    let adapted = vlm::lora::load_adapter(base, &adapter).expect("the adapter loads");
+    assert_eq!(vlm::lora::adapted_modules(&adapted).len(), 14);
+}
+
+#[test]
+fn a_fresh_run_refuses_a_folder_holding_another_run_unless_overwrite() {
+    let llm = llm_without_tokenizer();
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = work.path().join("run");
+    let first = train(llm.path(), &tokenizer_file(), &out);
+    assert!(first.status.success(), "{first:?}");
+    let metrics = std::fs::read(out.join("metrics.jsonl")).expect("metrics");
+
+    let second = train(llm.path(), &tokenizer_file(), &out);
+    assert!(!second.status.success(), "{second:?}");
+    let err = stderr(&second);
+    assert!(err.contains("holds another run"), "{err}");
+    assert!(err.contains("checkpoint-1"), "{err}");
+    assert!(!err.contains("OutputDir {"), "Display, not Debug: {err}");
+    assert_eq!(
+        std::fs::read(out.join("metrics.jsonl")).expect("metrics"),
+        metrics,
+        "the old run's metrics are untouched"
+    );
+
+    let extra = ["--mode", "projector", "--max-steps", "1", "--overwrite"];
+    let third = train_with(llm.path(), &tokenizer_file(), &out, 1, &extra);
+    assert!(third.status.success(), "{third:?}");
+}
+
+#[test]
+fn one_seed_gives_one_loss_curve() {
+    let llm = llm_without_tokenizer();
+    let work = tempfile::tempdir().expect("tempdir");
+    let extra = [
+        "--lora-rank",
+        "4",
+        "--max-steps",
+        "5",
+        "--logging-steps",
+        "1",
+        "--seed",
+        "5",
+        "--save-steps",
+        "0",
+    ];
+    let runs: Vec<Vec<(u64, f64)>> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let out = work.path().join(name);
+            let output = train_with(llm.path(), &tokenizer_file(), &out, 3, &extra);
+            assert!(output.status.success(), "{output:?}");
+            logged_losses(&out)
+        })
+        .collect();
+    assert_eq!(runs[0].len(), 5, "{runs:?}");
+    assert_eq!(runs[0], runs[1], "same seed, same losses");
+}
+
+#[test]
+fn resume_needs_only_the_folder_and_may_only_extend_the_run() {
+    let llm = llm_without_tokenizer();
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = work.path().join("run");
+    let extra = [
+        "--mode",
+        "projector",
+        "--max-steps",
+        "2",
+        "--save-steps",
+        "1",
+        "--logging-steps",
+        "1",
+    ];
+    let first = train_with(llm.path(), &tokenizer_file(), &out, 2, &extra);
+    assert!(first.status.success(), "{first:?}");
+    let dir = out.to_str().expect("utf-8 path");
+
+    let refused = train_only(&["--resume", dir, "--learning-rate", "1"]);
+    assert!(!refused.status.success(), "{refused:?}");
+    let err = stderr(&refused);
+    assert!(
+        err.contains("`learning_rate` cannot change when resuming"),
+        "{err}"
+    );
+
+    let resumed = train_only(&["--resume", dir, "--max-steps", "3"]);
+    assert!(resumed.status.success(), "{resumed:?}");
+    let err = stderr(&resumed);
+    assert!(
+        err.contains("resuming from checkpoint-2 (step 2, epoch 1.00, samples seen 2)"),
+        "{err}"
+    );
+    assert!(out.join("checkpoint-3").is_dir());
+    let steps: Vec<u64> = logged_losses(&out).iter().map(|(s, _)| *s).collect();
+    assert_eq!(steps, [1, 2, 3]);
 }
 
 /// `chat --checkpoint checkpoint --prompt Hi`, two greedy tokens, no tokenizer flag.
@@ -105,4 +292,24 @@ fn checkpoints_carry_the_tokenizer_given_as_a_file_or_folder_and_chat_loads_it()
     assert!(!output.status.success(), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("has no tokenizer.json"), "{stderr}");
+}
+
+#[test]
+fn a_bad_record_is_counted_once_however_many_epochs_meet_it() {
+    let llm = llm_without_tokenizer();
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = work.path().join("run");
+    let extra = [
+        "--mode",
+        "projector",
+        "--max-steps",
+        "4",
+        "--with-bad-record",
+    ];
+    let output = train_with(llm.path(), &tokenizer_file(), &out, 1, &extra);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("1 records skipped"), "{stdout}");
+    let err = stderr(&output);
+    assert_eq!(err.matches("skipped manifest line 2").count(), 1, "{err}");
 }

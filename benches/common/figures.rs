@@ -103,12 +103,14 @@ fn train_config(config: &BenchConfig, output_dir: PathBuf) -> TrainConfig {
     let train = &config.train;
     TrainConfig {
         output_dir,
+        // The program's own scratch folder: a rerun replaces the previous run.
+        overwrite_output_dir: true,
         mode: TrainMode::Lora,
         train_vision: false,
         lora_rank: train.lora_rank,
         lora_alpha: train.lora_alpha,
         lora_dropout: 0.0,
-        target_modules: TargetModules::names(train.lora_targets.clone()),
+        target_modules: Some(TargetModules::names(train.lora_targets.clone())),
         per_device_train_batch_size: train.batch_size,
         gradient_accumulation_steps: 1,
         learning_rate: train.learning_rate,

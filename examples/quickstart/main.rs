@@ -268,6 +268,8 @@ fn train_config(
 ) -> TrainConfig {
     TrainConfig {
         output_dir: args.out.join(subdir),
+        // The program's own scratch folder: a rerun replaces the previous run.
+        overwrite_output_dir: true,
         mode: TrainMode::Full,
         train_vision,
         per_device_train_batch_size: args.batch_size,

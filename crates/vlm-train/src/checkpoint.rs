@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use vlm_data::Position;
 use vlm_hf::{HfError, StagedDir};
 
+use crate::run_dir::run_owner;
 use crate::{Schedule, TrainError};
 
 /// File of the trainer's state in a checkpoint.
@@ -40,6 +41,10 @@ const STAGING_MARK: &str = ".tmp-";
 /// Where the run is: everything besides weights and optimizer moments that resuming needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainerState {
+    /// The id of the run that wrote the checkpoint (its output folder's `run.json`); empty in
+    /// checkpoints written before runs had ids.
+    #[serde(default)]
+    pub run_id: String,
     /// Optimizer steps done.
     pub step: usize,
     /// The learning-rate schedule (warmup, total steps).
@@ -65,6 +70,13 @@ pub struct TrainerState {
 }
 
 impl TrainerState {
+    /// Epochs done, from the steps (`accumulation` micro-batches each): exact when an epoch
+    /// is a whole number of steps.
+    pub fn epochs_done(&self, accumulation: usize) -> f64 {
+        let steps_per_epoch = self.batches_per_epoch.div_ceil(accumulation).max(1);
+        self.step as f64 / steps_per_epoch as f64
+    }
+
     /// Reads `trainer_state.json` of a checkpoint folder.
     pub fn read(checkpoint: &Path) -> Result<Self, TrainError> {
         let path = checkpoint.join(TRAINER_STATE_FILE);
@@ -78,9 +90,17 @@ pub fn checkpoint_dir(output_dir: &Path, step: usize) -> PathBuf {
     output_dir.join(format!("{CHECKPOINT_PREFIX}{step}"))
 }
 
-/// The complete checkpoints of `output_dir` (folders `checkpoint-N` holding a trainer
-/// state), sorted by step.
+/// The complete checkpoints of the run that owns `output_dir` (folders `checkpoint-N`
+/// holding a trainer state of the run named by its `run.json`; every one when no run is
+/// named), sorted by step.
 pub fn list_checkpoints(output_dir: &Path) -> Vec<(usize, PathBuf)> {
+    let owner = run_owner(output_dir).ok().flatten();
+    checkpoints_of(output_dir, owner.as_deref())
+}
+
+/// The complete checkpoints of `output_dir` written by run `run_id` (by any run when `None`),
+/// sorted by step.
+pub(crate) fn checkpoints_of(output_dir: &Path, run_id: Option<&str>) -> Vec<(usize, PathBuf)> {
     let Ok(entries) = fs::read_dir(output_dir) else {
         return Vec::new();
     };
@@ -90,8 +110,9 @@ pub fn list_checkpoints(output_dir: &Path) -> Vec<(usize, PathBuf)> {
             let name = entry.file_name().into_string().ok()?;
             let step = name.strip_prefix(CHECKPOINT_PREFIX)?.parse().ok()?;
             let path = entry.path();
-            path.join(TRAINER_STATE_FILE)
-                .is_file()
+            let state = TrainerState::read(&path).ok()?;
+            run_id
+                .is_none_or(|id| state.run_id == id)
                 .then_some((step, path))
         })
         .collect();
@@ -99,7 +120,7 @@ pub fn list_checkpoints(output_dir: &Path) -> Vec<(usize, PathBuf)> {
     found
 }
 
-/// The checkpoint of `output_dir` with the highest step, if any.
+/// The checkpoint of `output_dir`'s run with the highest step, if any.
 pub fn latest_checkpoint(output_dir: &Path) -> Option<PathBuf> {
     list_checkpoints(output_dir).pop().map(|(_, path)| path)
 }

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use vlm_lora::{LoraConfig, TargetModules};
+use vlm_qwen::QwenVariant;
 
-use crate::{ConfigError, TrainError};
+use crate::{default_target_modules, ConfigError, TrainError};
 
 /// What training updates; the vision tower stays frozen unless
 /// [`train_vision`](TrainConfig::train_vision) is set.
@@ -46,15 +47,21 @@ pub enum NonFinitePolicy {
 
 /// Every setting of a training run.
 ///
-/// Names are those of transformers' `TrainingArguments` and the seed's `train.sh`, in the TOML
-/// file and as `--flags`. Defaults follow the seed (LoRA rank 128, alpha 32, dropout 0.1 on
-/// `c_attn|w1|w2`; the projector at a 10x larger learning rate) and transformers elsewhere.
+/// Names are those of transformers' `TrainingArguments` and the seed's `train.sh` in the TOML
+/// file. Defaults follow LLaVA-1.5's LoRA recipe (rank 128, alpha 256), the seed (dropout 0.1,
+/// the projector at a 10x larger learning rate, LoRA on every attention and MLP projection of
+/// the model family: [`default_target_modules`](crate::default_target_modules)) and
+/// transformers elsewhere.
 /// [`validate`](Self::validate) rejects what cannot work, naming the setting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Where checkpoints (`checkpoint-N/`), `metrics.jsonl` and `loss.png` go.
+    /// Where checkpoints (`checkpoint-N/`), `metrics.jsonl`, `loss.png` and `run.json` go.
     pub output_dir: PathBuf,
+    /// Start a fresh run in an `output_dir` that holds another run, deleting that run's
+    /// checkpoints, metrics and loss curve (otherwise refused; see
+    /// [`run_dir`](crate::run_dir)).
+    pub overwrite_output_dir: bool,
     /// What trains besides the projector.
     pub mode: TrainMode,
     /// Also train the vision tower (frozen by default).
@@ -67,8 +74,9 @@ pub struct TrainConfig {
     pub lora_dropout: f64,
     /// Which language-model linears get adapters: a list of names, or one string read with
     /// [`TargetModules::parse`] (`c_attn|w1|w2`: those three names; otherwise a regex over
-    /// whole module paths).
-    pub target_modules: TargetModules,
+    /// whole module paths). Absent: the model family's attention and MLP projections
+    /// ([`default_target_modules`](crate::default_target_modules)).
+    pub target_modules: Option<TargetModules>,
     /// Samples per micro-batch.
     pub per_device_train_batch_size: usize,
     /// Micro-batches per optimizer step.
@@ -133,12 +141,13 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             output_dir: PathBuf::from("runs/vlm"),
+            overwrite_output_dir: false,
             mode: TrainMode::Lora,
             train_vision: false,
             lora_rank: 128,
-            lora_alpha: 32.0,
+            lora_alpha: 256.0,
             lora_dropout: 0.1,
-            target_modules: TargetModules::names(["c_attn", "w1", "w2"]),
+            target_modules: None,
             per_device_train_batch_size: 1,
             gradient_accumulation_steps: 8,
             num_train_epochs: 1.0,
@@ -208,10 +217,15 @@ impl TrainConfig {
         self.feature_proj_lr.unwrap_or(self.learning_rate)
     }
 
-    /// The adapters' settings in mode `lora` (none in the other modes).
-    pub fn lora(&self) -> Option<LoraConfig> {
+    /// The adapters' settings in mode `lora` for a language model of family `variant` (none
+    /// in the other modes): the configured targets, or the family's defaults.
+    pub fn lora(&self, variant: QwenVariant) -> Option<LoraConfig> {
         (self.mode == TrainMode::Lora).then(|| {
-            LoraConfig::new(self.lora_rank, self.lora_alpha, self.target_modules.clone())
+            let targets = self
+                .target_modules
+                .clone()
+                .unwrap_or_else(|| default_target_modules(variant));
+            LoraConfig::new(self.lora_rank, self.lora_alpha, targets)
                 .with_dropout(self.lora_dropout)
         })
     }
@@ -244,14 +258,14 @@ impl TrainConfig {
                 ));
             }
             match &self.target_modules {
-                TargetModules::Regex(r) if r.trim().is_empty() => {
+                Some(TargetModules::Regex(r)) if r.trim().is_empty() => {
                     return Err(ConfigError::new(
                         "target_modules",
                         "\"\"",
                         "names no module",
                     ))
                 }
-                TargetModules::Names(names) if names.is_empty() => {
+                Some(TargetModules::Names(names)) if names.is_empty() => {
                     return Err(ConfigError::new("target_modules", "[]", "names no module"))
                 }
                 _ => {}
@@ -408,6 +422,7 @@ impl TrainConfig {
         }
         set!(
             output_dir,
+            overwrite_output_dir,
             mode,
             train_vision,
             lora_rank,
@@ -444,7 +459,7 @@ impl TrainConfig {
             self.node_address = Some(address.clone());
         }
         if let Some(targets) = &args.target_modules {
-            self.target_modules = TargetModules::parse(targets);
+            self.target_modules = Some(TargetModules::parse(targets));
         }
         if let Some(steps) = args.max_steps {
             // transformers' convention: max_steps <= 0 means "use the epochs".
@@ -461,6 +476,54 @@ impl TrainConfig {
     }
 }
 
+/// The settings a resumed run may change: how long it runs and what it logs and keeps.
+/// Everything else (model, data, optimizer, seed) must stay what the checkpoint trained with.
+pub const RESUMABLE_SETTINGS: &[&str] = &[
+    "max_steps",
+    "num_train_epochs",
+    "logging_steps",
+    "save_steps",
+    "save_total_limit",
+    "disable_progress_bar",
+    "collective_timeout_s",
+];
+
+impl TrainConfig {
+    /// The config of a run resumed from a checkpoint that trained with `self` (its
+    /// `train_config.toml`), with the flags `args` applied: only [`RESUMABLE_SETTINGS`] may
+    /// change; any other setting that differs is an error naming it. A longer run
+    /// (`max_steps`, `num_train_epochs`) recomputes the learning-rate schedule for the new
+    /// total (see [`Trainer`](crate::Trainer)).
+    pub fn resumed_with(self, args: &TrainArgs) -> Result<Self, TrainError> {
+        let saved = toml_table(&self);
+        let resumed = self.with_args(args)?;
+        let changed = toml_table(&resumed);
+        let keys = saved.keys().chain(changed.keys());
+        let mut refused: Vec<&String> = keys
+            .filter(|key| !RESUMABLE_SETTINGS.contains(&key.as_str()))
+            .filter(|key| saved.get(*key) != changed.get(*key))
+            .collect();
+        refused.dedup();
+        if let Some(key) = refused.first() {
+            return Err(TrainError::ConfigFile {
+                path: PathBuf::from(crate::checkpoint::TRAIN_CONFIG_FILE),
+                reason: format!(
+                    "`{key}` cannot change when resuming (the checkpoint trained with {}); a \
+                     resumed run may change only {}",
+                    saved.get(*key).map_or("none".into(), ToString::to_string),
+                    RESUMABLE_SETTINGS.join(", ")
+                ),
+            });
+        }
+        Ok(resumed)
+    }
+}
+
+/// The config as a TOML table, key by key.
+fn toml_table(config: &TrainConfig) -> toml::Table {
+    toml::Table::try_from(config).expect("a TrainConfig always serialises")
+}
+
 fn positive_rate(field: &'static str, lr: f64) -> Result<(), ConfigError> {
     if lr.is_finite() && lr > 0.0 {
         Ok(())
@@ -469,110 +532,122 @@ fn positive_rate(field: &'static str, lr: f64) -> Result<(), ConfigError> {
     }
 }
 
-/// Command-line flags that override [`TrainConfig`], spelt as transformers and the seed's
-/// `train.sh` spell them (`--per_device_train_batch_size 4`). Flatten it into a program's own
-/// `clap` parser and apply it with [`TrainConfig::with_args`].
+/// Command-line flags that override [`TrainConfig`], in kebab-case
+/// (`--per-device-train-batch-size 4`); transformers' `TrainingArguments` spellings, as the
+/// seed's `train.sh` passes them (`--per_device_train_batch_size 4`), are accepted too.
+/// Each doc line names the default the flag overrides ([`TrainConfig::default`]); a TOML file
+/// given to the program may have changed it. Flatten it into a program's own `clap` parser and
+/// apply it with [`TrainConfig::with_args`].
 #[derive(Debug, Clone, Default, clap::Args)]
-#[command(rename_all = "snake_case")]
 pub struct TrainArgs {
-    /// Where checkpoints, metrics.jsonl and loss.png go.
-    #[arg(long)]
+    /// Where checkpoints, metrics.jsonl, loss.png and run.json go [default: runs/vlm].
+    #[arg(long, alias = "output_dir")]
     pub output_dir: Option<PathBuf>,
-    /// What trains besides the projector.
+    /// Start afresh in an output folder holding another run, deleting its checkpoints and
+    /// metrics [default: false: refuse].
+    #[arg(long, alias = "overwrite_output_dir", visible_alias = "overwrite", num_args = 0..=1, default_missing_value = "true")]
+    pub overwrite_output_dir: Option<bool>,
+    /// What trains besides the projector [default: lora].
     #[arg(long, value_enum)]
     pub mode: Option<TrainMode>,
-    /// Also train the vision tower (frozen by default).
-    #[arg(long)]
+    /// Also train the vision tower [default: false].
+    #[arg(long, alias = "train_vision", num_args = 0..=1, default_missing_value = "true")]
     pub train_vision: Option<bool>,
-    /// LoRA rank.
-    #[arg(long)]
+    /// LoRA rank [default: 128, LLaVA-1.5's].
+    #[arg(long, alias = "lora_rank")]
     pub lora_rank: Option<usize>,
-    /// LoRA alpha (scaling alpha / r).
-    #[arg(long)]
+    /// LoRA alpha, the adapters' scaling being alpha / r [default: 256, LLaVA-1.5's].
+    #[arg(long, alias = "lora_alpha")]
     pub lora_alpha: Option<f64>,
-    /// Dropout on the LoRA adapters' input.
-    #[arg(long)]
+    /// Dropout on the LoRA adapters' input [default: 0.1].
+    #[arg(long, alias = "lora_dropout")]
     pub lora_dropout: Option<f64>,
     /// LoRA targets: names separated by `|` or `,` (`c_attn|w1|w2`, `q_proj,v_proj`), or a
-    /// regex over whole module paths.
-    #[arg(long)]
+    /// regex over whole module paths [default: the model family's attention and MLP
+    /// projections: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj for Qwen2/2.5/3,
+    /// c_attn,w1,w2 for Qwen v1].
+    #[arg(long, alias = "target_modules")]
     pub target_modules: Option<String>,
-    /// Samples per micro-batch.
-    #[arg(long)]
+    /// Samples per micro-batch, per device [default: 1].
+    #[arg(long, alias = "per_device_train_batch_size")]
     pub per_device_train_batch_size: Option<usize>,
-    /// Micro-batches per optimizer step.
-    #[arg(long)]
+    /// Micro-batches per optimizer step [default: 8].
+    #[arg(long, alias = "gradient_accumulation_steps")]
     pub gradient_accumulation_steps: Option<usize>,
-    /// Passes over the data.
-    #[arg(long)]
+    /// Passes over the data, ignored when max-steps is set [default: 1].
+    #[arg(long, alias = "num_train_epochs")]
     pub num_train_epochs: Option<f64>,
-    /// Total optimizer steps (overrides the epochs; 0 or less: use the epochs).
-    #[arg(long, allow_negative_numbers = true)]
+    /// Total optimizer steps, overriding the epochs; 0 or less: use the epochs [default: none].
+    #[arg(long, alias = "max_steps", allow_negative_numbers = true)]
     pub max_steps: Option<i64>,
-    /// Peak learning rate of everything but the projector.
-    #[arg(long)]
+    /// Peak learning rate of everything but the projector [default: 1e-4].
+    #[arg(long, alias = "learning_rate")]
     pub learning_rate: Option<f64>,
-    /// Peak learning rate of the projector.
-    #[arg(long)]
+    /// Peak learning rate of the projector [default: 1e-3].
+    #[arg(long, alias = "feature_proj_lr")]
     pub feature_proj_lr: Option<f64>,
-    /// AdamW weight decay (not on biases and norms).
-    #[arg(long)]
+    /// AdamW weight decay, not on biases and norms [default: 0].
+    #[arg(long, alias = "weight_decay")]
     pub weight_decay: Option<f64>,
-    /// AdamW beta 1.
-    #[arg(long)]
+    /// AdamW beta 1 [default: 0.9].
+    #[arg(long, alias = "adam_beta1")]
     pub adam_beta1: Option<f64>,
-    /// AdamW beta 2.
-    #[arg(long)]
+    /// AdamW beta 2 [default: 0.999].
+    #[arg(long, alias = "adam_beta2")]
     pub adam_beta2: Option<f64>,
-    /// AdamW epsilon.
-    #[arg(long)]
+    /// AdamW epsilon [default: 1e-8].
+    #[arg(long, alias = "adam_epsilon")]
     pub adam_epsilon: Option<f64>,
-    /// Warmup as a fraction of the total steps.
-    #[arg(long)]
+    /// Warmup as a fraction of the total steps [default: 0.03].
+    #[arg(long, alias = "warmup_ratio")]
     pub warmup_ratio: Option<f64>,
-    /// Warmup steps (override the ratio when above 0).
-    #[arg(long)]
+    /// Warmup steps, overriding the ratio when above 0 [default: 0].
+    #[arg(long, alias = "warmup_steps")]
     pub warmup_steps: Option<usize>,
-    /// cosine, linear or constant.
-    #[arg(long, value_enum)]
+    /// Decay after warmup [default: cosine].
+    #[arg(long, alias = "lr_scheduler_type", value_enum)]
     pub lr_scheduler_type: Option<LrSchedule>,
-    /// Global gradient-norm clipping (0: off).
-    #[arg(long)]
+    /// Global gradient-norm clipping, 0: off [default: 1.0].
+    #[arg(long, alias = "max_grad_norm")]
     pub max_grad_norm: Option<f64>,
-    /// Checkpoint every N steps (0: only at the end).
-    #[arg(long)]
+    /// Checkpoint every N steps, 0: only at the end [default: 500].
+    #[arg(long, alias = "save_steps")]
     pub save_steps: Option<usize>,
-    /// Keep the last N checkpoints (0: all).
-    #[arg(long)]
+    /// Keep the last N checkpoints, 0: all [default: 3].
+    #[arg(long, alias = "save_total_limit")]
     pub save_total_limit: Option<i64>,
-    /// Log every N steps.
-    #[arg(long)]
+    /// Log every N steps [default: 10].
+    #[arg(long, alias = "logging_steps")]
     pub logging_steps: Option<usize>,
-    /// Seed of the data order and dropout.
+    /// Seed of every random draw: initial projector and LoRA weights, data order, dropout
+    /// [default: 42].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// skip or stop on a NaN/inf loss or gradient.
-    #[arg(long, value_enum)]
+    /// On a NaN/inf loss or gradient: skip the step or stop the run [default: skip].
+    #[arg(long, alias = "on_non_finite", value_enum)]
     pub on_non_finite: Option<NonFinitePolicy>,
-    /// No progress bar.
-    #[arg(long)]
+    /// No progress bar [default: false].
+    #[arg(long, alias = "disable_progress_bar", num_args = 0..=1, default_missing_value = "true")]
     pub disable_progress_bar: Option<bool>,
-    /// This node's devices, one data-parallel peer each: `cuda:0,cuda:1`, `cpu,cpu`.
+    /// This node's devices, one data-parallel peer each: `cuda:0,cuda:1`, `cpu,cpu`
+    /// [default: one peer on the default device].
     #[arg(long)]
     pub devices: Option<String>,
-    /// Machines (processes) in the run; the same on every node.
-    #[arg(long)]
+    /// Machines (processes) in the run; the same on every node [default: 1].
+    #[arg(long, alias = "num_nodes")]
     pub num_nodes: Option<usize>,
-    /// This node's rank, from 0 (node 0 runs the coordinator and writes checkpoints).
-    #[arg(long)]
+    /// This node's rank, from 0; node 0 runs the coordinator and writes checkpoints
+    /// [default: 0].
+    #[arg(long, alias = "node_rank")]
     pub node_rank: Option<usize>,
-    /// host:port of the coordinator; the same on every node.
+    /// host:port of the coordinator; the same on every node [default: none; required with
+    /// several nodes].
     #[arg(long)]
     pub coordinator: Option<String>,
-    /// host:port where the other nodes reach this one (default: coordinator port + 1 + rank).
-    #[arg(long)]
+    /// host:port where the other nodes reach this one [default: coordinator port + 1 + rank].
+    #[arg(long, alias = "node_address")]
     pub node_address: Option<String>,
-    /// Seconds to wait for the other peers at a step before failing.
-    #[arg(long)]
+    /// Seconds to wait for the other peers at a step before failing [default: 600].
+    #[arg(long, alias = "collective_timeout_s")]
     pub collective_timeout_s: Option<u64>,
 }

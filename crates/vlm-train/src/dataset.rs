@@ -1,6 +1,8 @@
 //! [`TrainData`] over a `vlm-data` [`Dataset`]: the streaming manifest loader (parallel
 //! decoding, prefetch, skipped records) with its resume positions.
 
+use std::collections::BTreeSet;
+
 use burn::tensor::backend::Backend;
 use vlm_data::{Batch, Batches, Dataset, Position};
 
@@ -11,7 +13,7 @@ use crate::{Shard, TrainBatch, TrainData, TrainError};
 /// Positions are the dataset's own (records of the epoch's shuffled order consumed), so a
 /// resumed run reads exactly the records the interrupted one would have read next. Records
 /// the dataset skips (missing image, no placeholder, ...) are reported on stderr with their
-/// manifest line and counted.
+/// manifest line and counted, each once however many epochs meet it again.
 ///
 /// Sharded for data-parallel peer `rank` of `world` ([`with_shard`](Self::with_shard)), the
 /// dataset's `batch_size` is the global batch: every peer reads it and keeps its [`Shard`]
@@ -21,7 +23,8 @@ pub struct DatasetSource {
     shard: Shard,
     stream: Option<Batches>,
     position: Position,
-    skipped: usize,
+    /// The manifest lines skipped so far.
+    skipped: BTreeSet<usize>,
 }
 
 impl DatasetSource {
@@ -32,7 +35,7 @@ impl DatasetSource {
             shard: Shard::default(),
             stream: None,
             position: Position::default(),
-            skipped: 0,
+            skipped: BTreeSet::new(),
         }
     }
 
@@ -48,9 +51,9 @@ impl DatasetSource {
         &self.dataset
     }
 
-    /// Records skipped so far.
+    /// Distinct records (manifest lines) skipped so far.
     pub fn skipped(&self) -> usize {
-        self.skipped
+        self.skipped.len()
     }
 
     fn open(&mut self, position: Position) -> Result<&mut Batches, TrainError> {
@@ -90,9 +93,10 @@ impl<B: Backend> TrainData<B> for DatasetSource {
             Some(Ok(loaded)) => loaded,
         };
         for skipped in &loaded.skipped {
-            eprintln!("skipped manifest line {}: {}", skipped.line, skipped.record);
+            if self.skipped.insert(skipped.line) {
+                eprintln!("skipped manifest line {}: {}", skipped.line, skipped.record);
+            }
         }
-        self.skipped += loaded.skipped.len();
         self.position = loaded.resume;
         let Some(rows) = self.shard.part(loaded.batch.batch_size) else {
             return Ok(None);

@@ -93,6 +93,16 @@ pub enum TrainError {
     #[error("data-parallel peer: {0}")]
     Peer(String),
 
+    /// The output folder cannot take this run: it holds another run's checkpoints or
+    /// metrics, or its `run.json` cannot be read.
+    #[error("output folder {path}: {reason}")]
+    OutputDir {
+        /// The folder or its `run.json`.
+        path: PathBuf,
+        /// What is wrong and what would work.
+        reason: String,
+    },
+
     /// A checkpoint to resume from is missing, incomplete or does not fit the model.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {
@@ -108,6 +118,13 @@ impl TrainError {
         Self::Write {
             path: path.into(),
             source,
+        }
+    }
+
+    pub(crate) fn output_dir(path: impl Into<PathBuf>, reason: impl ToString) -> Self {
+        Self::OutputDir {
+            path: path.into(),
+            reason: reason.to_string(),
         }
     }
 

@@ -25,8 +25,8 @@
 //! collective engine, each on its shard of every global batch, gradients summed by
 //! all-reduce; only rank 0 writes checkpoints and logs.
 //!
-//! Depends on `vlm-model` (and, through it, the lower crates), `vlm-lora` (the adapters a
-//! LoRA run attaches, [`attach_lora`]) and `vlm-data`.
+//! Depends on `vlm-model` (and, through it, the lower crates), `vlm-lora` and `vlm-qwen` (the
+//! adapters a LoRA run attaches to a Qwen language model, [`attach_lora`]) and `vlm-data`.
 
 #![warn(missing_docs)]
 
@@ -41,16 +41,19 @@ mod lora;
 pub mod metrics;
 mod optim;
 mod params;
+pub mod run_dir;
 mod schedule;
 mod trainer;
 
 pub use checkpoint::{latest_checkpoint, list_checkpoints, TrainerState};
-pub use config::{LrSchedule, NonFinitePolicy, TrainArgs, TrainConfig, TrainMode};
+pub use config::{
+    LrSchedule, NonFinitePolicy, TrainArgs, TrainConfig, TrainMode, RESUMABLE_SETTINGS,
+};
 pub use data::{Shard, ShuffledData, TrainBatch, TrainData};
 pub use dataset::DatasetSource;
 pub use distributed::{run_local_peers, Peer, PeerError};
 pub use error::{ConfigError, TrainError};
-pub use lora::attach_lora;
+pub use lora::{attach_lora, default_target_modules, rank_warnings};
 pub use optim::GroupedAdamW;
 pub use params::{
     apply_mode, group_ids, load_trainable, param_table, save_trainable, trains, ParamGroup,

@@ -18,6 +18,7 @@ use crate::metrics::{plot_loss_curve, MetricsLog, MetricsRecord, LOSS_CURVE_FILE
 use crate::params::{
     apply_mode, group_ids, load_trainable, param_table, save_trainable, ParamGroup, ParamInfo,
 };
+use crate::run_dir::claim_output_dir;
 use crate::{GroupedAdamW, Schedule, TrainBatch, TrainConfig, TrainData, TrainError};
 
 mod checks;
@@ -181,14 +182,16 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
         data: &mut impl TrainData<B>,
         resume: Resume,
     ) -> Result<TrainOutcome<M>, TrainError> {
-        if self.peer.is_main() {
-            prepare_output_dir(&self.config.output_dir)?;
-        }
+        let (run_id, resume_dir) = match self.peer.is_main() {
+            true => prepare_output_dir(&self.config, resume)?,
+            false => (String::new(), resume_dir(resume, &self.config.output_dir)?),
+        };
         let link = match self.peer.is_distributed() {
             true => Some(PeerLink::join(&self.peer, self.device.clone())?),
             false => None,
         };
-        let mut run = self.start(model, data, resume, link)?;
+        let mut run = self.start(model, data, resume_dir, link)?;
+        run.state.run_id = run_id;
         let (steps, last_checkpoint) = self.run_steps(&mut run, data)?;
         if let Some(link) = run.link {
             link.leave();
@@ -216,7 +219,7 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
         &mut self,
         model: M,
         data: &mut impl TrainData<B>,
-        resume: Resume,
+        resume_dir: Option<PathBuf>,
         link: Option<PeerLink<B::InnerBackend>>,
     ) -> Result<Run<B, M>, TrainError> {
         let config = self.config.clone();
@@ -225,14 +228,22 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
         check_trainable(&table, &config)?;
         let mut optimizer = GroupedAdamW::<M, B>::new(&config, group_ids(&table).keys().copied());
         let mut state = self.fresh_state(data.batches_per_epoch())?;
-        let resume_dir = resume_dir(resume, &config.output_dir)?;
         if let Some(dir) = &resume_dir {
             let saved = TrainerState::read(dir)?;
             check_resumable(dir, &saved, &state)?;
+            if self.peer.is_main() {
+                eprintln!(
+                    "{}",
+                    resume_line(dir, &saved, config.gradient_accumulation_steps)
+                );
+            }
             model = load_trainable(model, &dir.join(TRAINABLE_FILE))?;
             table = param_table(&model);
             optimizer.load(&dir.join(OPTIMIZER_DIR), &table, &self.device)?;
-            state = saved;
+            state = TrainerState {
+                schedule: state.schedule,
+                ..saved
+            };
         }
         if let Some(link) = &link {
             model = share_trainable(link, model, self.peer.is_main())?;
@@ -264,6 +275,7 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
         let schedule = schedule_for(&self.config, batches_per_epoch);
         self.schedule = Some(schedule);
         Ok(TrainerState {
+            run_id: String::new(),
             step: 0,
             schedule,
             data: Position::start_of(0),
@@ -462,8 +474,14 @@ fn step_seed(seed: u64, step: usize) -> u64 {
     SplitMix64::new(seed ^ (step as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)).next_u64()
 }
 
-/// Creates the output folder and removes the staging folders of interrupted checkpoints.
-fn prepare_output_dir(output_dir: &Path) -> Result<(), TrainError> {
+/// Creates the output folder, removes the staging folders of interrupted checkpoints and
+/// claims the folder for the run (see [`run_dir`](crate::run_dir)). Returns the run's id and
+/// the checkpoint to resume from.
+fn prepare_output_dir(
+    config: &TrainConfig,
+    resume: Resume,
+) -> Result<(String, Option<PathBuf>), TrainError> {
+    let output_dir = &config.output_dir;
     std::fs::create_dir_all(output_dir).map_err(|e| TrainError::write(output_dir, e))?;
     for stale in remove_stale_staging(output_dir) {
         eprintln!(
@@ -471,7 +489,18 @@ fn prepare_output_dir(output_dir: &Path) -> Result<(), TrainError> {
             stale.display()
         );
     }
-    Ok(())
+    claim_output_dir(output_dir, resume, config.overwrite_output_dir)
+}
+
+/// `resuming from checkpoint-N (step S, epoch E, samples seen K)`.
+fn resume_line(dir: &Path, saved: &TrainerState, accumulation: usize) -> String {
+    let name = dir.file_name().unwrap_or(dir.as_os_str()).to_string_lossy();
+    format!(
+        "resuming from {name} (step {}, epoch {:.2}, samples seen {})",
+        saved.step,
+        saved.epochs_done(accumulation),
+        saved.samples_seen
+    )
 }
 
 /// The checkpoint folder a run resumes from, if any.

@@ -28,7 +28,7 @@ fn flags_spelt_as_train_sh_override_the_file() {
     assert_eq!(config.lora_rank, 64);
     assert_eq!(
         config.target_modules,
-        TargetModules::names(["q_proj", "v_proj"])
+        Some(TargetModules::names(["q_proj", "v_proj"]))
     );
     let cli = Cli::parse_from([
         "train",
@@ -77,7 +77,7 @@ fn flags_spelt_as_train_sh_override_the_file() {
     assert_eq!(config.lora_rank, 128);
     assert_eq!(
         config.target_modules,
-        TargetModules::names(["c_attn", "w1", "w2"])
+        Some(TargetModules::names(["c_attn", "w1", "w2"]))
     );
     assert_eq!(config.per_device_train_batch_size, 4);
     assert_eq!(config.max_steps, None, "-1 means: use the epochs");
@@ -122,7 +122,7 @@ fn invalid_settings_are_typed_errors_naming_the_setting() {
         (
             "target_modules",
             TrainConfig {
-                target_modules: TargetModules::Names(vec![]),
+                target_modules: Some(TargetModules::Names(vec![])),
                 ..base()
             },
         ),

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{config, data, loss, model, rng_lock, samples, weights, Vlm};
-use vlm_train::checkpoint::{TRAINABLE_FILE, TRAINER_STATE_FILE};
+use vlm_train::checkpoint::TRAINABLE_FILE;
 use vlm_train::{
     latest_checkpoint, list_checkpoints, Resume, StepReport, TrainError, Trainer, TrainerState,
 };
@@ -70,12 +70,24 @@ fn resuming_reproduces_the_uninterrupted_run() {
         "final weights bit-identical"
     );
 
-    // Both runs end with the same checkpoint files (weights, state).
-    for file in [TRAINABLE_FILE, TRAINER_STATE_FILE] {
-        let a = std::fs::read(whole.join("checkpoint-6").join(file)).expect("whole");
-        let b = std::fs::read(interrupted.join("checkpoint-6").join(file)).expect("resumed");
-        assert!(a == b, "{file} differs");
-    }
+    // Both runs end with the same checkpoint files (weights) and state, but for the id of the
+    // run that wrote them.
+    let a = std::fs::read(whole.join("checkpoint-6").join(TRAINABLE_FILE)).expect("whole");
+    let b = std::fs::read(interrupted.join("checkpoint-6").join(TRAINABLE_FILE)).expect("resumed");
+    assert!(a == b, "{TRAINABLE_FILE} differs");
+    let state = |dir: &Path| TrainerState::read(&dir.join("checkpoint-6")).expect("state");
+    let (whole_state, resumed_state) = (state(&whole), state(&interrupted));
+    assert_ne!(
+        whole_state.run_id, resumed_state.run_id,
+        "two runs, two ids"
+    );
+    assert_eq!(
+        TrainerState {
+            run_id: resumed_state.run_id.clone(),
+            ..whole_state
+        },
+        resumed_state
+    );
     // Rotation kept the last two.
     let kept: Vec<usize> = list_checkpoints(&interrupted)
         .into_iter()

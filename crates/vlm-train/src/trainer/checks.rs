@@ -32,6 +32,11 @@ pub(super) fn check_trainable(table: &[ParamInfo], config: &TrainConfig) -> Resu
     Ok(())
 }
 
+/// Whether the checkpoint in `dir` (`saved`) can continue as the run of `fresh`: same seed
+/// and data, same kind of schedule, not past its end. The schedule's length may differ: the
+/// run continues on `fresh`'s schedule, recomputed for the new total (warmup as configured,
+/// decay to 0 at the new last step), so steps run after resuming with more steps follow the
+/// longer schedule from where it stands at the saved step.
 pub(super) fn check_resumable(
     dir: &Path,
     saved: &TrainerState,
@@ -57,20 +62,23 @@ pub(super) fn check_resumable(
             ),
         ));
     }
-    if saved.schedule != fresh.schedule {
+    if saved.schedule.kind != fresh.schedule.kind {
         return Err(TrainError::checkpoint(
             dir,
             format!(
-                "was trained on schedule {:?}, this run's is {:?} (check max_steps, epochs, \
-                 warmup, gradient accumulation)",
-                saved.schedule, fresh.schedule
+                "was trained with lr_scheduler_type {:?}, this run has {:?}",
+                saved.schedule.kind, fresh.schedule.kind
             ),
         ));
     }
-    if saved.step > saved.schedule.total_steps {
+    if saved.step > fresh.schedule.total_steps {
         return Err(TrainError::checkpoint(
             dir,
-            "its step is past the end of its schedule",
+            format!(
+                "is at step {}, past this run's last step {} (max_steps / num_train_epochs may \
+                 only grow when resuming)",
+                saved.step, fresh.schedule.total_steps
+            ),
         ));
     }
     Ok(())

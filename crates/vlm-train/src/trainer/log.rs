@@ -77,9 +77,7 @@ impl StepLog {
         let seconds = interval.start.elapsed().as_secs_f64().max(1e-9);
         let per_step = self.start.elapsed().as_secs_f64() / (self.steps_done + 1) as f64;
         let total = state.schedule.total_steps;
-        // Epochs done, from the steps: exact when the epoch is a whole number of steps.
-        let steps_per_epoch = state.batches_per_epoch.div_ceil(self.accumulation).max(1);
-        let epoch = report.step as f64 / steps_per_epoch as f64;
+        let epoch = state.epochs_done(self.accumulation);
         MetricsRecord::Log {
             step: report.step,
             epoch,

@@ -29,6 +29,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 use vlm::backend::{check_device, device, Inference};
+use vlm::cli::checkpoint_path;
 use vlm::burn::tensor::{Device, Int, Tensor, TensorData};
 use vlm::hf::{
     read_config, resolve_model_path, HfError, PreprocessorConfig, SafetensorsWriter, WeightStore,
@@ -110,12 +111,13 @@ pub struct Args {
     #[arg(long, value_name = "ID", requires = "projector")]
     pub image_token_id: Option<u32>,
 
-    /// A vlm checkpoint folder (vlm_config.json, projector.safetensors) to run whole.
+    /// A vlm checkpoint folder (vlm_config.json, projector.safetensors) to run whole, a
+    /// training checkpoint (run/checkpoint-N) or a training run's folder (its latest).
     #[arg(
         long,
         value_name = "DIR",
         conflicts_with_all = ["llm", "vision", "projector", "llava"],
-        value_parser = resolve_model_path
+        value_parser = checkpoint_path
     )]
     pub checkpoint: Option<PathBuf>,
 

@@ -32,6 +32,7 @@ use common::figures::{
 use common::models::{write_models, ModelDirs};
 use serde::{Deserialize, Serialize};
 use vlm::backend::{device, Inference};
+use vlm::hf::read_config;
 
 #[derive(Parser)]
 #[command(about = "Time the benchmark figures of benches/bench_config.json, as JSON")]
@@ -116,10 +117,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             println!("{backend}");
         }
         Command::Throughput { timings } => {
-            let text = std::fs::read_to_string(&timings)
-                .map_err(|e| format!("{}: {e}", timings.display()))?;
-            let timings: BTreeMap<String, Vec<f64>> =
-                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", timings.display()))?;
+            let timings: BTreeMap<String, Vec<f64>> = read_config(&timings)?;
             println!("{}", serde_json::to_string(&throughput(&config, timings)?)?);
         }
     }
@@ -152,8 +150,7 @@ fn effective_config(args: &Args) -> Result<BenchConfig, Box<dyn Error>> {
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value, Box<dyn Error>> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+    Ok(read_config(path)?)
 }
 
 /// The bench writes Qwen2 and SigLIP folders: a config of another architecture is refused

@@ -29,8 +29,8 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 use vlm::backend::{check_device, device, Inference};
-use vlm::cli::checkpoint_path;
 use vlm::burn::tensor::{Device, Int, Tensor, TensorData};
+use vlm::cli::checkpoint_path;
 use vlm::hf::{
     read_config, resolve_model_path, HfError, PreprocessorConfig, SafetensorsWriter, WeightStore,
 };

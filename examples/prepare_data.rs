@@ -15,8 +15,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use vlm::data::source::{
-    prepare, refuse_input_as_output, CaptionMode, ImageCheck, PathStyle, PrepareConfig, PrepareError, SourceReport,
-    SourceSpec,
+    prepare, refuse_input_as_output, CaptionMode, ImageCheck, PathStyle, PrepareConfig,
+    PrepareError, SourceReport, SourceSpec,
 };
 
 const CONFIG_HELP: &str = "\

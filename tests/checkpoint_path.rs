@@ -31,7 +31,10 @@ fn a_model_folder_a_training_checkpoint_and_a_run_folder_give_the_model() {
     let model_60 = training_checkpoint(run.path(), 60, true);
     training_checkpoint(run.path(), 80, false);
     assert_eq!(resolve(&model_20).unwrap(), model_20);
-    assert_eq!(resolve(&run.path().join("checkpoint-20")).unwrap(), model_20);
+    assert_eq!(
+        resolve(&run.path().join("checkpoint-20")).unwrap(),
+        model_20
+    );
     assert_eq!(resolve(run.path()).unwrap(), model_60, "latest complete");
 }
 
@@ -39,11 +42,18 @@ fn a_model_folder_a_training_checkpoint_and_a_run_folder_give_the_model() {
 fn a_folder_without_a_model_is_refused_with_a_hint() {
     let run = tempfile::tempdir().expect("tempdir");
     let err = resolve(run.path()).unwrap_err();
-    assert!(err.contains("checkpoint-N") && err.contains(CONFIG_FILE), "{err}");
+    assert!(
+        err.contains("checkpoint-N") && err.contains(CONFIG_FILE),
+        "{err}"
+    );
     let err = resolve(&run.path().join("missing")).unwrap_err();
     assert!(err.contains("does not exist"), "{err}");
     std::fs::create_dir_all(run.path().join("checkpoint-5")).expect("mkdir");
-    std::fs::write(run.path().join("checkpoint-5").join(TRAINER_STATE_FILE), "{}").expect("state");
+    std::fs::write(
+        run.path().join("checkpoint-5").join(TRAINER_STATE_FILE),
+        "{}",
+    )
+    .expect("state");
     let err = resolve(run.path()).unwrap_err();
     assert!(err.contains("step 5"), "{err}");
 }

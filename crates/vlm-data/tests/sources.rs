@@ -492,7 +492,11 @@ fn image_names_leaving_the_image_folder_are_skipped_unless_allowed() {
     let (samples, stats) = f.llava();
     assert_eq!(samples.len(), 1);
     assert_eq!(samples[0].id, "ok");
-    assert_eq!(stats.skipped_for(SkipReason::ImageOutsideRoot), 4, "{stats:?}");
+    assert_eq!(
+        stats.skipped_for(SkipReason::ImageOutsideRoot),
+        4,
+        "{stats:?}"
+    );
 
     let aic = json!([{"image_id": "../secret.png", "caption": ["x"]}]);
     std::fs::write(f.dir.path().join("ann.json"), aic.to_string()).unwrap();

@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use crate::conversation::{Conversation, Role, Turn};
 
-use super::validate::validate;
 use super::images::ImageRoot;
+use super::validate::validate;
 use super::{Parsed, Skip, SkipReason};
 
 #[derive(Deserialize)]

@@ -126,7 +126,8 @@ impl PrepareConfig {
             path: path.to_path_buf(),
             detail,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+        let text = vlm_hf::read_bounded_string(path, vlm_hf::MAX_CONFIG_BYTES)
+            .map_err(|e| config_error(e.to_string()))?;
         let config: Self = if path.extension().is_some_and(|e| e == "json") {
             serde_json::from_str(&text).map_err(|e| config_error(e.to_string()))?
         } else {

@@ -148,3 +148,50 @@ fn eval_reads_llava_json_too() {
         .iter()
         .all(|l| l["reference"].is_string() && l["question"].is_string()));
 }
+
+#[test]
+fn eval_takes_relative_image_folders_and_counts_records_without_an_answer() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let heldout = std::fs::read_to_string(sample_dir().join("heldout.jsonl")).expect("manifest");
+    let first: Value = serde_json::from_str(heldout.lines().next().expect("line")).expect("json");
+    let mut unanswered = first.clone();
+    unanswered["id"] = json!("no-answer");
+    unanswered["turns"] = json!([first["turns"][0]]);
+    let lines = [first.to_string(), unanswered.to_string()].join("\n");
+    let manifest = work.path().join("two.jsonl");
+    std::fs::write(&manifest, lines).expect("write manifest");
+    let output = Command::new(example("eval"))
+        .current_dir(sample_dir().join(".."))
+        .arg("--checkpoint")
+        .arg(checkpoint())
+        .arg("--data")
+        .arg(&manifest)
+        .args(["--images", "sample", "--max-new-tokens", "2"])
+        .arg("--out")
+        .arg(work.path().join("a.jsonl"))
+        .output()
+        .expect("run eval");
+    assert!(output.status.success(), "{output:?}");
+    let summary = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(
+        summary.contains("1 records without an answer to score were left out"),
+        "{summary}"
+    );
+
+    let output = Command::new(example("eval"))
+        .current_dir(sample_dir().join(".."))
+        .arg("--checkpoint")
+        .arg(checkpoint())
+        .args([
+            "--data",
+            "sample/llava_heldout.json",
+            "--images",
+            "sample/images",
+        ])
+        .args(["--limit", "1", "--max-new-tokens", "2"])
+        .arg("--out")
+        .arg(work.path().join("l.jsonl"))
+        .output()
+        .expect("run eval");
+    assert!(output.status.success(), "{output:?}");
+}

@@ -2,7 +2,7 @@
 //! one JSON line: what `tools/bench/compare.py` runs, interleaved with PyTorch.
 //!
 //! ```sh
-//! cargo run --release --example bench_run -- write-models --out target/bench/models
+//! cargo run --release --example bench_run -- write-models --output-dir target/bench/models
 //! cargo run --release --example bench_run -- run --models target/bench/models
 //! ```
 //!
@@ -58,8 +58,8 @@ struct Args {
 enum Command {
     /// Writes the random-weight vision and LLM folders (`OUT/vision`, `OUT/llm`).
     WriteModels {
-        /// Output folder.
-        #[arg(long)]
+        /// Output folder (alias: --out).
+        #[arg(long = "output-dir", alias = "out", value_name = "DIR")]
         out: PathBuf,
     },
     /// Times the figures and prints `{"figure": [seconds, ...], ...}`.

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example eval -- --checkpoint runs/llava-qwen/step-1000 \
-//!     --data data/sample/heldout.jsonl --out heldout_answers.jsonl
+//!     --data data/sample/heldout.jsonl --output heldout_answers.jsonl
 //! ```
 //!
 //! The data: a JSONL manifest of conversations (what `prepare_data` writes, e.g.
@@ -55,8 +55,14 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     images: Option<PathBuf>,
 
-    /// Where to write one JSON line per question (id, question, reference, answer, scores).
-    #[arg(long, value_name = "FILE", default_value = "eval_answers.jsonl")]
+    /// Where to write one JSON line per question (id, question, reference, answer, scores)
+    /// (alias: --out).
+    #[arg(
+        long = "output",
+        alias = "out",
+        value_name = "FILE",
+        default_value = "eval_answers.jsonl"
+    )]
     out: PathBuf,
 
     /// Questions answered together (left-padded batch).

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example merge -- --checkpoint runs/llava-qwen/step-1000 \
-//!     --out runs/llava-qwen/merged-llm
+//!     --output-dir runs/llava-qwen/merged-llm
 //! ```
 //!
 //! Each adapted weight becomes `W + scaling * B A` (PEFT's `merge_and_unload`); the folder
@@ -44,8 +44,8 @@ struct Args {
     #[arg(long, value_name = "DIR", value_parser = checkpoint_path)]
     checkpoint: PathBuf,
 
-    /// The folder to write the merged language model to.
-    #[arg(long, value_name = "DIR")]
+    /// The folder to write the merged language model to (alias: --out).
+    #[arg(long = "output-dir", alias = "out", value_name = "DIR")]
     out: PathBuf,
 }
 

@@ -21,6 +21,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
@@ -90,8 +91,17 @@ enum Command {
     },
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    match run_command(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command(args: Args) -> Result<(), Box<dyn Error>> {
     let config = effective_config(&args)?;
     match args.command {
         Command::WriteModels { out } => {

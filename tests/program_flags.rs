@@ -54,3 +54,17 @@ fn inspect_reads_a_folder_and_refuses_a_missing_one() {
         .expect("run inspect");
     assert!(!output.status.success());
 }
+
+#[test]
+fn errors_are_displayed_not_debug_dumped() {
+    let output = Command::new(example("bench_run"))
+        .args(["--config", "/dev/zero", "show-config"])
+        .output()
+        .expect("run bench_run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("error: cannot read /dev/zero: larger than the 64 MiB limit"),
+        "{stderr}"
+    );
+}

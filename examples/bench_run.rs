@@ -2,7 +2,7 @@
 //! one JSON line: what `tools/bench/compare.py` runs, interleaved with PyTorch.
 //!
 //! ```sh
-//! cargo run --release --example bench_run -- write-models --out target/bench/models
+//! cargo run --release --example bench_run -- write-models --output-dir target/bench/models
 //! cargo run --release --example bench_run -- run --models target/bench/models
 //! ```
 //!
@@ -21,6 +21,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
@@ -32,6 +33,7 @@ use common::figures::{
 use common::models::{write_models, ModelDirs};
 use serde::{Deserialize, Serialize};
 use vlm::backend::{device, Inference};
+use vlm::hf::read_config;
 
 #[derive(Parser)]
 #[command(about = "Time the benchmark figures of benches/bench_config.json, as JSON")]
@@ -57,8 +59,8 @@ struct Args {
 enum Command {
     /// Writes the random-weight vision and LLM folders (`OUT/vision`, `OUT/llm`).
     WriteModels {
-        /// Output folder.
-        #[arg(long)]
+        /// Output folder (alias: --out).
+        #[arg(long = "output-dir", alias = "out", value_name = "DIR")]
         out: PathBuf,
     },
     /// Times the figures and prints `{"figure": [seconds, ...], ...}`.
@@ -89,8 +91,17 @@ enum Command {
     },
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    match run_command(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command(args: Args) -> Result<(), Box<dyn Error>> {
     let config = effective_config(&args)?;
     match args.command {
         Command::WriteModels { out } => {
@@ -116,10 +127,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             println!("{backend}");
         }
         Command::Throughput { timings } => {
-            let text = std::fs::read_to_string(&timings)
-                .map_err(|e| format!("{}: {e}", timings.display()))?;
-            let timings: BTreeMap<String, Vec<f64>> =
-                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", timings.display()))?;
+            let timings: BTreeMap<String, Vec<f64>> = read_config(&timings)?;
             println!("{}", serde_json::to_string(&throughput(&config, timings)?)?);
         }
     }
@@ -152,8 +160,7 @@ fn effective_config(args: &Args) -> Result<BenchConfig, Box<dyn Error>> {
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value, Box<dyn Error>> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+    Ok(read_config(path)?)
 }
 
 /// The bench writes Qwen2 and SigLIP folders: a config of another architecture is refused

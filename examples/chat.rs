@@ -63,8 +63,8 @@ pub struct Args {
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
     pub prompt_ids: Option<Vec<u32>>,
 
-    /// The system prompt [default: the checkpoint's, else none].
-    #[arg(long, value_name = "TEXT")]
+    /// The system prompt [default: the checkpoint's, else none] (alias: --system).
+    #[arg(long = "system-prompt", alias = "system", value_name = "TEXT")]
     pub system: Option<String>,
 
     /// Most tokens per answer.
@@ -217,7 +217,7 @@ pub fn run(
 struct Chat<'a> {
     loaded: &'a LoadedModel<B>,
     config: GenerationConfig,
-    /// `--system`, which replaces the checkpoint's system prompt.
+    /// `--system-prompt`, which replaces the checkpoint's system prompt.
     system: Option<String>,
     image: Option<Tensor<B, 4>>,
 }

@@ -3,14 +3,16 @@
 //!
 //! ```text
 //! cargo run --release --example eval -- --checkpoint runs/llava-qwen/step-1000 \
-//!     --data data/sample/heldout.jsonl --out heldout_answers.jsonl
+//!     --data data/sample/heldout.jsonl --output heldout_answers.jsonl
 //! ```
 //!
 //! The data: a JSONL manifest of conversations (what `prepare_data` writes, e.g.
 //! `data/sample/heldout.jsonl`) or a LLaVA-Instruct JSON file (`.json`); image paths are
 //! relative to `--images` (default: the data file's folder). Every assistant turn is a
 //! question: the conversation up to it is the prompt (earlier reference answers included), its
-//! text the reference. Questions are answered in left-padded batches of `--batch-size`.
+//! text the reference. Questions are answered in left-padded batches of `--batch-size`, with a
+//! progress bar on stderr (drawn only on a terminal). Records that give no question (no
+//! assistant turn, or refused by the LLaVA reader) are counted and reported, not scored.
 //!
 //! Scoring (`vlm::model::Question::grade`, the library's evaluation): both texts are trimmed,
 //! lower-cased, their whitespace collapsed and a final `.`, `!` or `。` dropped; exact match
@@ -53,8 +55,14 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     images: Option<PathBuf>,
 
-    /// Where to write one JSON line per question (id, question, reference, answer, scores).
-    #[arg(long, value_name = "FILE", default_value = "eval_answers.jsonl")]
+    /// Where to write one JSON line per question (id, question, reference, answer, scores)
+    /// (alias: --out).
+    #[arg(
+        long = "output",
+        alias = "out",
+        value_name = "FILE",
+        default_value = "eval_answers.jsonl"
+    )]
     out: PathBuf,
 
     /// Questions answered together (left-padded batch).
@@ -134,6 +142,14 @@ struct Score {
     questions: usize,
     exact: usize,
     contains: usize,
+    /// Records left out because they give no question to score.
+    unanswered: usize,
+}
+
+/// The records of the data file, and how many of them were refused while reading.
+struct Records {
+    conversations: Vec<Conversation>,
+    refused: usize,
 }
 
 impl Score {
@@ -154,6 +170,12 @@ fn main() -> ExitCode {
                 score.questions,
                 Score::percent(score.contains, score.questions),
             );
+            if score.unanswered > 0 {
+                println!(
+                    "{} records without an answer to score were left out",
+                    score.unanswered
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(err) => {
@@ -172,7 +194,9 @@ fn run(args: &Args) -> Result<Score, EvalError> {
         Some(dir) => dir.clone(),
         None => args.data.parent().unwrap_or(Path::new(".")).to_path_buf(),
     };
-    let mut questions = questions(&read_conversations(&args.data, &images)?, &images);
+    let records = read_conversations(&args.data, &images)?;
+    let mut questions = questions(&records.conversations);
+    let unanswered = records.refused + unanswerable(&records.conversations);
     questions.truncate(args.limit.unwrap_or(usize::MAX));
     if questions.is_empty() {
         let data = args.data.display();
@@ -195,7 +219,10 @@ fn run(args: &Args) -> Result<Score, EvalError> {
     };
     let mut out = BufWriter::new(File::create(&args.out).map_err(out_error)?);
     let bar = progress_bar(questions.len());
-    let mut score = Score::default();
+    let mut score = Score {
+        unanswered,
+        ..Score::default()
+    };
     for batch in questions.chunks(args.batch_size) {
         let answers = answerer.answer(&prompter.prompts(batch)?)?;
         for (asked, answer) in batch.iter().zip(&answers) {
@@ -223,8 +250,9 @@ fn progress_bar(len: usize) -> ProgressBar {
     bar
 }
 
-/// The conversations of a JSONL manifest, or of a LLaVA JSON file (`.json`).
-fn read_conversations(data: &Path, images: &Path) -> Result<Vec<Conversation>, EvalError> {
+/// The conversations of a JSONL manifest, or of a LLaVA JSON file (`.json`), with their image
+/// paths resolved against `images`.
+fn read_conversations(data: &Path, images: &Path) -> Result<Records, EvalError> {
     if data.extension().is_some_and(|ext| ext == "json") {
         let spec = SourceSpec {
             name: String::new(),
@@ -235,8 +263,11 @@ fn read_conversations(data: &Path, images: &Path) -> Result<Vec<Conversation>, E
             seed: 0,
         };
         let mut conversations = Vec::new();
-        read_source(&spec, &ReadOptions::default(), &mut conversations)?;
-        return Ok(conversations);
+        let stats = read_source(&spec, &ReadOptions::default(), &mut conversations)?;
+        return Ok(Records {
+            conversations,
+            refused: stats.skipped_total(),
+        });
     }
     let io_error = |source| EvalError::Io {
         path: data.to_path_buf(),
@@ -249,28 +280,40 @@ fn read_conversations(data: &Path, images: &Path) -> Result<Vec<Conversation>, E
         if line.trim().is_empty() {
             continue;
         }
-        let conversation = serde_json::from_str(&line).map_err(|source| EvalError::Json {
-            path: data.to_path_buf(),
-            line: index + 1,
-            source,
-        })?;
+        let mut conversation: Conversation =
+            serde_json::from_str(&line).map_err(|source| EvalError::Json {
+                path: data.to_path_buf(),
+                line: index + 1,
+                source,
+            })?;
+        conversation.image = conversation.image.map(|path| images.join(path));
         conversations.push(conversation);
     }
-    Ok(conversations)
+    Ok(Records {
+        conversations,
+        refused: 0,
+    })
 }
 
-/// Every question of the conversations, with its image under `images`.
-fn questions(conversations: &[Conversation], images: &Path) -> Vec<Asked> {
+/// Every question of the conversations, with its image.
+fn questions(conversations: &[Conversation]) -> Vec<Asked> {
     conversations
         .iter()
         .flat_map(|conversation| {
-            let image = conversation.image.as_ref().map(|path| images.join(path));
             Question::all_of(conversation).map(move |question| Asked {
                 question,
-                image: image.clone(),
+                image: conversation.image.clone(),
             })
         })
         .collect()
+}
+
+/// How many conversations give no question (no assistant turn after a user turn).
+fn unanswerable(conversations: &[Conversation]) -> usize {
+    conversations
+        .iter()
+        .filter(|c| Question::all_of(c).next().is_none())
+        .count()
 }
 
 /// The answers-file line of one answer.

@@ -4,16 +4,16 @@
 //! ```text
 //! # Qwen: logits of token ids (the ids file may be JSON or safetensors)
 //! cargo run --release --example forward -- --llm data/fixtures/qwen2_tied \
-//!     --ids data/fixtures/qwen2_tied/reference.safetensors --out /tmp/qwen.safetensors
+//!     --ids data/fixtures/qwen2_tied/reference.safetensors --output /tmp/qwen.safetensors
 //!
 //! # Vision tower: the preprocessed pixels and the selected features of images
 //! cargo run --release --example forward -- --vision data/fixtures/siglip_vision \
-//!     --image data/fixtures/image_processor/small_rgb.jpg --out /tmp/vision.safetensors
+//!     --image data/fixtures/image_processor/small_rgb.jpg --output /tmp/vision.safetensors
 //!
 //! # The whole VLM: a llava-hf folder (or --checkpoint DIR, or --llm --vision --projector)
 //! cargo run --release --example forward -- --llava data/fixtures/llava \
 //!     --ids data/fixtures/llava/reference.safetensors \
-//!     --pixels data/fixtures/llava/reference.safetensors --out /tmp/llava.safetensors
+//!     --pixels data/fixtures/llava/reference.safetensors --output /tmp/llava.safetensors
 //! ```
 //!
 //! On the Python side, save the same tensors (`safetensors.torch.save_file({"logits":
@@ -30,6 +30,7 @@ use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 use vlm::backend::{check_device, device, Inference};
 use vlm::burn::tensor::{Device, Int, Tensor, TensorData};
+use vlm::cli::checkpoint_path;
 use vlm::hf::{
     read_config, resolve_model_path, HfError, PreprocessorConfig, SafetensorsWriter, WeightStore,
 };
@@ -110,12 +111,13 @@ pub struct Args {
     #[arg(long, value_name = "ID", requires = "projector")]
     pub image_token_id: Option<u32>,
 
-    /// A vlm checkpoint folder (vlm_config.json, projector.safetensors) to run whole.
+    /// A vlm checkpoint folder (vlm_config.json, projector.safetensors) to run whole, a
+    /// training checkpoint (run/checkpoint-N) or a training run's folder (its latest).
     #[arg(
         long,
         value_name = "DIR",
         conflicts_with_all = ["llm", "vision", "projector", "llava"],
-        value_parser = resolve_model_path
+        value_parser = checkpoint_path
     )]
     pub checkpoint: Option<PathBuf>,
 
@@ -144,8 +146,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub pixels: Option<PathBuf>,
 
-    /// The safetensors file to write.
-    #[arg(long, value_name = "FILE")]
+    /// The safetensors file to write (alias: --out).
+    #[arg(long = "output", alias = "out", value_name = "FILE")]
     pub out: PathBuf,
 
     /// Reference outputs to compare with (a safetensors file, e.g. a fixture's
@@ -251,13 +253,13 @@ fn main() -> ExitCode {
 
 /// What a run did.
 pub struct Ran {
-    /// The names and shapes of the outputs written to `--out`.
+    /// The names and shapes of the outputs written to `--output`.
     pub written: Vec<(String, Vec<usize>)>,
     /// Their differences to `--reference`, when given.
     pub comparison: Option<Comparison>,
 }
 
-/// Runs what `args` ask for, writes the outputs to `--out` and compares them with
+/// Runs what `args` ask for, writes the outputs to `--output` and compares them with
 /// `--reference`.
 pub fn run(args: &Args) -> Result<Ran, ForwardError> {
     let dev = device();

@@ -10,23 +10,22 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
 use vlm::hf::{read_config, resolve_model_path, HfError, WeightStore};
 
+/// Lists a Hugging Face model folder's architecture and every tensor with dtype and shape.
+#[derive(Debug, Parser)]
+#[command(name = "inspect", version)]
+struct Args {
+    /// The model folder, or a hub id ORG/NAME[@REVISION] (resolved in the local Hugging Face
+    /// cache).
+    #[arg(value_name = "DIR", value_parser = resolve_model_path)]
+    model: PathBuf,
+}
+
 fn main() -> ExitCode {
-    let Some(arg) = std::env::args_os().nth(1) else {
-        eprintln!("usage: inspect <hugging-face-model-folder | ORG/NAME[@REVISION]>");
-        return ExitCode::from(2);
-    };
-    // A hub id is resolved in the local Hugging Face cache; a path is taken as it is.
-    let dir = match arg.to_str().map(resolve_model_path) {
-        Some(Ok(dir)) => dir,
-        Some(Err(err)) => {
-            eprintln!("error: {err}");
-            return ExitCode::FAILURE;
-        }
-        None => PathBuf::from(arg),
-    };
-    match inspect(&dir) {
+    let args = Args::parse();
+    match inspect(&args.model) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");

@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release --example make_sample_data                  # rewrites data/sample
 //! cargo run --release --example make_sample_data -- --check       # byte-identical check
-//! cargo run --release --example make_sample_data -- --out /tmp/s --train 2000 --size 224
+//! cargo run --release --example make_sample_data -- --output-dir /tmp/s --train 2000 --size 224
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -17,13 +17,18 @@ use vlm::sample::sample::{generate, write_sample_data, SampleConfig, SampleFile}
 /// Generate the synthetic shapes dataset (LLaVA + AI Challenger formats, train + held-out).
 ///
 /// Writes images/{train,heldout}_NNNN.png, llava_{train,heldout}.json and
-/// aic_{train,heldout}.json under --out. Prepare a manifest from them with the prepare_data
+/// aic_{train,heldout}.json under --output-dir. Prepare a manifest from them with the prepare_data
 /// example (data/sample/prepare_train.toml).
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Output folder.
-    #[arg(long, default_value = "data/sample")]
+    /// Output folder (alias: --out).
+    #[arg(
+        long = "output-dir",
+        alias = "out",
+        value_name = "DIR",
+        default_value = "data/sample"
+    )]
     out: PathBuf,
     /// Seed of every random choice.
     #[arg(long, default_value_t = SampleConfig::default().seed)]
@@ -37,7 +42,7 @@ struct Args {
     /// Image width and height in pixels (16 to 1024).
     #[arg(long, default_value_t = SampleConfig::default().size)]
     size: u32,
-    /// Write nothing: compare the files that would be written with those under --out, byte
+    /// Write nothing: compare the files that would be written with those under --output-dir, byte
     /// for byte, and fail if any differs or is missing.
     #[arg(long)]
     check: bool,

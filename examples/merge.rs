@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example merge -- --checkpoint runs/llava-qwen/step-1000 \
-//!     --out runs/llava-qwen/merged-llm
+//!     --output-dir runs/llava-qwen/merged-llm
 //! ```
 //!
 //! Each adapted weight becomes `W + scaling * B A` (PEFT's `merge_and_unload`); the folder
@@ -16,7 +16,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use vlm::backend::{device, Inference};
-use vlm::hf::{read_config, resolve_model_path, HfError};
+use vlm::cli::checkpoint_path;
+use vlm::hf::{read_config, HfError};
 use vlm::lora::{load_adapter, LoraError};
 use vlm::model::{load_language_model, ModelError, VlmConfig, CONFIG_FILE};
 use vlm::qwen::QwenError;
@@ -38,12 +39,13 @@ const COPIED_FILES: &[&str] = &[
 #[command(name = "merge", verbatim_doc_comment)]
 struct Args {
     /// The vlm checkpoint folder (vlm_config.json naming the base model and the adapter), or
-    /// its Hugging Face hub id ORG/NAME[@REVISION] (from the local cache).
-    #[arg(long, value_name = "DIR", value_parser = resolve_model_path)]
+    /// its Hugging Face hub id ORG/NAME[@REVISION] (from the local cache), a training
+    /// checkpoint (run/checkpoint-N) or a training run's folder (its latest checkpoint).
+    #[arg(long, value_name = "DIR", value_parser = checkpoint_path)]
     checkpoint: PathBuf,
 
-    /// The folder to write the merged language model to.
-    #[arg(long, value_name = "DIR")]
+    /// The folder to write the merged language model to (alias: --out).
+    #[arg(long = "output-dir", alias = "out", value_name = "DIR")]
     out: PathBuf,
 }
 

@@ -15,8 +15,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use vlm::data::source::{
-    prepare, CaptionMode, ImageCheck, PathStyle, PrepareConfig, PrepareError, SourceReport,
-    SourceSpec,
+    prepare, refuse_input_as_output, CaptionMode, ImageCheck, PathStyle, PrepareConfig,
+    PrepareError, SourceReport, SourceSpec,
 };
 
 const CONFIG_HELP: &str = "\
@@ -26,6 +26,7 @@ CONFIG FILE (TOML, or JSON when the name ends in .json; relative paths are relat
   image_paths = \"relative\"   # \"absolute\" (default) or \"relative\" to the manifest's folder
   image_check = \"exists\"     # \"none\", \"exists\" (default) or \"decode\"
   strict = false             # true: stop at the first record that would be skipped
+  images_outside_root = false  # true: accept image names leaving a source's images folder
 
   [[source]]
   name = \"llava-detail\"      # optional, defaults to the annotation file's stem
@@ -45,7 +46,10 @@ Every record and every turn is kept (several conversations on one image give sev
 Records that cannot be used are skipped and counted by reason (malformed_record, unknown_role,
 missing_image_file, undecodable_image, empty_caption, and the training loader's own checks such
 as roles_not_alternating or missing_image_placeholder); --strict turns the first one into an
-error naming the file and the record index. The manifest is written to <output>.part and
+error naming the file and the record index. Image names must stay inside their source's
+images folder (no absolute path, no `..`, no symlink out of it; image_outside_root otherwise)
+unless images_outside_root is set; a missing images folder is an error. Repeated record ids
+are kept and reported (count and examples). The output may not be one of the inputs. The manifest is written to <output>.part and
 renamed when complete. With relative image paths, load the manifest with its own folder as the
 image root.";
 
@@ -56,6 +60,10 @@ struct Args {
     /// Config file listing the output and the sources (see CONFIG FILE below, with --help).
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Accept image names that leave their source's images folder (absolute paths, `..`,
+    /// symlinks out of it), which are skipped otherwise (overrides `images_outside_root`).
+    #[arg(long)]
+    images_outside_root: bool,
     /// The manifest to write (overrides the config's `output`).
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -123,6 +131,7 @@ fn run(args: Args) -> Result<(), String> {
     let reports = result.map_err(|e| e.to_string())?;
     print_table(&reports);
     print_bad_images(&reports);
+    print_duplicates(&reports);
     let written: usize = reports.iter().map(|r| r.stats.written).sum();
     let paths = match config.image_paths {
         PathStyle::Absolute => "absolute image paths".to_owned(),
@@ -144,6 +153,7 @@ fn config(args: Args) -> Result<PrepareConfig, PrepareError> {
             image_paths: PathStyle::default(),
             image_check: ImageCheck::default(),
             strict: false,
+            images_outside_root: false,
             sources: Vec::new(),
         },
     };
@@ -156,7 +166,9 @@ fn config(args: Args) -> Result<PrepareConfig, PrepareError> {
             detail: "no output manifest: pass --output or a --config with `output`".into(),
         });
     }
+    refuse_input_as_output(&config.output, args.config.as_deref())?;
     config.sources.extend(args.sources);
+    config.images_outside_root |= args.images_outside_root;
     if let Some(paths) = args.image_paths {
         config.image_paths = match paths {
             PathsArg::Absolute => PathStyle::Absolute,
@@ -264,5 +276,16 @@ fn print_bad_images(reports: &[SourceReport]) {
     println!("{} images do not decode:", bad.len());
     for (path, error) in bad {
         println!("  {}: {error}", path.display());
+    }
+}
+
+fn print_duplicates(reports: &[SourceReport]) {
+    for r in reports.iter().filter(|r| r.stats.duplicate_ids > 0) {
+        println!(
+            "{}: {} samples repeat an earlier id (kept), e.g. {}",
+            r.name,
+            r.stats.duplicate_ids,
+            r.stats.duplicate_examples.join(", ")
+        );
     }
 }

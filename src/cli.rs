@@ -15,7 +15,7 @@ use burn::tensor::backend::Backend;
 use vlm_data::{
     ChatTemplate, EncoderConfig, EncoderError, SampleEncoder, Tokenizer, TokenizerError,
 };
-use vlm_hf::resolve_model_path;
+use vlm_hf::{resolve_model_path, HubError};
 use vlm_model::{
     load_checkpoint, load_llava_hf, ChatTemplateConfig, ModelError, QwenVlm, CONFIG_FILE,
 };
@@ -23,6 +23,69 @@ use vlm_model::{
 /// Where `cargo run --release --example quickstart` leaves its trained checkpoint (relative to
 /// the working directory): the model the programs use when no model flag is given.
 pub const QUICKSTART_CHECKPOINT: &str = "target/quickstart/model/checkpoint";
+
+/// The folder inside a training checkpoint (`run/checkpoint-N/model`) that holds the
+/// `vlm-model` checkpoint the programs load.
+pub const TRAINING_CHECKPOINT_MODEL_DIR: &str = "model";
+
+/// Why `--checkpoint` names no model folder.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointPathError {
+    /// The hub id could not be resolved.
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    /// The folder is none of the three kinds `--checkpoint` accepts.
+    #[error(
+        "{} holds no model: expected a model folder (with {CONFIG_FILE}), a training \
+         checkpoint (checkpoint-N, with {TRAINING_CHECKPOINT_MODEL_DIR}/{CONFIG_FILE}) or a run \
+         folder (with a complete checkpoint-N){hint}",
+        dir.display()
+    )]
+    NoModel {
+        /// The folder as given.
+        dir: PathBuf,
+        /// What was found instead, when that says more.
+        hint: String,
+    },
+}
+
+/// The model folder `--checkpoint TEXT` names, for clap's `value_parser`: TEXT (a path or a
+/// hub id, see [`resolve_model_path`]) when it holds `vlm_config.json`, else its `model/`
+/// subfolder (a training checkpoint, `run/checkpoint-60`), else the model of its latest
+/// complete checkpoint (a training run's output folder).
+pub fn checkpoint_path(text: &str) -> Result<PathBuf, CheckpointPathError> {
+    let dir = resolve_model_path(text)?;
+    let is_model = |d: &Path| d.join(CONFIG_FILE).is_file();
+    let in_checkpoint = |d: &Path| d.join(TRAINING_CHECKPOINT_MODEL_DIR);
+    if is_model(&dir) {
+        return Ok(dir);
+    }
+    if is_model(&in_checkpoint(&dir)) {
+        return Ok(in_checkpoint(&dir));
+    }
+    let latest = vlm_train::latest_checkpoint(&dir).map(|c| in_checkpoint(&c));
+    match latest {
+        Some(model) if is_model(&model) => Ok(model),
+        _ => Err(CheckpointPathError::NoModel {
+            hint: no_model_hint(&dir),
+            dir,
+        }),
+    }
+}
+
+/// Why a folder given to `--checkpoint` is no model, when more can be said than the kinds.
+fn no_model_hint(dir: &Path) -> String {
+    if !dir.exists() {
+        return ": it does not exist".into();
+    }
+    match vlm_train::list_checkpoints(dir).last() {
+        Some((step, path)) => format!(
+            "; its latest checkpoint, step {step} ({}), has no {TRAINING_CHECKPOINT_MODEL_DIR}/{CONFIG_FILE}",
+            path.display()
+        ),
+        None => String::new(),
+    }
+}
 
 /// The flags that choose a model, to `#[command(flatten)]` into a program's arguments.
 ///
@@ -43,9 +106,11 @@ pub struct ModelArgs {
     #[arg(long, value_name = "DIR", value_parser = resolve_model_path)]
     pub vision: Option<PathBuf>,
 
-    /// A vlm checkpoint folder (vlm_config.json, projector.safetensors, adapter/) or hub id
-    /// [default: target/quickstart/model/checkpoint when no model flag is given].
-    #[arg(long, value_name = "DIR", conflicts_with = "llava", value_parser = resolve_model_path)]
+    /// A vlm checkpoint folder (vlm_config.json, projector.safetensors, adapter/) or hub id,
+    /// a training checkpoint (run/checkpoint-N: its model/) or a training run's folder (its
+    /// latest complete checkpoint) [default: target/quickstart/model/checkpoint when no model
+    /// flag is given].
+    #[arg(long, value_name = "DIR", conflicts_with = "llava", value_parser = checkpoint_path)]
     pub checkpoint: Option<PathBuf>,
 
     /// A Hugging Face LLaVA folder (LlavaForConditionalGeneration) with a Qwen LLM, or its hub

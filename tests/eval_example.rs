@@ -148,3 +148,52 @@ fn eval_reads_llava_json_too() {
         .iter()
         .all(|l| l["reference"].is_string() && l["question"].is_string()));
 }
+
+/// Runs eval from the folder above `data/sample` with `flags`, expecting success; returns
+/// what it printed.
+fn eval_in_data_folder(flags: &[&str], out: &Path) -> String {
+    let output = Command::new(example("eval"))
+        .current_dir(sample_dir().join(".."))
+        .arg("--checkpoint")
+        .arg(checkpoint())
+        .args(flags)
+        .args(["--max-new-tokens", "2"])
+        .arg("--output")
+        .arg(out)
+        .output()
+        .expect("run eval");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+#[test]
+fn eval_takes_relative_image_folders_and_counts_records_without_an_answer() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let heldout = std::fs::read_to_string(sample_dir().join("heldout.jsonl")).expect("manifest");
+    let first: Value = serde_json::from_str(heldout.lines().next().expect("line")).expect("json");
+    let mut unanswered = first.clone();
+    unanswered["id"] = json!("no-answer");
+    unanswered["turns"] = json!([first["turns"][0]]);
+    let lines = [first.to_string(), unanswered.to_string()].join("\n");
+    let manifest = work.path().join("two.jsonl");
+    std::fs::write(&manifest, lines).expect("write manifest");
+    let data = manifest.to_str().expect("utf-8");
+    let summary = eval_in_data_folder(
+        &["--data", data, "--images", "sample"],
+        &work.path().join("a.jsonl"),
+    );
+    assert!(
+        summary.contains("1 records without an answer to score were left out"),
+        "{summary}"
+    );
+    let llava = [
+        "--data",
+        "sample/llava_heldout.json",
+        "--images",
+        "sample/images",
+    ];
+    eval_in_data_folder(
+        &[&llava[..], &["--limit", "1"]].concat(),
+        &work.path().join("l.jsonl"),
+    );
+}

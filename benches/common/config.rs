@@ -107,8 +107,7 @@ pub struct FigureSizes {
 impl BenchConfig {
     /// Reads the config at `path`.
     pub fn read(path: &Path) -> Result<Self, Box<dyn Error>> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+        Ok(vlm::hf::read_config(path)?)
     }
 
     /// Tokens per training sample.

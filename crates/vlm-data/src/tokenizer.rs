@@ -69,14 +69,17 @@ impl Tokenizer {
     /// The file name Hugging Face uses.
     pub const FILE_NAME: &'static str = "tokenizer.json";
 
-    /// Loads a `tokenizer.json` file.
+    /// Loads a `tokenizer.json` file (of at most
+    /// [`MAX_TOKENIZER_BYTES`](vlm_hf::MAX_TOKENIZER_BYTES)).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, TokenizerError> {
         let path = path.as_ref().to_path_buf();
-        let inner =
-            tokenizers::Tokenizer::from_file(&path).map_err(|source| TokenizerError::Load {
-                path: path.clone(),
-                source,
-            })?;
+        let load_error = |source| TokenizerError::Load {
+            path: path.clone(),
+            source,
+        };
+        let bytes = vlm_hf::read_bounded(&path, vlm_hf::MAX_TOKENIZER_BYTES)
+            .map_err(|e| load_error(e.into()))?;
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(load_error)?;
         let special_ids = inner
             .get_added_tokens_decoder()
             .into_iter()

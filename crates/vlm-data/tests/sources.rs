@@ -423,6 +423,7 @@ fn prepare_in_strict_mode_leaves_no_manifest() {
         image_paths: PathStyle::Absolute,
         image_check: ImageCheck::Exists,
         strict: true,
+        images_outside_root: false,
         sources: vec![f.spec(SourceKind::Llava)],
     };
     let err = prepare(&config, &mut |_, _| {}).unwrap_err();
@@ -468,4 +469,96 @@ fn toml_configs_and_inline_specs_parse() {
     assert!("kind=nope,annotations=a,images=b"
         .parse::<SourceSpec>()
         .is_err());
+}
+
+fn qa() -> Value {
+    turns(&[("human", "<image>\nQ"), ("gpt", "A")])
+}
+
+#[test]
+fn image_names_leaving_the_image_folder_are_skipped_unless_allowed() {
+    let f = Fixture::new(Value::Null);
+    std::fs::write(f.dir.path().join("secret.png"), b"").unwrap();
+    let secret = f.dir.path().join("secret.png");
+    std::os::unix::fs::symlink(&secret, f.image("link.png")).unwrap();
+    let records = json!([
+        {"id": "up", "image": "../secret.png", "conversations": qa()},
+        {"id": "abs", "image": secret.to_str().unwrap(), "conversations": qa()},
+        {"id": "proc", "image": "/proc/self/mem", "conversations": qa()},
+        {"id": "link", "image": "link.png", "conversations": qa()},
+        {"id": "ok", "image": "a.jpg", "conversations": qa()},
+    ]);
+    std::fs::write(f.dir.path().join("ann.json"), records.to_string()).unwrap();
+    let (samples, stats) = f.llava();
+    assert_eq!(samples.len(), 1);
+    assert_eq!(samples[0].id, "ok");
+    assert_eq!(
+        stats.skipped_for(SkipReason::ImageOutsideRoot),
+        4,
+        "{stats:?}"
+    );
+
+    let aic = json!([{"image_id": "../secret.png", "caption": ["x"]}]);
+    std::fs::write(f.dir.path().join("ann.json"), aic.to_string()).unwrap();
+    let (samples, stats) = f.aic(CaptionMode::Each, 0);
+    assert!(samples.is_empty());
+    assert_eq!(stats.skipped_for(SkipReason::ImageOutsideRoot), 1);
+
+    std::fs::write(f.dir.path().join("ann.json"), records.to_string()).unwrap();
+    let allowed = ReadOptions {
+        images: ImageCheck::None,
+        images_outside_root: true,
+        ..ReadOptions::default()
+    };
+    let (samples, _) = f.read(&f.spec(SourceKind::Llava), &allowed);
+    assert_eq!(samples.len(), 5);
+}
+
+#[test]
+fn duplicate_ids_are_counted_with_examples() {
+    let f = Fixture::new(json!([
+        {"id": "1", "image": "a.jpg", "conversations": qa()},
+        {"id": "1", "image": "a.jpg", "conversations": qa()},
+        {"id": "2", "image": "b.jpg", "conversations": qa()},
+        {"id": "1", "image": "b.jpg", "conversations": qa()},
+    ]));
+    let (samples, stats) = f.llava();
+    assert_eq!(samples.len(), 4, "duplicates are kept");
+    assert_eq!(stats.duplicate_ids, 2);
+    assert_eq!(stats.duplicate_examples, vec!["1".to_owned()]);
+}
+
+#[test]
+fn a_missing_image_folder_is_an_error() {
+    let f = Fixture::new(json!([{"id": "1", "image": "a.jpg", "conversations": qa()}]));
+    let spec = SourceSpec {
+        images: f.dir.path().join("no-such-folder"),
+        ..f.spec(SourceKind::Llava)
+    };
+    let err = read_source(&spec, &ReadOptions::default(), &mut Vec::new()).unwrap_err();
+    assert!(matches!(err, SourceError::ImageFolder { .. }), "{err}");
+    assert!(err.to_string().contains("no-such-folder"), "{err}");
+}
+
+#[test]
+fn prepare_refuses_to_overwrite_an_input() {
+    let f = Fixture::new(json!([{"id": "1", "image": "a.jpg", "conversations": qa()}]));
+    let annotations = f.dir.path().join("ann.json");
+    let before = std::fs::read(&annotations).unwrap();
+    let link = f.dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&annotations, &link).unwrap();
+    let spelled = f.dir.path().join("images/../ann.json");
+    for output in [annotations.clone(), link, spelled] {
+        let config = PrepareConfig {
+            output,
+            image_paths: PathStyle::Absolute,
+            image_check: ImageCheck::Exists,
+            strict: false,
+            images_outside_root: false,
+            sources: vec![f.spec(SourceKind::Llava)],
+        };
+        let err = prepare(&config, &mut |_, _| {}).unwrap_err();
+        assert!(matches!(err, PrepareError::OutputIsInput { .. }), "{err}");
+        assert_eq!(std::fs::read(&annotations).unwrap(), before);
+    }
 }

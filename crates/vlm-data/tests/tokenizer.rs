@@ -153,3 +153,13 @@ fn streamer_skips_special_tokens_on_request_and_flushes_broken_bytes() {
     assert_eq!(streamer.finish().unwrap().as_deref(), Some("\u{FFFD}"));
     assert_eq!(streamer.finish().unwrap(), None);
 }
+
+#[test]
+fn an_endless_tokenizer_file_is_refused_at_the_size_limit() {
+    let err = vlm_data::Tokenizer::from_file("/dev/zero").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("/dev/zero") && text.contains("256 MiB limit"),
+        "{text}"
+    );
+}

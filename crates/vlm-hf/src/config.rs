@@ -11,15 +11,18 @@ pub const VISION_CONFIG: &str = "vision_config";
 /// Key of the language model's section in a composite config (LLaVA).
 pub const TEXT_CONFIG: &str = "text_config";
 
-/// Reads and parses a JSON config file (`config.json`, `preprocessor_config.json`, ...).
+/// Reads and parses a JSON config file (`config.json`, `preprocessor_config.json`, ...), of
+/// at most [`MAX_CONFIG_BYTES`](crate::MAX_CONFIG_BYTES).
 ///
 /// Unknown fields are ignored by serde unless the target type forbids them, so real
 /// Hugging Face configs with many extra keys parse into small typed structs.
 pub fn read_config<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<T, HfError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| HfError::Io {
-        path: path.to_path_buf(),
-        source,
+    let text = crate::read_bounded_string(path, crate::MAX_CONFIG_BYTES).map_err(|source| {
+        HfError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     serde_json::from_str(&text).map_err(|source| HfError::Json {
         path: path.to_path_buf(),

@@ -80,6 +80,16 @@ pub enum HfError {
         actual: String,
         expected: &'static str,
     },
+    /// A float tensor holds a NaN or an infinity.
+    #[error("tensor `{key}` in {path}: element {index} is {value}; a checkpoint must hold finite weights")]
+    NonFinite {
+        key: String,
+        path: PathBuf,
+        /// The first such element's flat index.
+        index: usize,
+        /// Its value (NaN, inf or -inf).
+        value: f64,
+    },
     /// A file or folder could not be written (or moved into place).
     #[error("cannot write {path}: {source}")]
     Write {

@@ -11,11 +11,13 @@
 //! Saving goes back through the same crate: [`SafetensorsWriter`] and [`write_json`] write
 //! files atomically, [`StagedDir`] whole folders (checkpoints). [`resolve_model_path`] turns a Hugging Face hub id
 //! (`Qwen/Qwen2.5-0.5B-Instruct[@revision]`) into its snapshot folder in the local cache.
+//! [`read_bounded`] reads any whole file a user names with a size limit.
 
 mod config;
 mod error;
 mod hub;
 mod preprocessor;
+mod read;
 mod weights;
 mod write;
 
@@ -28,6 +30,9 @@ pub use hub::{is_model_file, resolve_model_path, HubCache, HubError, HubId, Mode
 pub use preprocessor::{
     CropSize, ImageProcessorType, ImageSize, PreprocessorConfig, Resample, IMAGENET_STANDARD_MEAN,
     IMAGENET_STANDARD_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
+};
+pub use read::{
+    read_bounded, read_bounded_string, MAX_CONFIG_BYTES, MAX_IMAGE_FILE_BYTES, MAX_TOKENIZER_BYTES,
 };
 pub use weights::{join_key, WeightInfo, WeightStore};
 pub use write::{create_dir_all, write_atomic, write_json, SafetensorsWriter, StagedDir};

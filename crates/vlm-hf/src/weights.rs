@@ -176,6 +176,9 @@ impl WeightStore {
     }
 
     /// Reads a floating-point tensor of exactly `shape`, converted to the backend's float type.
+    /// A NaN or infinite value is refused ([`HfError::NonFinite`], naming the file, key and
+    /// first such element): a corrupt or diverged checkpoint fails at load instead of giving
+    /// garbage.
     pub fn float<B: Backend, const D: usize>(
         &self,
         key: &str,
@@ -270,6 +273,14 @@ impl WeightStore {
         })?;
         let (start, end) = info.data_offsets;
         let bytes = &file.mmap[file.data_start + start..file.data_start + end];
+        if let Some((index, value)) = first_non_finite(bytes, info.dtype) {
+            return Err(HfError::NonFinite {
+                key: key.to_string(),
+                path: file.path.clone(),
+                index,
+                value,
+            });
+        }
         Ok(TensorData::from_bytes_vec(bytes.to_vec(), shape, dtype))
     }
 
@@ -309,6 +320,40 @@ impl MappedFile {
             metadata,
         })
     }
+}
+
+/// The first NaN or infinite element of little-endian `bytes` of a float `dtype`, with its
+/// index; `None` for a finite tensor or a non-float dtype. One pass over the bytes, testing
+/// the exponent bits (all ones means NaN or infinity).
+fn first_non_finite(bytes: &[u8], dtype: Dtype) -> Option<(usize, f64)> {
+    match dtype {
+        Dtype::F32 => first_in(bytes, |b: [u8; 4]| f64::from(f32::from_le_bytes(b))),
+        Dtype::F64 => first_in(bytes, f64::from_le_bytes),
+        Dtype::F16 => first_in(bytes, |b| f16_special(u16::from_le_bytes(b))),
+        Dtype::BF16 => first_in(bytes, |b| {
+            f64::from(f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16))
+        }),
+        _ => None,
+    }
+}
+
+/// An f16 as f64 where it is NaN or infinite (exponent bits all ones), else 0: the scan only
+/// needs the non-finite values exactly.
+fn f16_special(bits: u16) -> f64 {
+    match (bits & 0x7C00 == 0x7C00, bits & 0x03FF, bits >> 15) {
+        (false, _, _) => 0.0,
+        (true, 0, 0) => f64::INFINITY,
+        (true, 0, _) => f64::NEG_INFINITY,
+        (true, _, _) => f64::NAN,
+    }
+}
+
+fn first_in<const N: usize>(bytes: &[u8], value: impl Fn([u8; N]) -> f64) -> Option<(usize, f64)> {
+    bytes
+        .chunks_exact(N)
+        .map(|chunk| value(chunk.try_into().unwrap_or([0; N])))
+        .enumerate()
+        .find(|(_, v)| !v.is_finite())
 }
 
 fn float_dtype(dtype: Dtype) -> Option<DType> {

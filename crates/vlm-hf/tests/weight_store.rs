@@ -276,3 +276,55 @@ fn a_missing_or_ambiguous_layout_lists_what_the_file_holds() {
     );
     assert!(err.to_string().contains("`a`"), "{err}");
 }
+
+#[test]
+fn nan_and_infinite_weights_are_refused_naming_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bf: Vec<u8> = [1.0f32, f32::INFINITY]
+        .iter()
+        .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+        .collect();
+    let hf: Vec<u8> = [f32::NEG_INFINITY, 0.0]
+        .iter()
+        .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+        .collect();
+    write_safetensors(
+        &dir.path().join("model.safetensors"),
+        &[
+            (
+                "nan.f32",
+                Dtype::F32,
+                vec![3],
+                f32_bytes(&[0.0, 1.0, f32::NAN]),
+            ),
+            ("inf.bf16", Dtype::BF16, vec![2], bf),
+            ("inf.f16", Dtype::F16, vec![2], hf),
+            (
+                "ok.f32",
+                Dtype::F32,
+                vec![2],
+                f32_bytes(&[f32::MAX, f32::MIN_POSITIVE]),
+            ),
+        ],
+    );
+    let store = WeightStore::open_dir(dir.path()).unwrap();
+    let dev = device();
+    for (key, index, value) in [
+        ("nan.f32", 2, "NaN"),
+        ("inf.bf16", 1, "inf"),
+        ("inf.f16", 0, "-inf"),
+    ] {
+        let err = store.float::<TestBackend, 1>(key, [3 - usize::from(key != "nan.f32")], &dev);
+        let err = err.unwrap_err();
+        assert!(
+            matches!(&err, HfError::NonFinite { key: k, index: i, .. } if k == key && *i == index),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("model.safetensors") && text.contains(value),
+            "{text}"
+        );
+    }
+    assert!(store.float::<TestBackend, 1>("ok.f32", [2], &dev).is_ok());
+}

@@ -53,15 +53,18 @@ impl DecodeLimits {
     }
 }
 
-/// Reads and decodes an image file (see [`decode_image_bytes`]).
+/// Reads and decodes an image file (see [`decode_image_bytes`]) of at most
+/// [`MAX_IMAGE_FILE_BYTES`](vlm_hf::MAX_IMAGE_FILE_BYTES).
 pub fn decode_image_path(
     path: impl AsRef<Path>,
     limits: &DecodeLimits,
 ) -> Result<RgbImage, ImageError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
-        path: path.to_path_buf(),
-        source,
+    let bytes = vlm_hf::read_bounded(path, vlm_hf::MAX_IMAGE_FILE_BYTES).map_err(|source| {
+        ImageError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     decode_image_bytes(&bytes, path, limits)
 }

@@ -284,3 +284,17 @@ fn bytes_errors_name_the_given_source() {
     assert!(matches!(err, ImageError::Empty { .. }));
     assert_eq!(err.path(), Path::new("dataset/row-17"));
 }
+
+#[test]
+fn an_endless_file_is_refused_at_the_size_limit() {
+    let path = Path::new("/dev/zero");
+    let err = processor().process_path(path).unwrap_err();
+    match &err {
+        ImageError::Io { source, .. } => {
+            assert_eq!(source.kind(), std::io::ErrorKind::FileTooLarge)
+        }
+        other => panic!("expected Io, got {other:?}"),
+    }
+    assert!(err.to_string().contains("256 MiB limit"), "{err}");
+    assert_names(&err, path);
+}

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::conversation::{Conversation, Turn, IMAGE_PLACEHOLDER};
 
+use super::images::ImageRoot;
 use super::{Parsed, Samples, Skip, SkipReason};
 use vlm_rng::SplitMix64;
 
@@ -53,7 +54,7 @@ const PROMPT_STREAM: u64 = 1;
 pub(crate) fn parse(
     value: Value,
     index: usize,
-    images: &Path,
+    images: &ImageRoot,
     mode: CaptionMode,
     seed: u64,
 ) -> Parsed {
@@ -74,7 +75,10 @@ pub(crate) fn parse(
         CaptionMode::OneRandom => one_random(captions, seed, index),
         CaptionMode::First => captions.into_iter().take(1).collect(),
     };
-    let image = images.join(&record.image_id);
+    let image = match images.resolve(&record.image_id) {
+        Ok(image) => image,
+        Err(skip) => return Parsed::Skip(skip),
+    };
     let conversations = chosen
         .into_iter()
         .map(|(j, text)| sample(&record.image_id, &image, j, text, seed, index))

@@ -17,6 +17,15 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    /// The source's image folder does not exist or is not a folder.
+    #[error("image folder {}: {source}", path.display())]
+    ImageFolder {
+        /// The folder as given.
+        path: PathBuf,
+        /// Why it cannot be used.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file is not valid JSON, or its top level is not an array. Reading stops here: a
     /// broken JSON text cannot be resynchronised. `record` is the index of the array element
     /// being read when the error was found.

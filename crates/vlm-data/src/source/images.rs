@@ -1,15 +1,76 @@
-//! Checking the image files that samples name: that they exist, and optionally that they
-//! decode (in parallel batches, each file once).
+//! Checking the image files that samples name: that they stay inside the source's image
+//! folder, that they exist, and optionally that they decode (in parallel batches, each file
+//! once).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use vlm_image::{decode_image_path, DecodeLimits};
 
-use super::{Skip, SkipReason};
+use super::{Skip, SkipReason, SourceError};
+
+/// A source's image folder: where the records' image names are looked up, and the bound they
+/// must stay within (unless the source allows images outside it).
+pub(crate) struct ImageRoot {
+    root: PathBuf,
+    /// The folder with symlinks resolved, to compare resolved image paths against.
+    canonical: PathBuf,
+    allow_outside: bool,
+}
+
+impl ImageRoot {
+    /// The folder `root`; an error when it is not an existing folder (a mistyped `images`
+    /// path would otherwise give zero samples and a success).
+    pub(crate) fn new(root: &Path, allow_outside: bool) -> Result<Self, SourceError> {
+        let missing = |source| SourceError::ImageFolder {
+            path: root.to_path_buf(),
+            source,
+        };
+        let canonical = root.canonicalize().map_err(missing)?;
+        if !canonical.is_dir() {
+            return Err(missing(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "not a folder",
+            )));
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            canonical,
+            allow_outside,
+        })
+    }
+
+    /// The path of the image a record names. Refused (as [`SkipReason::ImageOutsideRoot`])
+    /// unless it stays inside the folder: no absolute path, no `..`, and, when the file exists,
+    /// its symlinks resolved, still inside the folder.
+    pub(crate) fn resolve(&self, name: &str) -> Result<PathBuf, Skip> {
+        let path = self.root.join(name);
+        if self.allow_outside {
+            return Ok(path);
+        }
+        let outside = |why: &str| {
+            Skip::new(
+                SkipReason::ImageOutsideRoot,
+                format!("image {name:?} {why} {}", self.root.display()),
+            )
+        };
+        let plain = Path::new(name)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !plain {
+            return Err(outside("is not a plain relative path inside"));
+        }
+        match path.canonicalize() {
+            Ok(resolved) if !resolved.starts_with(&self.canonical) => {
+                Err(outside("resolves (through a symlink) outside"))
+            }
+            _ => Ok(path),
+        }
+    }
+}
 
 /// How much [`read_source`](super::read_source) checks of each image a sample names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -8,17 +8,16 @@
 //! ```
 //!
 //! Every record gives one sample with all its turns, even when several records share an image.
-//! `image` is relative to the source's image folder; a record without it is text only. The
+//! `image` is relative to the source's image folder (and must stay inside it); a record without it is text only. The
 //! `<image>` placeholder stays where the record has it (start or end of the first human turn,
 //! with its newline). `id` may be a string or a number.
-
-use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::conversation::{Conversation, Role, Turn};
 
+use super::images::ImageRoot;
 use super::validate::validate;
 use super::{Parsed, Skip, SkipReason};
 
@@ -37,14 +36,14 @@ struct Message {
 }
 
 /// Turns one array element into a sample, or says why it is skipped.
-pub(crate) fn parse(value: Value, images: &Path) -> Parsed {
+pub(crate) fn parse(value: Value, images: &ImageRoot) -> Parsed {
     match conversation(value, images) {
         Ok(c) => Parsed::one(c),
         Err(skip) => Parsed::Skip(skip),
     }
 }
 
-fn conversation(value: Value, images: &Path) -> Result<Conversation, Skip> {
+fn conversation(value: Value, images: &ImageRoot) -> Result<Conversation, Skip> {
     let record: Record = serde_json::from_value(value)
         .map_err(|e| Skip::new(SkipReason::Malformed, e.to_string()))?;
     let id = id_text(record.id)?;
@@ -52,7 +51,8 @@ fn conversation(value: Value, images: &Path) -> Result<Conversation, Skip> {
         Some(name) if name.trim().is_empty() => {
             return Err(Skip::new(SkipReason::Malformed, "empty `image` field"));
         }
-        name => name.map(|n| images.join(n)),
+        Some(name) => Some(images.resolve(&name)?),
+        None => None,
     };
     let turns = record
         .conversations

@@ -27,6 +27,7 @@ mod stream;
 mod validate;
 
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -42,10 +43,12 @@ pub use aic::{CaptionMode, AIC_PROMPT};
 pub use error::SourceError;
 pub use images::ImageCheck;
 pub use manifest::{ImagePaths, ManifestWriter};
-pub use prepare::{prepare, PathStyle, PrepareConfig, PrepareError, SourceReport};
-pub use stats::{SkipReason, SourceStats};
+pub use prepare::{
+    prepare, refuse_input_as_output, PathStyle, PrepareConfig, PrepareError, SourceReport,
+};
+pub use stats::{SkipReason, SourceStats, DUPLICATE_EXAMPLES};
 
-use images::ImageGate;
+use images::{ImageGate, ImageRoot};
 use stream::StreamError;
 
 /// The annotation formats [`read_source`] understands.
@@ -100,6 +103,10 @@ pub struct ReadOptions {
     pub images: ImageCheck,
     /// Limits for [`ImageCheck::Decode`].
     pub limits: DecodeLimits,
+    /// Accept image names that leave the image folder (absolute paths, `..`, symlinks
+    /// pointing outside); by default such records are skipped as
+    /// [`SkipReason::ImageOutsideRoot`].
+    pub images_outside_root: bool,
 }
 
 /// How far through its annotation file a read is.
@@ -129,7 +136,10 @@ impl Sink for Vec<Conversation> {
 
 /// Reads every record of `spec`'s annotation file into `sink`, returning the counts.
 ///
-/// Errors: the file cannot be read, is not a JSON array (naming the record where the JSON
+/// Samples whose id an earlier sample of this source had are written and counted in
+/// [`SourceStats::duplicate_ids`] (this keeps every id read so far in memory).
+///
+/// Errors: the image folder is missing, the file cannot be read, is not a JSON array (naming the record where the JSON
 /// breaks), the sink fails, or, in strict mode, a record would be skipped.
 pub fn read_source(
     spec: &SourceSpec,
@@ -140,6 +150,7 @@ pub fn read_source(
         path: spec.annotations.clone(),
         source,
     };
+    let root = ImageRoot::new(&spec.images, options.images_outside_root)?;
     let file = File::open(&spec.annotations).map_err(io_error)?;
     let bytes_total = file.metadata().map_err(io_error)?.len();
     let bytes_read = Rc::new(Cell::new(0));
@@ -153,8 +164,10 @@ pub fn read_source(
     let mut run = Run {
         spec,
         strict: options.strict,
+        root,
         gate: ImageGate::new(options.images, options.limits),
         sink,
+        ids: HashSet::new(),
         stats: SourceStats::default(),
         pending: Vec::new(),
         bytes_read,
@@ -222,8 +235,11 @@ struct Pending {
 struct Run<'a> {
     spec: &'a SourceSpec,
     strict: bool,
+    root: ImageRoot,
     gate: ImageGate,
     sink: &'a mut dyn Sink,
+    /// The ids written so far, to count repeats.
+    ids: HashSet<String>,
     stats: SourceStats,
     pending: Vec<Pending>,
     bytes_read: Rc<Cell<u64>>,
@@ -247,9 +263,9 @@ impl Run<'_> {
     fn parse(&self, index: usize, value: Value) -> Parsed {
         let spec = self.spec;
         match spec.kind {
-            SourceKind::Llava => llava::parse(value, &spec.images),
+            SourceKind::Llava => llava::parse(value, &self.root),
             SourceKind::AiChallenger => {
-                aic::parse(value, index, &spec.images, spec.captions, spec.seed)
+                aic::parse(value, index, &self.root, spec.captions, spec.seed)
             }
         }
     }
@@ -291,6 +307,9 @@ impl Run<'_> {
 
     fn write(&mut self, index: usize, conversations: Vec<Conversation>) -> Result<(), SourceError> {
         for c in conversations {
+            if !self.ids.insert(c.id.clone()) {
+                self.stats.count_duplicate(&c.id);
+            }
             self.sink.accept(c).map_err(|source| SourceError::Sink {
                 path: self.spec.annotations.clone(),
                 record: index,

@@ -7,6 +7,7 @@
 //! image_paths = "relative"      # "absolute" (default) or "relative" to the manifest's folder
 //! image_check = "exists"        # "none", "exists" (default) or "decode"
 //! strict = false                # true: stop at the first record that would be skipped
+//! images_outside_root = false   # true: accept image names leaving a source's image folder
 //!
 //! [[source]]
 //! name = "llava-detail"         # optional: defaults to the annotation file's stem
@@ -62,6 +63,10 @@ pub struct PrepareConfig {
     /// Stop at the first record that would be skipped, with an error naming it.
     #[serde(default)]
     pub strict: bool,
+    /// Accept image names that leave their source's image folder (absolute paths, `..`,
+    /// symlinks pointing outside); by default those records are skipped.
+    #[serde(default)]
+    pub images_outside_root: bool,
     /// The sources, read in this order (`[[source]]` tables in TOML, `"source"` or `"sources"`
     /// in JSON).
     #[serde(default, rename = "source", alias = "sources")]
@@ -86,6 +91,14 @@ pub enum PrepareError {
         text: String,
         /// What is wrong.
         detail: String,
+    },
+    /// The manifest to write is one of the inputs (the same file, symlinks resolved).
+    #[error("output {} is the input {}: writing it would destroy it; choose another output", output.display(), input.display())]
+    OutputIsInput {
+        /// The manifest as given.
+        output: PathBuf,
+        /// The input it resolves to.
+        input: PathBuf,
     },
     /// No source to read.
     #[error("no sources: list some in the config file ([[source]]) or on the command line")]
@@ -113,7 +126,8 @@ impl PrepareConfig {
             path: path.to_path_buf(),
             detail,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+        let text = vlm_hf::read_bounded_string(path, vlm_hf::MAX_CONFIG_BYTES)
+            .map_err(|e| config_error(e.to_string()))?;
         let config: Self = if path.extension().is_some_and(|e| e == "json") {
             serde_json::from_str(&text).map_err(|e| config_error(e.to_string()))?
         } else {
@@ -198,6 +212,9 @@ pub fn prepare(
         return Err(PrepareError::NoSources);
     }
     let part = part_path(&config.output);
+    let annotations = config.sources.iter().map(|s| s.annotations.as_path());
+    refuse_input_as_output(&config.output, annotations.clone())?;
+    refuse_input_as_output(&part, annotations)?;
     let result = write_manifest(config, &part, progress);
     if result.is_err() {
         // Best effort: the error being returned matters more than a leftover .part file.
@@ -209,6 +226,27 @@ pub fn prepare(
         source,
     })?;
     Ok(reports)
+}
+
+/// Refuses an `output` that is one of `inputs`: the same file once both are canonicalised
+/// (so a symlink to an input, or another spelling of its path, is caught). An output that does
+/// not exist yet is no input.
+pub fn refuse_input_as_output<'a>(
+    output: &Path,
+    inputs: impl IntoIterator<Item = &'a Path>,
+) -> Result<(), PrepareError> {
+    let Ok(resolved) = output.canonicalize() else {
+        return Ok(());
+    };
+    for input in inputs {
+        if input.canonicalize().is_ok_and(|i| i == resolved) {
+            return Err(PrepareError::OutputIsInput {
+                output: output.to_path_buf(),
+                input: input.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn part_path(output: &Path) -> PathBuf {
@@ -239,6 +277,7 @@ fn write_manifest(
     let options = ReadOptions {
         strict: config.strict,
         images: config.image_check,
+        images_outside_root: config.images_outside_root,
         ..ReadOptions::default()
     };
     let mut reports = Vec::with_capacity(config.sources.len());

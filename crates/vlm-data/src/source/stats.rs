@@ -18,6 +18,9 @@ pub enum SkipReason {
     Invalid(crate::skip::SkipReason),
     /// The image file named by the record is not in the image folder.
     MissingImage,
+    /// The record's image name leaves the image folder (an absolute path, `..`, or a symlink
+    /// resolving outside it) and the source does not allow that.
+    ImageOutsideRoot,
     /// The image file exists but does not decode (checked with [`ImageCheck::Decode`]).
     ///
     /// [`ImageCheck::Decode`]: super::ImageCheck::Decode
@@ -35,6 +38,7 @@ impl SkipReason {
             Self::UnknownRole => "unknown_role",
             Self::Invalid(reason) => reason.as_str(),
             Self::MissingImage => "missing_image_file",
+            Self::ImageOutsideRoot => "image_outside_root",
             Self::BadImage => "undecodable_image",
             Self::EmptyCaption => "empty_caption",
         }
@@ -61,7 +65,16 @@ pub struct SourceStats {
     pub skipped: BTreeMap<SkipReason, usize>,
     /// Images that failed to decode, with the decoder's message (each image once).
     pub bad_images: Vec<(PathBuf, String)>,
+    /// Samples written whose id an earlier sample of the same source already had. They are
+    /// kept (LLaVA-Instruct files repeat ids for several conversations on one image) and
+    /// reported, since ids then no longer name one sample.
+    pub duplicate_ids: usize,
+    /// The first few repeated ids (at most [`DUPLICATE_EXAMPLES`]), each once.
+    pub duplicate_examples: Vec<String>,
 }
+
+/// How many repeated ids [`SourceStats::duplicate_examples`] keeps.
+pub const DUPLICATE_EXAMPLES: usize = 5;
 
 impl SourceStats {
     /// All skips together.
@@ -82,6 +95,14 @@ impl SourceStats {
             .map(|(reason, n)| format!("{reason}: {n}"))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    pub(crate) fn count_duplicate(&mut self, id: &str) {
+        self.duplicate_ids += 1;
+        let known = self.duplicate_examples.iter().any(|e| e == id);
+        if !known && self.duplicate_examples.len() < DUPLICATE_EXAMPLES {
+            self.duplicate_examples.push(id.to_owned());
+        }
     }
 
     pub(crate) fn count_skip(&mut self, reason: SkipReason) {

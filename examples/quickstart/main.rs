@@ -43,7 +43,6 @@
 //!    `checkpoint/` as a vlm checkpoint naming them), which `chat` and `serve` load when no
 //!    model is given.
 
-use std::collections::BTreeSet;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -147,13 +146,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         .collect::<Result<_, _>>()?;
     let questions = questions_in(&heldout);
     let prompts = encode_prompts(&encoder, &questions)?;
-    let im_end = encoder.tokenizer().token_id("<|im_end|>")?;
-    let mut used: BTreeSet<u32> = [encoder.pad_id(), encoder.image_token_id(), im_end].into();
-    used.extend(encoded.iter().flat_map(|s| s.input_ids.iter().copied()));
-    used.extend(prompts.iter().flatten().copied());
-    for asked in &questions {
-        used.extend(encoder.tokenizer().encode(&asked.question.reference)?);
-    }
+    let used = tiny_vlm::vocabulary_ids(&encoder, &encoded, &prompts, &questions)?;
     let vocab = CompactVocab::from_file(root.join(QWEN_TOKENIZER), used)?;
     println!(
         "vocabulary: {} of Qwen's {} tokens",
@@ -219,6 +212,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         saved.display()
     );
     let compact = Tokenizer::from_file(args.out.join("model/llm/tokenizer.json"))?;
+    let im_end = encoder.tokenizer().token_id("<|im_end|>")?;
     let config = GenerationConfig {
         stop_token_ids: vec![vocab.compact_id(im_end)?],
         pad_token_id: pad,

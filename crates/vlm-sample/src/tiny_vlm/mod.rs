@@ -6,9 +6,12 @@
 
 mod random_folder;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
+use vlm_data::chat::Marker;
+use vlm_data::{EncodedSample, SampleEncoder, TokenizerError};
 use vlm_hf::{ImageSize, PreprocessorConfig};
 use vlm_model::{
     ChatTemplateConfig, ModelError, PixelShuffleProjector, StagedCheckpoint, VisionLanguageModel,
@@ -17,8 +20,8 @@ use vlm_model::{
 use vlm_qwen::{QwenError, QwenModel};
 use vlm_vision::{FeatureSelection, SelectStrategy, SiglipVisionTower, VisionError};
 
-use crate::CompactVocab;
-use crate::CompactVocabError;
+use crate::questions::Asked;
+use crate::{CompactVocab, CompactVocabError};
 
 pub use random_folder::{write_random_qwen2, write_random_siglip};
 
@@ -92,6 +95,25 @@ pub fn preprocessing() -> PreprocessorConfig {
         image_std: [0.5; 3],
         ..PreprocessorConfig::siglip_default()
     }
+}
+
+/// The Qwen ids the tiny model's compact vocabulary keeps: the padding, image and
+/// `<|im_end|>` tokens, every id of the training samples and of the questions' prompts, and
+/// those of the reference answers (so that a right answer can be written).
+pub fn vocabulary_ids(
+    encoder: &SampleEncoder,
+    train: &[EncodedSample],
+    prompts: &[Vec<u32>],
+    questions: &[Asked],
+) -> Result<BTreeSet<u32>, TokenizerError> {
+    let im_end = encoder.tokenizer().token_id(Marker::ImEnd.as_str())?;
+    let mut used: BTreeSet<u32> = [encoder.pad_id(), encoder.image_token_id(), im_end].into();
+    used.extend(train.iter().flat_map(|s| s.input_ids.iter().copied()));
+    used.extend(prompts.iter().flatten().copied());
+    for asked in questions {
+        used.extend(encoder.tokenizer().encode(&asked.question.reference)?);
+    }
+    Ok(used)
 }
 
 /// Why writing a tiny model's folders failed.

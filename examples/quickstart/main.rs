@@ -10,16 +10,17 @@
 //!
 //! 1. Reads the LLaVA-format conversations of `data/sample/` (train and held-out splits, with
 //!    `vlm-data`'s LLaVA source) and adds more training scenes drawn by the same generator
-//!    (`vlm_sample::sample`, another seed;
-//!    any scene whose shapes equal a held-out scene's is left out, so the held-out layouts stay
-//!    unseen). Images go through the `vlm-data` image processor (64 x 64, SigLIP-style
-//!    normalisation), conversations through the real Qwen2 tokenizer and ChatML template with
-//!    `vlm-data`'s label masks (only the answers and their `<|im_end|>` are learned).
+//!    (`vlm_sample::sample`, another seed; any scene whose shapes equal a held-out scene's is
+//!    left out, so the held-out layouts stay unseen). Images go through the `vlm-data` image
+//!    processor (64 x 64, SigLIP-style normalisation), conversations through the real Qwen2
+//!    tokenizer and ChatML template with `vlm-data`'s label masks (only the answers and their
+//!    `<|im_end|>` are learned).
 //! 2. Builds the model (`vlm_sample::tiny_vlm`) from two Hugging Face folders with random
-//!    weights that it writes and then loads like any checkpoint: a SigLIP vision tower (`vlm_vision::SiglipVisionTower`,
-//!    2 layers, 64 patches of 8 x 8 pixels, every token kept) and a 2-layer
-//!    Qwen2-architecture LLM (`vlm-qwen`), joined by nanoVLM's pixel-shuffle projector (64
-//!    patches -> 16 image tokens). `--help` lists the flags that change these sizes.
+//!    weights that it writes and then loads like any checkpoint: a SigLIP vision tower
+//!    (`vlm_vision::SiglipVisionTower`, 2 layers, 64 patches of 8 x 8 pixels, every token kept)
+//!    and a 2-layer Qwen2-architecture LLM (`vlm-qwen`), joined by nanoVLM's pixel-shuffle
+//!    projector (64 patches -> 16 image tokens). `--help` lists the flags that change these
+//!    sizes.
 //!
 //!    The vocabulary: Qwen's 151,646 tokens would make the embedding and LM head 99% of the
 //!    model. The LLM gets a compact vocabulary (`vlm_sample::CompactVocab`): Qwen's tokenizer
@@ -27,18 +28,19 @@
 //!    tokens. The data is encoded with the real Qwen tokenizer and template and its ids mapped
 //!    into the compact ones; the compact `tokenizer.json` ships with the saved model.
 //! 3. Trains in two stages with `vlm-train` (AdamW, warmup + cosine, clipping, a progress bar,
-//!    `metrics.jsonl` and `loss.png` in `OUT/pretrain/` and `OUT/run/`). Stage 1 pretrains the
-//!    vision tower, as CLIP and SigLIP are pretrained before a LLaVA uses them: a linear head
-//!    on the mean of its tokens names what is at each of the five places of the generated
-//!    training scenes (`vlm_sample::place_pretraining`). Stage 2 is LLaVA's
-//!    (`vlm_sample::training`): the tower frozen, the projector (at its own
-//!    learning rate) and the whole LLM trained on the conversations. Trained end to end from
-//!    random weights in one stage, the same model stalls at the answer prior (about 47%: it
-//!    counts, and answers the other questions with one word each), in PyTorch as in Burn.
+//!    `metrics.jsonl` and `loss.png` in `OUT/pretrain/` and `OUT/run/`). Stage 1
+//!    (`vlm_sample::place_pretraining`) pretrains the vision tower, as CLIP and SigLIP are
+//!    pretrained before a LLaVA uses them: a linear head on the mean of its tokens names what
+//!    is at each of the five places of the generated training scenes. Stage 2
+//!    (`vlm_sample::training`) is LLaVA's: the tower frozen, the projector (at its own learning
+//!    rate) and the whole LLM trained on the conversations. Trained end to end from random
+//!    weights in one stage, the same model stalls at the answer prior (about 47%: it counts,
+//!    and answers the other questions with one word each), in PyTorch as in Burn.
 //! 4. Evaluates exact match on every held-out question (each asked in its conversation, the
 //!    earlier answers given, by `vlm-model`'s evaluation, `Answerer`), again with every image
-//!    blanked (the model must then guess: near chance), and answers one held-out question. `--train-probe N` also scores N
-//!    training conversations, to tell under- from over-fitting.
+//!    blanked (the model must then guess: near chance), and answers one held-out question
+//!    (scores: `vlm_sample::score`). `--train-probe N` also scores N training conversations,
+//!    to tell under- from over-fitting.
 //! 5. Saves the trained model to `OUT/model/` (`llm/` and `vision/` as Hugging Face folders,
 //!    `checkpoint/` as a vlm checkpoint naming them), which `chat` and `serve` load when no
 //!    model is given.

@@ -38,7 +38,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "vlm-sample",
-        &["vlm-data", "vlm-image", "vlm-rng", "vlm-hf"],
+        &[
+            "vlm-data",
+            "vlm-image",
+            "vlm-rng",
+            "vlm-hf",
+            "vlm-vision",
+            "vlm-qwen",
+            "vlm-model",
+            "vlm-train",
+        ],
     ),
     ("vlm-testkit", &[]),
 ];

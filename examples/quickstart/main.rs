@@ -9,16 +9,18 @@
 //! What it does, in about eight minutes on two cores:
 //!
 //! 1. Reads the LLaVA-format conversations of `data/sample/` (train and held-out splits, with
-//!    `vlm-data`'s LLaVA source) and adds more training scenes drawn by the same generator (`vlm_sample::sample`, another seed;
-//!    any scene whose shapes equal a held-out scene's is left out, so the held-out layouts stay
-//!    unseen). Images go through the `vlm-data` image processor (64 x 64, SigLIP-style
-//!    normalisation), conversations through the real Qwen2 tokenizer and ChatML template with
-//!    `vlm-data`'s label masks (only the answers and their `<|im_end|>` are learned).
-//! 2. Builds the model from two Hugging Face folders with random weights that it writes and
-//!    then loads like any checkpoint: a SigLIP vision tower (`vlm_vision::SiglipVisionTower`,
-//!    2 layers, 64 patches of 8 x 8 pixels, every token kept) and a 2-layer
-//!    Qwen2-architecture LLM (`vlm-qwen`), joined by nanoVLM's pixel-shuffle projector (64
-//!    patches -> 16 image tokens). `--help` lists the flags that change these sizes.
+//!    `vlm-data`'s LLaVA source) and adds more training scenes drawn by the same generator
+//!    (`vlm_sample::sample`, another seed; any scene whose shapes equal a held-out scene's is
+//!    left out, so the held-out layouts stay unseen). Images go through the `vlm-data` image
+//!    processor (64 x 64, SigLIP-style normalisation), conversations through the real Qwen2
+//!    tokenizer and ChatML template with `vlm-data`'s label masks (only the answers and their
+//!    `<|im_end|>` are learned).
+//! 2. Builds the model (`vlm_sample::tiny_vlm`) from two Hugging Face folders with random
+//!    weights that it writes and then loads like any checkpoint: a SigLIP vision tower
+//!    (`vlm_vision::SiglipVisionTower`, 2 layers, 64 patches of 8 x 8 pixels, every token kept)
+//!    and a 2-layer Qwen2-architecture LLM (`vlm-qwen`), joined by nanoVLM's pixel-shuffle
+//!    projector (64 patches -> 16 image tokens). `--help` lists the flags that change these
+//!    sizes.
 //!
 //!    The vocabulary: Qwen's 151,646 tokens would make the embedding and LM head 99% of the
 //!    model. The LLM gets a compact vocabulary (`vlm_sample::CompactVocab`): Qwen's tokenizer
@@ -26,27 +28,23 @@
 //!    tokens. The data is encoded with the real Qwen tokenizer and template and its ids mapped
 //!    into the compact ones; the compact `tokenizer.json` ships with the saved model.
 //! 3. Trains in two stages with `vlm-train` (AdamW, warmup + cosine, clipping, a progress bar,
-//!    `metrics.jsonl` and `loss.png` in `OUT/pretrain/` and `OUT/run/`). Stage 1 pretrains the
-//!    vision tower, as CLIP and SigLIP are pretrained before a LLaVA uses them: a linear head
-//!    on the mean of its tokens names what is at each of the five places of the generated
-//!    training scenes. Stage 2 is LLaVA's: the tower frozen, the projector (at its own
-//!    learning rate) and the whole LLM trained on the conversations. Trained end to end from
-//!    random weights in one stage, the same model stalls at the answer prior (about 47%: it
-//!    counts, and answers the other questions with one word each), in PyTorch as in Burn.
+//!    `metrics.jsonl` and `loss.png` in `OUT/pretrain/` and `OUT/run/`). Stage 1
+//!    (`vlm_sample::place_pretraining`) pretrains the vision tower, as CLIP and SigLIP are
+//!    pretrained before a LLaVA uses them: a linear head on the mean of its tokens names what
+//!    is at each of the five places of the generated training scenes. Stage 2
+//!    (`vlm_sample::training`) is LLaVA's: the tower frozen, the projector (at its own learning
+//!    rate) and the whole LLM trained on the conversations. Trained end to end from random
+//!    weights in one stage, the same model stalls at the answer prior (about 47%: it counts,
+//!    and answers the other questions with one word each), in PyTorch as in Burn.
 //! 4. Evaluates exact match on every held-out question (each asked in its conversation, the
-//!    earlier answers given, by `vlm-model`'s evaluation, `Answerer`), again with every image blanked (the model must then guess:
-//!    near chance), and answers one held-out question. `--train-probe N` also scores N
-//!    training conversations, to tell under- from over-fitting.
+//!    earlier answers given, by `vlm-model`'s evaluation, `Answerer`), again with every image
+//!    blanked (the model must then guess: near chance), and answers one held-out question
+//!    (scores: `vlm_sample::score`). `--train-probe N` also scores N training conversations,
+//!    to tell under- from over-fitting.
 //! 5. Saves the trained model to `OUT/model/` (`llm/` and `vision/` as Hugging Face folders,
 //!    `checkpoint/` as a vlm checkpoint naming them), which `chat` and `serve` load when no
 //!    model is given.
 
-mod data;
-mod pretrain;
-mod random_model;
-mod report;
-
-use std::collections::BTreeSet;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -54,29 +52,20 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use clap::Parser;
-use vlm::backend::{device, Train};
+use vlm::backend::{device, Inference, Train};
 use vlm::data::{ChatTemplate, EncoderConfig, SampleEncoder, Tokenizer};
 use vlm::image::ImageProcessor;
 use vlm::model::{Answerer, PixelShuffleProjector, VisionLanguageModel};
 use vlm::qwen::{GenerationConfig, QwenModel};
-use vlm::sample::sample::{write_sample_data, SampleConfig, Split};
+use vlm::sample::place_pretraining::pretrain_vision;
+use vlm::sample::questions::{encode_prompts, questions_in, Asked};
+use vlm::sample::sample::{extra_scenes, read_split, write_sample_data, SampleConfig, Split};
+use vlm::sample::score::{frequent_answers, HeldOutScore, TrainingScore};
+use vlm::sample::tiny_vlm::{self, TinyVlmSizes, SELECTION};
+use vlm::sample::training::{train_llava, StageSettings, TrainSample};
 use vlm::sample::CompactVocab;
-use vlm::train::{LrSchedule, Resume, ShuffledData, TrainBatch, TrainConfig, TrainMode, Trainer};
-use vlm::vision::{FeatureSelection, SelectStrategy, SiglipVisionTower};
+use vlm::vision::SiglipVisionTower;
 
-use data::{
-    encode_prompts, extra_scenes, questions_in, read_split, train_batch, Asked, TrainSample,
-};
-use pretrain::pretrain_vision;
-use random_model::{save_model, write_random_qwen2, write_random_siglip, Arch, PREPROCESSING};
-
-/// Image side in pixels.
-const SIDE: usize = 64;
-/// The vision features the LLM sees: the last layer, every patch.
-const SELECTION: FeatureSelection = FeatureSelection {
-    layer: -1,
-    strategy: SelectStrategy::Full,
-};
 /// Qwen2's tokenizer, relative to the repository.
 const QWEN_TOKENIZER: &str = "data/tokenizer/qwen2/tokenizer.json";
 
@@ -107,7 +96,7 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     train_probe: usize,
     #[command(flatten)]
-    arch: Arch,
+    arch: TinyVlmSizes,
     /// Output folder (checkpoint, metrics.jsonl, loss.png).
     #[arg(long, default_value = "target/quickstart")]
     out: PathBuf,
@@ -132,17 +121,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let tokenizer = Tokenizer::from_file(root.join(QWEN_TOKENIZER))?;
     let arch = args.arch;
-    let tokens_per_image = (SIDE / arch.patch / arch.shuffle).pow(2);
     let encoder = SampleEncoder::new(
         tokenizer,
         ChatTemplate::without_system(),
-        EncoderConfig::new(tokens_per_image, 512),
+        EncoderConfig::new(arch.tokens_per_image(), 512),
     )?;
-    let images = ImageProcessor::new(PREPROCESSING.clone());
+    let images = ImageProcessor::new(tiny_vlm::preprocessing());
     let mut train = read_split(&data_dir, Split::Train, &images)?;
     let heldout = read_split(&data_dir, Split::Heldout, &images)?;
     let bundled = train.len();
-    let generated = extra_scenes(args.extra_train, &args.out, &images)?;
+    let generated = extra_scenes(args.extra_train, &args.out.join("extra"), &images)?;
     train.extend(generated.iter().map(|s| s.example.clone()));
     println!(
         "data: {bundled} bundled + {} generated training conversations, {} held-out ({:.1} s)",
@@ -152,7 +140,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
 
     let probe = questions_in(&train[..args.train_probe.min(train.len())]);
-    let prior = report::frequent_answers(train.iter().map(|(conv, _)| conv));
+    let prior = frequent_answers(train.iter().map(|(conv, _)| conv));
     // The compact vocabulary: every Qwen id the data's prompts and answers use.
     let encoded: Vec<_> = train
         .iter()
@@ -160,13 +148,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         .collect::<Result<_, _>>()?;
     let questions = questions_in(&heldout);
     let prompts = encode_prompts(&encoder, &questions)?;
-    let im_end = encoder.tokenizer().token_id("<|im_end|>")?;
-    let mut used: BTreeSet<u32> = [encoder.pad_id(), encoder.image_token_id(), im_end].into();
-    used.extend(encoded.iter().flat_map(|s| s.input_ids.iter().copied()));
-    used.extend(prompts.iter().flatten().copied());
-    for asked in &questions {
-        used.extend(encoder.tokenizer().encode(&asked.question.reference)?);
-    }
+    let used = tiny_vlm::vocabulary_ids(&encoder, &encoded, &prompts, &questions)?;
     let vocab = CompactVocab::from_file(root.join(QWEN_TOKENIZER), used)?;
     println!(
         "vocabulary: {} of Qwen's {} tokens",
@@ -179,33 +161,41 @@ fn main() -> Result<(), Box<dyn Error>> {
         .map(|(sample, (_, pixels))| Ok((vocab.compact_sample(sample)?, pixels)))
         .collect::<Result<Vec<TrainSample>, Box<dyn Error>>>()?;
 
-    // 2. The model.
+    // 2. The model; stage 1 pretrains its vision tower.
     let llm_dir = args.out.join("llm-init");
-    write_random_qwen2(&llm_dir, vocab.len(), &arch)?;
+    tiny_vlm::write_random_qwen2::<Inference>(&llm_dir, vocab.len(), &arch, &dev)?;
     let vision_dir = args.out.join("vision-init");
-    write_random_siglip(&vision_dir, &arch)?;
+    tiny_vlm::write_random_siglip::<Inference>(&vision_dir, &arch, &dev)?;
     Train::seed(&dev, 0);
     let llm = QwenModel::<Train>::load(&llm_dir, &dev)?;
     let vision = SiglipVisionTower::<Train>::load(&vision_dir, SELECTION, &dev)?;
-    let vision = pretrain_vision(vision, &generated, &args, &dev)?;
+    let stages = StageSettings {
+        out: args.out.clone(),
+        batch_size: args.batch_size,
+        lr: args.lr,
+    };
+    let config = stages.config("pretrain", args.pretrain_steps, args.lr, true);
+    let stage_start = Instant::now();
+    let pretrained = pretrain_vision(vision, &generated, config, &dev)?;
+    println!(
+        "stage 1: pretrained the vision tower {} steps in {:.0} s; final loss {:.4}",
+        pretrained.state.step,
+        stage_start.elapsed().as_secs_f64(),
+        pretrained.state.last_loss.unwrap_or(f64::NAN)
+    );
     let projector = PixelShuffleProjector::new(arch.vit_dim, arch.hidden, arch.shuffle, &dev)?;
     let image_id = vocab.compact_id(encoder.image_token_id())?;
-    let model = VisionLanguageModel::new(vision, projector, llm, image_id)?;
+    let model = VisionLanguageModel::new(pretrained.model.vision, projector, llm, image_id)?;
 
     // 3. Training (stage 2): the tower frozen, as LLaVA has it.
-    let config = train_config(&args, "run", args.steps, args.projector_lr, false);
+    let config = stages.config("run", args.steps, args.projector_lr, false);
     let pad = vocab.compact_id(encoder.pad_id())?;
-    let collate = move |batch: &[&TrainSample], dev: &burn::tensor::Device<Train>| {
-        train_batch(batch, pad, dev)
-    };
-    let mut data = ShuffledData::new(samples, args.batch_size, 0, collate);
-    let loss = |m: &QsVlm<Train>, b: TrainBatch<Train>| Ok(m.forward_loss(b.inputs, b.labels)?.1);
-    let train_start = Instant::now();
-    let outcome = Trainer::new(config, dev, loss)?.fit(model, &mut data, Resume::No)?;
+    let stage_start = Instant::now();
+    let outcome = train_llava(model, samples, config, pad, &dev)?;
     println!(
         "stage 2: trained {} steps in {:.0} s; final loss {:.4}; metrics in {}{}",
         outcome.state.step,
-        train_start.elapsed().as_secs_f64(),
+        stage_start.elapsed().as_secs_f64(),
         outcome.state.last_loss.unwrap_or(f64::NAN),
         outcome.metrics.display(),
         outcome
@@ -217,13 +207,14 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // 4. The trained model, saved for `chat` and `serve`; then evaluation with its tokenizer.
     let model = outcome.model.valid();
-    let saved = save_model(&model, &vocab, &llm_dir, &args.out.join("model"))?;
+    let saved = tiny_vlm::save_tiny_vlm(&model, &vocab, &llm_dir, &args.out.join("model"))?;
     println!(
         "model saved to {} (chat with it: cargo run --release --example chat -- --image IMAGE \
          --prompt \"How many shapes are there?\")",
         saved.display()
     );
     let compact = Tokenizer::from_file(args.out.join("model/llm/tokenizer.json"))?;
+    let im_end = encoder.tokenizer().token_id("<|im_end|>")?;
     let config = GenerationConfig {
         stop_token_ids: vec![vocab.compact_id(im_end)?],
         pad_token_id: pad,
@@ -235,15 +226,29 @@ fn main() -> Result<(), Box<dyn Error>> {
             .iter()
             .zip(prompts)
             .map(|(a, ids)| a.prompt(&vocab, ids, blank))
-            .collect::<Result<Vec<_>, Box<dyn Error>>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         Ok::<_, Box<dyn Error>>(answerer.answer_all(&prompts, 32)?)
     };
     let answers = ask(&questions, &prompts, false)?;
     let blanked = ask(&questions, &prompts, true)?;
-    report::held_out(&questions, &answers, &blanked, &prior);
+    print!(
+        "{}",
+        HeldOutScore {
+            questions: &questions,
+            answers: &answers,
+            blanked: &blanked,
+            prior: &prior,
+        }
+    );
     if !probe.is_empty() {
         let probe_answers = ask(&probe, &encode_prompts(&encoder, &probe)?, false)?;
-        report::training(&probe, &probe_answers);
+        print!(
+            "{}",
+            TrainingScore {
+                probe: &probe,
+                answers: &probe_answers
+            }
+        );
     }
     let asked = &questions[0];
     println!(
@@ -257,38 +262,6 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// The training configuration of both stages: AdamW with warmup and cosine decay, the
-/// projector (the place head in stage 1) at `projector_lr`, logs in `OUT/subdir`.
-fn train_config(
-    args: &Args,
-    subdir: &str,
-    steps: usize,
-    projector_lr: f64,
-    train_vision: bool,
-) -> TrainConfig {
-    TrainConfig {
-        output_dir: args.out.join(subdir),
-        // The program's own scratch folder: a rerun replaces the previous run.
-        overwrite_output_dir: true,
-        mode: TrainMode::Full,
-        train_vision,
-        per_device_train_batch_size: args.batch_size,
-        gradient_accumulation_steps: 1,
-        max_steps: Some(steps),
-        learning_rate: args.lr,
-        feature_proj_lr: Some(projector_lr),
-        weight_decay: 0.01,
-        warmup_ratio: 0.05,
-        lr_scheduler_type: LrSchedule::Cosine,
-        max_grad_norm: 1.0,
-        save_steps: 0,
-        save_total_limit: Some(1),
-        logging_steps: 50,
-        seed: 0,
-        ..TrainConfig::default()
-    }
-}
-
 fn resolve(root: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() || path.exists() {
         path.to_path_buf()
@@ -296,6 +269,3 @@ fn resolve(root: &Path, path: &Path) -> PathBuf {
         root.join(path)
     }
 }
-
-type QsVlm<B> =
-    VisionLanguageModel<B, SiglipVisionTower<B>, PixelShuffleProjector<B>, QwenModel<B>>;

@@ -18,6 +18,7 @@
 //! aic_train.json, aic_heldout.json       (three captions per image)
 //! ```
 
+mod read;
 mod scene;
 mod text;
 
@@ -31,6 +32,7 @@ use serde::Serialize;
 use vlm_data::IMAGE_PLACEHOLDER;
 use vlm_rng::SplitMix64;
 
+pub use read::{extra_scenes, read_split, GeneratedScene, Pixels, ReadError};
 pub use scene::{Background, Color, Position, Scene, Shape, ShapeKind};
 
 /// What to generate.

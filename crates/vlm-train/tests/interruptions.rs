@@ -193,10 +193,7 @@ fn a_full_disk_while_saving_the_optimizer_state_names_the_file_and_the_os_cause(
     fs::create_dir(&state).expect("state folder");
     let file: PathBuf = state.join("projector.mpk");
     std::os::unix::fs::symlink("/dev/full", &file).expect("symlink");
-    let error = optimizer
-        .save(&state, &table)
-        .err()
-        .expect("the write fails");
+    let error = optimizer.save(&state, &table).expect_err("the write fails");
     let message = error.to_string();
     assert_eq!(
         message,

@@ -94,6 +94,21 @@ fn train_command(
     command
 }
 
+/// Flags of a projector-only run of `max_steps` steps, a checkpoint every `save_steps`, a log
+/// line every step.
+fn projector_run<'a>(max_steps: &'a str, save_steps: &'a str) -> [&'a str; 8] {
+    [
+        "--mode",
+        "projector",
+        "--max-steps",
+        max_steps,
+        "--save-steps",
+        save_steps,
+        "--logging-steps",
+        "1",
+    ]
+}
+
 /// `train` with only `args` (a resumed run).
 fn train_only(args: &[&str]) -> Output {
     Command::new(example("train"))
@@ -222,16 +237,7 @@ fn resume_needs_only_the_folder_and_may_only_extend_the_run() {
     let llm = llm_without_tokenizer();
     let work = tempfile::tempdir().expect("tempdir");
     let out = work.path().join("run");
-    let extra = [
-        "--mode",
-        "projector",
-        "--max-steps",
-        "2",
-        "--save-steps",
-        "1",
-        "--logging-steps",
-        "1",
-    ];
+    let extra = projector_run("2", "1");
     let first = train_with(llm.path(), &tokenizer_file(), &out, 2, &extra);
     assert!(first.status.success(), "{first:?}");
     let dir = out.to_str().expect("utf-8 path");
@@ -261,16 +267,7 @@ fn sigterm_checkpoints_the_step_in_progress_and_resume_continues_from_it() {
     let llm = llm_without_tokenizer();
     let work = tempfile::tempdir().expect("tempdir");
     let out = work.path().join("run");
-    let extra = [
-        "--mode",
-        "projector",
-        "--max-steps",
-        "40",
-        "--save-steps",
-        "20",
-        "--logging-steps",
-        "1",
-    ];
+    let extra = projector_run("40", "20");
     let mut child = train_command(llm.path(), &tokenizer_file(), &out, 2, &extra)
         .stderr(Stdio::piped())
         .spawn()

@@ -37,9 +37,12 @@
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 use vlm::backend::{device, device_named, Train};
 use vlm::data::{ChatTemplate, Dataset, EncoderConfig, LoaderOptions, SampleEncoder, Tokenizer};
@@ -54,7 +57,7 @@ use vlm::qwen::QwenModel;
 use vlm::train::checkpoint::{TRAINER_STATE_FILE, TRAIN_CONFIG_FILE};
 use vlm::train::{
     attach_lora, latest_checkpoint, run_local_peers, DatasetSource, Peer, Resume, TrainArgs,
-    TrainBatch, TrainConfig, TrainError, TrainMode, Trainer,
+    TrainBatch, TrainConfig, TrainError, TrainMode, Trainer, TrainerState,
 };
 use vlm::vision::{FeatureSelection, SelectStrategy, VisionEncoder};
 
@@ -126,7 +129,9 @@ struct Program {
 const PROGRAM_FILE: &str = "train_program.json";
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(args, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -135,9 +140,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> Result<(), Box<dyn Error + Send + Sync>> {
+fn run(args: Args, matches: &ArgMatches) -> Result<(), Box<dyn Error + Send + Sync>> {
     let (args, config, resume) = match &args.resume {
-        Some(dir) => resumed(&args, dir)?,
+        Some(dir) => resumed(&args, matches, dir)?,
         None => {
             let config = match &args.config {
                 Some(path) => TrainConfig::from_toml_file(path)?,
@@ -157,8 +162,9 @@ fn run(args: Args) -> Result<(), Box<dyn Error + Send + Sync>> {
     }
     let peers = Peer::local_peers(&config)?;
     let resume = &resume;
+    let stop = stop_on_signals()?;
     let summaries = run_local_peers(peers, |peer| {
-        train_peer(&args, &config, resume.clone(), peer)
+        train_peer(&args, &config, resume.clone(), peer, stop.clone())
     })?;
     for summary in summaries.iter().flatten() {
         println!("{summary}");
@@ -166,14 +172,29 @@ fn run(args: Args) -> Result<(), Box<dyn Error + Send + Sync>> {
     Ok(())
 }
 
+/// A flag that SIGINT (Ctrl-C) and SIGTERM set: the trainer then finishes its step, writes a
+/// checkpoint and stops. A second signal while it does exits at once (status 1).
+fn stop_on_signals() -> Result<Arc<AtomicBool>, Box<dyn Error + Send + Sync>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    Ok(stop)
+}
+
 /// The settings of a run resumed from `dir` (a run folder or a checkpoint; empty: the latest
 /// checkpoint of `--output-dir`): those saved in the checkpoint, with the flags that may
 /// change applied. Program flags other than `--workers` are refused.
 fn resumed(
     args: &Args,
+    matches: &ArgMatches,
     dir: &Path,
 ) -> Result<(Program, TrainConfig, Resume), Box<dyn Error + Send + Sync>> {
     let given = &args.program;
+    // Flags with a default: given only when typed on the command line.
+    let typed = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     let fixed = [
         ("--manifest", given.manifest.is_some()),
         ("--image-root", given.image_root.is_some()),
@@ -181,6 +202,12 @@ fn resumed(
         ("--vision", given.vision.is_some()),
         ("--tokenizer", given.tokenizer.is_some()),
         ("--system-prompt", given.system_prompt.is_some()),
+        ("--vision-feature-layer", typed("vision_feature_layer")),
+        (
+            "--vision-feature-select-strategy",
+            typed("vision_feature_select_strategy"),
+        ),
+        ("--max-len", typed("max_len")),
         ("--config", args.config.is_some()),
     ];
     if let Some((flag, _)) = fixed.iter().find(|(_, set)| *set) {
@@ -225,6 +252,7 @@ fn train_peer(
     config: &TrainConfig,
     resume: Resume,
     peer: Peer,
+    stop: Arc<AtomicBool>,
 ) -> Result<Option<String>, Box<dyn Error + Send + Sync>> {
     let config = config.clone();
     let dev = match &peer.device {
@@ -323,7 +351,11 @@ fn train_peer(
     let outcome = Trainer::new(config, dev, loss)?
         .with_export(export)
         .with_peer(peer)
+        .with_stop(stop)
         .fit(model, &mut data, resume)?;
+    if outcome.interrupted && main {
+        return Err(interrupted_message(&outcome.state, outcome.last_checkpoint.as_deref()).into());
+    }
     let summary = format!(
         "done: step {}, last loss {:.4}, {} records skipped; last checkpoint {}",
         outcome.state.step,
@@ -334,6 +366,21 @@ fn train_peer(
             .map_or("none".into(), |p| p.display().to_string())
     );
     Ok(main.then_some(summary))
+}
+
+/// `interrupted at step N: checkpoint-N written; resume with `train --resume DIR``.
+fn interrupted_message(state: &TrainerState, checkpoint: Option<&Path>) -> String {
+    let Some(checkpoint) = checkpoint else {
+        return format!("interrupted at step {}: no checkpoint written", state.step);
+    };
+    let name = checkpoint.file_name().unwrap_or(checkpoint.as_os_str());
+    let run_dir = checkpoint.parent().unwrap_or(checkpoint);
+    format!(
+        "interrupted at step {}: {} written; resume with `train --resume {}`",
+        state.step,
+        name.to_string_lossy(),
+        run_dir.display()
+    )
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, Box<dyn Error + Send + Sync>> {

@@ -2,12 +2,14 @@
 //! folder holding it, every checkpoint carries a copy of the tokenizer and records it, and
 //! `chat` loads such a checkpoint with no tokenizer flag even though its language model folder
 //! has none; default LoRA settings fit a Qwen2 model; run folders belong to one run; one seed
-//! gives one loss curve; `--resume DIR` needs no other flag.
+//! gives one loss curve; `--resume DIR` needs no other flag; SIGTERM checkpoints the step in
+//! progress, which `--resume` continues from.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use common::{checkpoint, example, tokenizer_file};
 use serde_json::Value;
@@ -43,6 +45,19 @@ fn train(llm: &Path, tokenizer: &Path, out: &Path) -> Output {
 /// spellings for some settings, kebab-case for the rest), with `extra` flags; the pseudo-flag
 /// `--with-bad-record` appends a record the dataset skips.
 fn train_with(llm: &Path, tokenizer: &Path, out: &Path, records: usize, extra: &[&str]) -> Output {
+    train_command(llm, tokenizer, out, records, extra)
+        .output()
+        .expect("run train")
+}
+
+/// The `train` command of [`train_with`].
+fn train_command(
+    llm: &Path,
+    tokenizer: &Path,
+    out: &Path,
+    records: usize,
+    extra: &[&str],
+) -> Command {
     let sample = fixture("..").join("sample");
     let manifest = out.with_extension("jsonl");
     let lines = std::fs::read_to_string(sample.join("train.jsonl")).expect("manifest");
@@ -57,7 +72,8 @@ fn train_with(llm: &Path, tokenizer: &Path, out: &Path, records: usize, extra: &
         .copied()
         .filter(|flag| *flag != "--with-bad-record")
         .collect();
-    Command::new(example("train"))
+    let mut command = Command::new(example("train"));
+    command
         .arg("--manifest")
         .arg(&manifest)
         .arg("--image-root")
@@ -74,9 +90,23 @@ fn train_with(llm: &Path, tokenizer: &Path, out: &Path, records: usize, extra: &
         .args(["--disable_progress_bar", "true"])
         .args(&extra)
         .arg("--output_dir")
-        .arg(out)
-        .output()
-        .expect("run train")
+        .arg(out);
+    command
+}
+
+/// Flags of a projector-only run of `max_steps` steps, a checkpoint every `save_steps`, a log
+/// line every step.
+fn projector_run<'a>(max_steps: &'a str, save_steps: &'a str) -> [&'a str; 8] {
+    [
+        "--mode",
+        "projector",
+        "--max-steps",
+        max_steps,
+        "--save-steps",
+        save_steps,
+        "--logging-steps",
+        "1",
+    ]
 }
 
 /// `train` with only `args` (a resumed run).
@@ -207,16 +237,7 @@ fn resume_needs_only_the_folder_and_may_only_extend_the_run() {
     let llm = llm_without_tokenizer();
     let work = tempfile::tempdir().expect("tempdir");
     let out = work.path().join("run");
-    let extra = [
-        "--mode",
-        "projector",
-        "--max-steps",
-        "2",
-        "--save-steps",
-        "1",
-        "--logging-steps",
-        "1",
-    ];
+    let extra = projector_run("2", "1");
     let first = train_with(llm.path(), &tokenizer_file(), &out, 2, &extra);
     assert!(first.status.success(), "{first:?}");
     let dir = out.to_str().expect("utf-8 path");
@@ -239,6 +260,73 @@ fn resume_needs_only_the_folder_and_may_only_extend_the_run() {
     assert!(out.join("checkpoint-3").is_dir());
     let steps: Vec<u64> = logged_losses(&out).iter().map(|(s, _)| *s).collect();
     assert_eq!(steps, [1, 2, 3]);
+}
+
+#[test]
+fn sigterm_checkpoints_the_step_in_progress_and_resume_continues_from_it() {
+    let llm = llm_without_tokenizer();
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = work.path().join("run");
+    let extra = projector_run("40", "20");
+    let mut child = train_command(llm.path(), &tokenizer_file(), &out, 2, &extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start train");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut err = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("stderr line");
+        err.push_str(&line);
+        err.push('\n');
+        if line.starts_with("step 1/40") {
+            break;
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    for line in lines {
+        err.push_str(&line.expect("stderr line"));
+        err.push('\n');
+    }
+    let status = child.wait().expect("wait");
+    assert!(!status.success(), "{err}");
+    let (step, rest) = err
+        .split_once("interrupted at step ")
+        .and_then(|(_, rest)| rest.split_once(':'))
+        .unwrap_or_else(|| panic!("no interruption message: {err}"));
+    let step: usize = step.parse().expect("step");
+    assert!((1..20).contains(&step), "mid-interval: {err}");
+    let dir = out.to_str().expect("utf-8 path");
+    assert!(
+        rest.starts_with(&format!(
+            " checkpoint-{step} written; resume with `train --resume {dir}`"
+        )),
+        "{err}"
+    );
+    assert!(out.join(format!("checkpoint-{step}/model")).is_dir());
+
+    for flag in [
+        ["--max-len", "256"],
+        ["--vision-feature-layer", "-1"],
+        ["--vision-feature-select-strategy", "full"],
+    ] {
+        let refused = train_only(&["--resume", dir, flag[0], flag[1]]);
+        assert!(!refused.status.success(), "{refused:?}");
+        let message = format!("{} cannot be given with --resume", flag[0]);
+        assert!(stderr(&refused).contains(&message), "{refused:?}");
+    }
+
+    let resumed = train_only(&["--resume", dir, "--max-steps", &(step + 1).to_string()]);
+    assert!(resumed.status.success(), "{resumed:?}");
+    let err = stderr(&resumed);
+    assert!(
+        err.contains(&format!("resuming from checkpoint-{step} (step {step},")),
+        "{err}"
+    );
+    assert!(out.join(format!("checkpoint-{}", step + 1)).is_dir());
 }
 
 /// `chat --checkpoint checkpoint --prompt Hi`, two greedy tokens, no tokenizer flag.

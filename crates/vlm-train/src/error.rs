@@ -103,6 +103,16 @@ pub enum TrainError {
         reason: String,
     },
 
+    /// `metrics.jsonl` could not be written (e.g. a full disk): the run stopped at the end of
+    /// the step, after trying to write a checkpoint of it.
+    #[error("{failure}; {}", checkpoint_note(.checkpoint))]
+    MetricsFailed {
+        /// The failed metrics write.
+        failure: Box<TrainError>,
+        /// The checkpoint written before stopping, or why it could not be.
+        checkpoint: Result<PathBuf, Box<TrainError>>,
+    },
+
     /// A checkpoint to resume from is missing, incomplete or does not fit the model.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {
@@ -121,6 +131,13 @@ impl TrainError {
         }
     }
 
+    pub(crate) fn metrics_failed(failure: TrainError, checkpoint: Result<PathBuf, Self>) -> Self {
+        Self::MetricsFailed {
+            failure: Box::new(failure),
+            checkpoint: checkpoint.map_err(Box::new),
+        }
+    }
+
     pub(crate) fn output_dir(path: impl Into<PathBuf>, reason: impl ToString) -> Self {
         Self::OutputDir {
             path: path.into(),
@@ -133,5 +150,16 @@ impl TrainError {
             path: path.into(),
             reason: reason.to_string(),
         }
+    }
+}
+
+/// What became of the checkpoint a run tried to write before stopping on a failure.
+fn checkpoint_note(checkpoint: &Result<PathBuf, Box<TrainError>>) -> String {
+    match checkpoint {
+        Ok(path) => format!(
+            "stopped after writing {} (resume from it with --resume)",
+            path.display()
+        ),
+        Err(e) => format!("stopped; the checkpoint could not be written either: {e}"),
     }
 }

@@ -13,8 +13,10 @@
 //! - [`Trainer`]: gradient accumulation (the exact token mean over the micro-batches of a
 //!   step), global-norm clipping, warmup + cosine/linear/constant decay ([`Schedule`]), a
 //!   NaN/inf guard, logs (console, progress bar, `metrics.jsonl`, `loss.png`), atomic
-//!   checkpoints `checkpoint-N/` rotated to `save_total_limit`, and resume that reproduces
-//!   the uninterrupted run bit for bit ([`checkpoint`]).
+//!   checkpoints `checkpoint-N/` rotated to `save_total_limit`, resume that reproduces
+//!   the uninterrupted run bit for bit ([`checkpoint`]), and a stop flag (what a program's
+//!   SIGINT / SIGTERM handler sets) that checkpoints the step in progress
+//!   ([`Trainer::with_stop`]).
 //!
 //! Data comes through [`TrainData`]: a stream of micro-batches per epoch that can be
 //! repositioned ([`vlm_data::Position`], saved in checkpoints), which makes resuming exact;

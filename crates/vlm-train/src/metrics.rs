@@ -74,9 +74,14 @@ impl MetricsRecord {
 
 /// Appends records to `metrics.jsonl`, one flushed line each (or, on a data-parallel peer
 /// other than the main one, nowhere).
+///
+/// A failed write (a full disk) does not interrupt the caller: the log keeps the error and
+/// writes nothing more, and the trainer, at the end of the step, writes a checkpoint before
+/// stopping with it ([`take_failure`](Self::take_failure)).
 pub struct MetricsLog {
     path: PathBuf,
     file: Option<File>,
+    failure: Option<TrainError>,
 }
 
 impl MetricsLog {
@@ -109,6 +114,7 @@ impl MetricsLog {
         Ok(Self {
             path,
             file: Some(file),
+            failure: None,
         })
     }
 
@@ -118,6 +124,7 @@ impl MetricsLog {
         Self {
             path: output_dir.join(METRICS_FILE),
             file: None,
+            failure: None,
         }
     }
 
@@ -126,16 +133,23 @@ impl MetricsLog {
         &self.path
     }
 
-    /// Appends one record.
-    pub fn write(&mut self, record: &MetricsRecord) -> Result<(), TrainError> {
+    /// Appends one record; after a failed write, keeps the error and drops this record and
+    /// every later one.
+    pub fn write(&mut self, record: &MetricsRecord) {
         let Some(file) = &mut self.file else {
-            return Ok(());
+            return;
         };
         let mut line = serde_json::to_string(record).expect("records serialise");
         line.push('\n');
-        file.write_all(line.as_bytes())
-            .and_then(|()| file.flush())
-            .map_err(|e| TrainError::write(&self.path, e))
+        if let Err(e) = file.write_all(line.as_bytes()).and_then(|()| file.flush()) {
+            self.failure = Some(TrainError::write(&self.path, e));
+            self.file = None;
+        }
+    }
+
+    /// The error of the write that failed, if one did (once).
+    pub fn take_failure(&mut self) -> Option<TrainError> {
+        self.failure.take()
     }
 }
 

@@ -7,12 +7,12 @@
 //! `torch.optim.AdamW` groups with Burn's own AdamW kernel and state records.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder, RecorderError};
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::params::{ParamGroup, ParamInfo};
@@ -115,10 +115,11 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> GroupedAdamW<M, B> {
                 .into_iter()
                 .map(|(id, state)| (ParamId::from(index[&id]), state))
                 .collect();
-            let file = dir.join(group.group.name());
-            recorder()
-                .record(record, file.clone())
-                .map_err(|e| TrainError::checkpoint(file, e))?;
+            let file = group_file(dir, group.group);
+            let bytes = recorder()
+                .record(record, ())
+                .map_err(|e| TrainError::checkpoint(&file, recorder_message(e)))?;
+            crate::checkpoint::write_synced(&file, &bytes)?;
         }
         Ok(())
     }
@@ -142,19 +143,20 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> GroupedAdamW<M, B> {
             .map(|info| (info.path.as_str(), info.id))
             .collect();
         for group in &mut self.groups {
-            let file = dir.join(group.group.name());
-            if !file.with_extension("mpk").is_file() {
+            let file = group_file(dir, group.group);
+            if !file.is_file() {
                 return Err(TrainError::checkpoint(
-                    file.with_extension("mpk"),
+                    &file,
                     format!(
                         "missing: the checkpoint has no state for group `{}`",
                         group.group.name()
                     ),
                 ));
             }
+            let bytes = std::fs::read(&file).map_err(|e| TrainError::checkpoint(&file, e))?;
             let record: GroupRecord<M, B> = recorder()
-                .load(file.clone(), device)
-                .map_err(|e| TrainError::checkpoint(&file, e))?;
+                .load(bytes, device)
+                .map_err(|e| TrainError::checkpoint(&file, recorder_message(e)))?;
             let mut remapped = GroupRecord::<M, B>::default();
             for (key, state) in record {
                 let path = saved_paths.get(key.val() as usize).ok_or_else(|| {
@@ -177,6 +179,22 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> GroupedAdamW<M, B> {
 
 const PATHS_FILE: &str = "param_paths.json";
 
-fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
-    NamedMpkFileRecorder::new()
+/// The MessagePack encoding of the optimizer state; the files are read and written here, so
+/// that an I/O failure comes out as the OS error, naming the file.
+fn recorder() -> NamedMpkBytesRecorder<FullPrecisionSettings> {
+    NamedMpkBytesRecorder::new()
+}
+
+/// `dir/<group>.mpk`: the state of one optimizer group.
+fn group_file(dir: &Path, group: ParamGroup) -> PathBuf {
+    dir.join(format!("{}.mpk", group.name()))
+}
+
+/// What a recorder error says, without the enum's Debug wrapping (`Unknown("...")`).
+fn recorder_message(error: RecorderError) -> String {
+    match error {
+        RecorderError::FileNotFound(message)
+        | RecorderError::DeserializeError(message)
+        | RecorderError::Unknown(message) => message,
+    }
 }

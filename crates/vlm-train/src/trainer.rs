@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use burn::module::{AutodiffModule, ParamId};
 use burn::tensor::backend::AutodiffBackend;
@@ -78,6 +80,9 @@ pub struct TrainOutcome<M> {
     pub metrics: PathBuf,
     /// `loss.png`, when the run finished and logged at least two losses.
     pub loss_curve: Option<PathBuf>,
+    /// Whether the run stopped early on its stop flag ([`Trainer::with_stop`]), after writing
+    /// `last_checkpoint` at the step it stopped at.
+    pub interrupted: bool,
 }
 
 type ExportFn<'a, M> = Box<dyn FnMut(&M, &Path) -> Result<(), TrainError> + 'a>;
@@ -111,6 +116,7 @@ pub struct Trainer<'a, B: AutodiffBackend, M> {
     export: Option<ExportFn<'a, M>>,
     on_step: Option<StepFn<'a>>,
     stop_after: Option<usize>,
+    stop: Option<Arc<AtomicBool>>,
     peer: Peer,
 }
 
@@ -130,6 +136,7 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
             export: None,
             on_step: None,
             stop_after: None,
+            stop: None,
             peer: Peer::single(),
         })
     }
@@ -156,10 +163,20 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
         self
     }
 
-    /// Ends [`fit`](Self::fit) after this step, as an interruption would (the schedule
-    /// still spans the whole run; no checkpoint is written unless one falls due).
+    /// Ends [`fit`](Self::fit) after this step, as a crash would (the schedule still spans
+    /// the whole run; no checkpoint is written unless one falls due).
     pub fn stop_after(mut self, step: usize) -> Self {
         self.stop_after = Some(step);
+        self
+    }
+
+    /// Stops [`fit`](Self::fit) early when `stop` is set (e.g. by a SIGINT / SIGTERM
+    /// handler): the step in progress completes, a checkpoint of it is written, and the
+    /// outcome says [`interrupted`](TrainOutcome::interrupted). The flag is read once per
+    /// step, after its micro-batches' backward passes; data-parallel peers stop together
+    /// after the step in which any of them saw it set.
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
         self
     }
 
@@ -192,7 +209,7 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
         };
         let mut run = self.start(model, data, resume_dir, link)?;
         run.state.run_id = run_id;
-        let (steps, last_checkpoint) = self.run_steps(&mut run, data)?;
+        let (steps, last_checkpoint, interrupted) = self.run_steps(&mut run, data)?;
         if let Some(link) = run.link {
             link.leave();
         }
@@ -210,6 +227,7 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
             last_checkpoint,
             metrics: run.metrics.path().to_path_buf(),
             loss_curve,
+            interrupted,
         })
     }
 
@@ -298,39 +316,60 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
         let mut metrics = MetricsLog::open(output_dir, resumed.map(|_| step))?;
         if let Some(dir) = resumed {
             let path = dir.to_path_buf();
-            metrics.write(&MetricsRecord::Resumed { step, path })?;
+            metrics.write(&MetricsRecord::Resumed { step, path });
         }
-        Ok(metrics)
+        match metrics.take_failure() {
+            Some(failure) => Err(failure),
+            None => Ok(metrics),
+        }
     }
 
-    /// Runs steps until the schedule ends (or [`stop_after`](Self::stop_after)), logging
-    /// and checkpointing as they fall due. Returns the steps' reports and the last checkpoint.
+    /// Runs steps until the schedule ends (or [`stop_after`](Self::stop_after), or the stop
+    /// flag), logging and checkpointing as they fall due. A step that asked to stop, or whose
+    /// metrics could not be written, is checkpointed, then the run ends (with the metrics
+    /// failure as its error). Returns the steps' reports, the last checkpoint and whether the
+    /// stop flag ended the run.
     fn run_steps(
         &mut self,
         run: &mut Run<B, M>,
         data: &mut impl TrainData<B>,
-    ) -> Result<(Vec<StepReport>, Option<PathBuf>), TrainError> {
+    ) -> Result<(Vec<StepReport>, Option<PathBuf>, bool), TrainError> {
         let total = run.state.schedule.total_steps;
         let end = self.stop_after.map_or(total, |s| s.min(total));
         let main = self.peer.is_main();
         let mut log = StepLog::new(&self.config, total, run.state.step, main);
         let mut reports = Vec::new();
         let mut last_checkpoint = None;
-        while run.state.step < end {
+        let mut interrupted = false;
+        while run.state.step < end && !interrupted {
             let (report, sums) = self.train_step(run, data)?;
             if let Some(on_step) = &mut self.on_step {
                 on_step(&report);
             }
-            log.step(&report, &sums, &run.state, &mut run.metrics)?;
+            log.step(&report, &sums, &run.state, &mut run.metrics);
+            interrupted = sums.stop_requests > 0.0 && report.step < total;
             let due =
                 self.config.save_steps > 0 && report.step.is_multiple_of(self.config.save_steps);
-            if main && (due || report.step == total) {
-                last_checkpoint = Some(self.checkpoint(run)?);
+            let failure = run.metrics.take_failure();
+            if main && (due || report.step == total || interrupted || failure.is_some()) {
+                let written = self.checkpoint(run);
+                if let Some(failure) = failure.or_else(|| run.metrics.take_failure()) {
+                    log.finish();
+                    return Err(TrainError::metrics_failed(failure, written));
+                }
+                last_checkpoint = Some(written?);
             }
             reports.push(report);
         }
         log.finish();
-        Ok((reports, last_checkpoint))
+        Ok((reports, last_checkpoint, interrupted))
+    }
+
+    /// Whether the stop flag is set.
+    fn stop_requested(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::Relaxed))
     }
 
     /// The next step: its micro-batches read, the model updated (unless skipped) and the
@@ -401,7 +440,7 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
         run.metrics.write(&MetricsRecord::Checkpoint {
             step,
             path: path.clone(),
-        })?;
+        });
         Ok(path)
     }
 }

@@ -30,10 +30,13 @@ pub(crate) struct StepSums {
     pub tokens: f64,
     /// Images.
     pub images: f64,
+    /// Peers asked to stop (by their stop flag) during the step: all stop after it when one
+    /// did, so that they agree.
+    pub stop_requests: f64,
 }
 
 impl StepSums {
-    const LEN: usize = 6;
+    const LEN: usize = 7;
 
     fn to_array(self) -> [f32; Self::LEN] {
         [
@@ -43,6 +46,7 @@ impl StepSums {
             self.samples,
             self.tokens,
             self.images,
+            self.stop_requests,
         ]
         .map(|v| v as f32)
     }
@@ -56,6 +60,7 @@ impl StepSums {
             samples: at(3).round(),
             tokens: at(4).round(),
             images: at(5).round(),
+            stop_requests: at(6).round(),
         }
     }
 }

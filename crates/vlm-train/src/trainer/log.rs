@@ -47,7 +47,7 @@ impl StepLog {
         sums: &StepSums,
         state: &TrainerState,
         metrics: &mut MetricsLog,
-    ) -> Result<(), crate::TrainError> {
+    ) {
         self.interval.add(report, sums);
         self.progress.inc(1);
         if let Some(loss) = report.loss {
@@ -59,11 +59,10 @@ impl StepLog {
             if self.main {
                 print_log(&self.progress, &record, total);
             }
-            metrics.write(&record)?;
+            metrics.write(&record);
             self.interval = Interval::default();
         }
         self.steps_done += 1;
-        Ok(())
     }
 
     /// Clears the progress bar.

@@ -23,7 +23,8 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'_, B, M> 
         window: Vec<TrainBatch<B>>,
         step: usize,
     ) -> Result<(StepReport, StepSums), TrainError> {
-        let local = self.accumulate(&run.model, window, step, &mut run.metrics)?;
+        let mut local = self.accumulate(&run.model, window, step, &mut run.metrics)?;
+        local.sums.stop_requests = f64::from(u8::from(self.stop_requested()));
         let (grads, sums) = match &run.link {
             Some(link) => reduce_step(
                 link,
@@ -45,7 +46,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'_, B, M> 
         };
         if sums.non_finite > 0.0 {
             let reason = self.non_finite_loss(local.non_finite, step)?;
-            report_skip(step, &reason, &mut run.metrics)?;
+            report_skip(step, &reason, &mut run.metrics);
             return Ok((skipped(reason, None, None), sums));
         }
         if sums.supervised as usize == 0 {
@@ -53,7 +54,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'_, B, M> 
                 "no supervised token in any of the {} micro-batches: step skipped",
                 local.micro_batches
             );
-            report_skip(step, &reason, &mut run.metrics)?;
+            report_skip(step, &reason, &mut run.metrics);
             return Ok((skipped(reason, None, None), sums));
         }
         let loss = sums.loss_sum / sums.supervised;
@@ -61,7 +62,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'_, B, M> 
         let norm = global_norm(&run.model, &grads, scale);
         if !norm.is_finite() {
             let reason = self.non_finite_norm(norm, step)?;
-            report_skip(step, &reason, &mut run.metrics)?;
+            report_skip(step, &reason, &mut run.metrics);
             return Ok((skipped(reason, Some(loss), Some(norm)), sums));
         }
         let clip = self.clip_factor(norm);
@@ -155,7 +156,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'_, B, M> 
             accumulator.accumulate(model, GradientsParams::from_grads(grads, model));
             losses.push(Some((loss.loss.inner(), count)));
         }
-        let non_finite = self.add_losses(&mut sums, losses, step, metrics)?;
+        let non_finite = self.add_losses(&mut sums, losses, step, metrics);
         Ok(LocalStep {
             grads: accumulator.grads(),
             sums,
@@ -173,7 +174,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'_, B, M> 
         losses: Vec<Option<(Tensor<B::InnerBackend, 1>, usize)>>,
         step: usize,
         metrics: &mut MetricsLog,
-    ) -> Result<Option<(String, String)>, TrainError> {
+    ) -> Option<(String, String)> {
         let micro_batches = losses.len();
         let values = read_losses(losses.iter().flatten().map(|(loss, _)| loss.clone()));
         let mut values = values.into_iter();
@@ -184,7 +185,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'_, B, M> 
                      -100): left out of the step",
                     index + 1
                 );
-                report_skip(step, &reason, metrics)?;
+                report_skip(step, &reason, metrics);
                 continue;
             };
             let value = values.next().unwrap_or(f64::NAN);
@@ -194,12 +195,12 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'_, B, M> 
                     index + 1
                 );
                 sums.non_finite = 1.0;
-                return Ok(Some((value.to_string(), reason)));
+                return Some((value.to_string(), reason));
             }
             sums.loss_sum += value * *count as f64;
             sums.supervised += *count as f64;
         }
-        Ok(None)
+        None
     }
 }
 
@@ -222,14 +223,10 @@ fn read_losses<B: Backend>(losses: impl Iterator<Item = Tensor<B, 1>>) -> Vec<f6
 }
 
 /// Reports a skipped step (or micro-batch) on stderr and in the metrics.
-pub(super) fn report_skip(
-    step: usize,
-    reason: &str,
-    metrics: &mut MetricsLog,
-) -> Result<(), TrainError> {
+pub(super) fn report_skip(step: usize, reason: &str, metrics: &mut MetricsLog) {
     eprintln!("step {step}: {reason}");
     metrics.write(&MetricsRecord::Skipped {
         step,
         reason: reason.to_string(),
-    })
+    });
 }

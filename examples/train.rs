@@ -411,7 +411,7 @@ fn export_checkpoint(
     dir: &Path,
     recorded: &Recorded,
 ) -> Result<(), TrainError> {
-    let destination = dir.join("model");
+    let destination = dir.join(vlm::train::checkpoint::MODEL_DIR);
     let failed = |e: &dyn std::fmt::Display| TrainError::Checkpoint {
         path: destination.clone(),
         reason: e.to_string(),

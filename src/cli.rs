@@ -10,6 +10,7 @@
 //! local path that exists always wins).
 
 use std::path::{Path, PathBuf};
+use vlm_train::checkpoint::MODEL_DIR;
 
 use burn::tensor::backend::Backend;
 use vlm_data::{
@@ -24,10 +25,6 @@ use vlm_model::{
 /// the working directory): the model the programs use when no model flag is given.
 pub const QUICKSTART_CHECKPOINT: &str = "target/quickstart/model/checkpoint";
 
-/// The folder inside a training checkpoint (`run/checkpoint-N/model`) that holds the
-/// `vlm-model` checkpoint the programs load.
-pub const TRAINING_CHECKPOINT_MODEL_DIR: &str = "model";
-
 /// Why `--checkpoint` names no model folder.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointPathError {
@@ -37,7 +34,7 @@ pub enum CheckpointPathError {
     /// The folder is none of the three kinds `--checkpoint` accepts.
     #[error(
         "{} holds no model: expected a model folder (with {CONFIG_FILE}), a training \
-         checkpoint (checkpoint-N, with {TRAINING_CHECKPOINT_MODEL_DIR}/{CONFIG_FILE}) or a run \
+         checkpoint (checkpoint-N, with {MODEL_DIR}/{CONFIG_FILE}) or a run \
          folder (with a complete checkpoint-N){hint}",
         dir.display()
     )]
@@ -56,7 +53,7 @@ pub enum CheckpointPathError {
 pub fn checkpoint_path(text: &str) -> Result<PathBuf, CheckpointPathError> {
     let dir = resolve_model_path(text)?;
     let is_model = |d: &Path| d.join(CONFIG_FILE).is_file();
-    let in_checkpoint = |d: &Path| d.join(TRAINING_CHECKPOINT_MODEL_DIR);
+    let in_checkpoint = |d: &Path| d.join(MODEL_DIR);
     if is_model(&dir) {
         return Ok(dir);
     }
@@ -80,7 +77,7 @@ fn no_model_hint(dir: &Path) -> String {
     }
     match vlm_train::list_checkpoints(dir).last() {
         Some((step, path)) => format!(
-            "; its latest checkpoint, step {step} ({}), has no {TRAINING_CHECKPOINT_MODEL_DIR}/{CONFIG_FILE}",
+            "; its latest checkpoint, step {step} ({}), has no {MODEL_DIR}/{CONFIG_FILE}",
             path.display()
         ),
         None => String::new(),

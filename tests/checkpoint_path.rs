@@ -4,18 +4,39 @@
 
 use std::path::Path;
 
-use vlm::cli::{checkpoint_path, TRAINING_CHECKPOINT_MODEL_DIR};
+use vlm::cli::checkpoint_path;
+use vlm::data::Position;
 use vlm::model::CONFIG_FILE;
-use vlm::train::checkpoint::TRAINER_STATE_FILE;
+use vlm::train::checkpoint::{MODEL_DIR, TRAINER_STATE_FILE};
+use vlm::train::{LrSchedule, Schedule, TrainerState};
+
+/// Writes a trainer state (what marks a checkpoint complete) of step `step` into `checkpoint`.
+fn write_trainer_state(checkpoint: &Path, step: usize) {
+    let state = TrainerState {
+        run_id: String::new(),
+        step,
+        schedule: Schedule::new(LrSchedule::Constant, 0, step),
+        data: Position::start_of(0),
+        batches_per_epoch: 1,
+        seed: 0,
+        samples_seen: 0,
+        tokens_seen: 0,
+        images_seen: 0,
+        skipped_steps: 0,
+        last_loss: None,
+    };
+    let json = serde_json::to_string(&state).expect("state json");
+    std::fs::write(checkpoint.join(TRAINER_STATE_FILE), json).expect("state");
+}
 
 /// `run/checkpoint-{step}` with a model inside, and a trainer state when `complete`.
 fn training_checkpoint(run: &Path, step: usize, complete: bool) -> std::path::PathBuf {
     let checkpoint = run.join(format!("checkpoint-{step}"));
-    let model = checkpoint.join(TRAINING_CHECKPOINT_MODEL_DIR);
+    let model = checkpoint.join(MODEL_DIR);
     std::fs::create_dir_all(&model).expect("mkdir");
     std::fs::write(model.join(CONFIG_FILE), "{}").expect("config");
     if complete {
-        std::fs::write(checkpoint.join(TRAINER_STATE_FILE), "{}").expect("state");
+        write_trainer_state(&checkpoint, step);
     }
     model
 }
@@ -49,11 +70,7 @@ fn a_folder_without_a_model_is_refused_with_a_hint() {
     let err = resolve(&run.path().join("missing")).unwrap_err();
     assert!(err.contains("does not exist"), "{err}");
     std::fs::create_dir_all(run.path().join("checkpoint-5")).expect("mkdir");
-    std::fs::write(
-        run.path().join("checkpoint-5").join(TRAINER_STATE_FILE),
-        "{}",
-    )
-    .expect("state");
+    write_trainer_state(&run.path().join("checkpoint-5"), 5);
     let err = resolve(run.path()).unwrap_err();
     assert!(err.contains("step 5"), "{err}");
 }

@@ -33,6 +33,9 @@ pub const TRAIN_CONFIG_FILE: &str = "train_config.toml";
 pub const TRAINABLE_FILE: &str = "trainable.safetensors";
 /// Folder of the optimizer state in a checkpoint.
 pub const OPTIMIZER_DIR: &str = "optimizer";
+/// Folder in a checkpoint holding the `vlm-model` checkpoint the programs load
+/// (`run/checkpoint-N/model`).
+pub const MODEL_DIR: &str = "model";
 /// Prefix of checkpoint folder names (`checkpoint-120`).
 pub const CHECKPOINT_PREFIX: &str = "checkpoint-";
 const STAGING_PREFIX: &str = ".checkpoint-";

@@ -10,7 +10,6 @@
 //! local path that exists always wins).
 
 use std::path::{Path, PathBuf};
-use vlm_train::checkpoint::MODEL_DIR;
 
 use burn::tensor::backend::Backend;
 use vlm_data::{
@@ -20,6 +19,7 @@ use vlm_hf::{resolve_model_path, HubError};
 use vlm_model::{
     load_checkpoint, load_llava_hf, ChatTemplateConfig, ModelError, QwenVlm, CONFIG_FILE,
 };
+use vlm_train::checkpoint::MODEL_DIR;
 
 /// Where `cargo run --release --example quickstart` leaves its trained checkpoint (relative to
 /// the working directory): the model the programs use when no model flag is given.

@@ -19,7 +19,7 @@
 //! compares them, contains-match checks that the answer contains the reference.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -32,6 +32,7 @@ use vlm::data::source::{read_source, ReadOptions, SourceError, SourceKind, Sourc
 use vlm::data::{
     ChatTemplate, Conversation, EncoderConfig, EncoderError, InvalidRecord, SampleEncoder,
 };
+use vlm::hf::{read_line_bounded, MAX_RECORD_BYTES};
 use vlm::image::{ImageError, ImageProcessor};
 use vlm::model::{Answerer, EvaluationError, Prompt, Question};
 use vlm::qwen::GenerationConfig;
@@ -273,17 +274,21 @@ fn read_conversations(data: &Path, images: &Path) -> Result<Records, EvalError> 
         path: data.to_path_buf(),
         source,
     };
-    let file = File::open(data).map_err(io_error)?;
+    let mut reader = BufReader::new(File::open(data).map_err(io_error)?);
     let mut conversations = Vec::new();
-    for (index, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io_error)?;
-        if line.trim().is_empty() {
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        if read_line_bounded(&mut reader, &mut line, MAX_RECORD_BYTES).map_err(io_error)? == 0 {
+            break;
+        }
+        if line.trim_ascii().is_empty() {
             continue;
         }
         let mut conversation: Conversation =
-            serde_json::from_str(&line).map_err(|source| EvalError::Json {
+            serde_json::from_slice(&line).map_err(|source| EvalError::Json {
                 path: data.to_path_buf(),
-                line: index + 1,
+                line: number,
                 source,
             })?;
         conversation.image = conversation.image.map(|path| images.join(path));

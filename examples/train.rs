@@ -236,7 +236,7 @@ fn resumed(
     let saved = TrainConfig::from_toml_file(checkpoint.join(TRAIN_CONFIG_FILE))?;
     let config = saved.resumed_with(&args.train)?;
     let program_file = checkpoint.join(PROGRAM_FILE);
-    let text = std::fs::read_to_string(&program_file)
+    let text = vlm::hf::read_bounded_string(&program_file, vlm::hf::MAX_CONFIG_BYTES)
         .map_err(|e| format!("{}: {e}", program_file.display()))?;
     let mut program: Program =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", program_file.display()))?;

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -263,7 +263,8 @@ fn index_lines(path: &Path) -> io::Result<Vec<LineSpan>> {
     let (mut start, mut line) = (0u64, 0usize);
     loop {
         buf.clear();
-        let len = reader.read_until(b'\n', &mut buf)?;
+        let len = vlm_hf::read_line_bounded(&mut reader, &mut buf, vlm_hf::MAX_RECORD_BYTES)
+            .map_err(|e| io::Error::new(e.kind(), format!("line {}: {e}", line + 1)))?;
         if len == 0 {
             return Ok(spans);
         }

@@ -376,3 +376,23 @@ fn open_errors_name_the_problem() {
     let err = Dataset::open(&f.manifest, &f.root, encoder, processor(), options(0)).unwrap_err();
     assert!(matches!(err, DataError::InvalidOptions(_)), "{err:?}");
 }
+
+#[test]
+fn a_manifest_line_longer_than_a_record_can_be_is_refused_by_line() {
+    let f = fixture();
+    let manifest = f.root.join("endless.jsonl");
+    let first = std::fs::read_to_string(&f.manifest).unwrap();
+    let first = first.lines().next().unwrap();
+    let endless = vec![b'x'; vlm_hf::MAX_RECORD_BYTES as usize + 1];
+    std::fs::write(&manifest, [first.as_bytes(), b"\n", &endless].concat()).unwrap();
+    let config = EncoderConfig::new(TOKENS_PER_IMAGE, 256);
+    let encoder = SampleEncoder::new(tokenizer(), ChatTemplate::default(), config).unwrap();
+    let err = Dataset::open(&manifest, &f.root, encoder, processor(), options(2)).unwrap_err();
+    assert!(matches!(err, DataError::Manifest { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("endless.jsonl"), "{message}");
+    assert!(
+        message.contains("line 2") && message.contains("16 MiB limit"),
+        "{message}"
+    );
+}

@@ -32,7 +32,8 @@ pub use preprocessor::{
     IMAGENET_STANDARD_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
 };
 pub use read::{
-    read_bounded, read_bounded_string, MAX_CONFIG_BYTES, MAX_IMAGE_FILE_BYTES, MAX_TOKENIZER_BYTES,
+    read_bounded, read_bounded_string, read_line_bounded, MAX_CONFIG_BYTES, MAX_IMAGE_FILE_BYTES,
+    MAX_RECORD_BYTES, MAX_TOKENIZER_BYTES,
 };
 pub use weights::{join_key, WeightInfo, WeightStore};
 pub use write::{create_dir_all, write_atomic, write_json, SafetensorsWriter, StagedDir};

@@ -1,10 +1,11 @@
 //! Reading whole files that a user names, with a size limit: a path such as `/dev/zero`, a
 //! FIFO or a mistaken multi-gigabyte file is refused once the limit is passed, instead of being
-//! read until memory runs out.
+//! read until memory runs out. Line-by-line readers (JSONL manifests and evaluation files)
+//! bound each line the same way ([`read_line_bounded`]).
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::path::Path;
 
 /// The most bytes [`read_bounded`] reads of a JSON config (`config.json`,
@@ -16,6 +17,10 @@ pub const MAX_TOKENIZER_BYTES: u64 = 256 << 20;
 
 /// The most bytes [`read_bounded`] reads of an image file: 256 MiB.
 pub const MAX_IMAGE_FILE_BYTES: u64 = 256 << 20;
+
+/// The most bytes [`read_line_bounded`] reads of one record (a line of a JSONL file): 16 MiB
+/// (a LLaVA-Instruct conversation is a few KiB).
+pub const MAX_RECORD_BYTES: u64 = 16 << 20;
 
 /// A size limit in bytes, shown in MiB where that is exact.
 struct Limit(u64);
@@ -55,6 +60,29 @@ pub fn read_bounded_string(path: &Path, limit: u64) -> io::Result<String> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// Appends the next line of `reader` (through its `\n`) to `buf` and returns its length (0 at
+/// the end), refusing a line of more than `limit` bytes with an [`io::ErrorKind::FileTooLarge`]
+/// error that states the limit; at most `limit + 1` bytes are read for it.
+pub fn read_line_bounded(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    limit: u64,
+) -> io::Result<usize> {
+    let len = reader
+        .take(limit.saturating_add(1))
+        .read_until(b'\n', buf)?;
+    if len as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "a line longer than the {} limit for one record",
+                Limit(limit)
+            ),
+        ));
+    }
+    Ok(len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +91,21 @@ mod tests {
     fn an_endless_file_is_refused_at_the_limit() {
         let err = read_bounded(Path::new("/dev/zero"), 1 << 20).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+        assert!(err.to_string().contains("1 MiB limit"), "{err}");
+    }
+
+    #[test]
+    fn lines_are_read_up_to_the_limit() {
+        let mut reader = io::Cursor::new(b"ab\ncdef\ng".to_vec());
+        let mut buf = Vec::new();
+        assert_eq!(read_line_bounded(&mut reader, &mut buf, 3).unwrap(), 3);
+        assert_eq!(buf, b"ab\n");
+        buf.clear();
+        let err = read_line_bounded(&mut reader, &mut buf, 3).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+        assert!(err.to_string().contains("3 bytes limit"), "{err}");
+        let mut endless = io::BufReader::new(File::open("/dev/zero").unwrap());
+        let err = read_line_bounded(&mut endless, &mut Vec::new(), 1 << 20).unwrap_err();
         assert!(err.to_string().contains("1 MiB limit"), "{err}");
     }
 

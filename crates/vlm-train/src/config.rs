@@ -183,9 +183,11 @@ impl TrainConfig {
     /// validates it.
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, TrainError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::ConfigFile {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+        let text = vlm_hf::read_bounded_string(path, vlm_hf::MAX_CONFIG_BYTES).map_err(|e| {
+            TrainError::ConfigFile {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
         })?;
         let config = Self::from_toml_str(&text).map_err(|e| match e {
             TrainError::ConfigFile { reason, .. } => TrainError::ConfigFile {

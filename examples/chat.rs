@@ -5,8 +5,8 @@
 //! cargo run --release --example chat -- --checkpoint runs/llava-qwen/step-1000 \
 //!     --image photo.jpg --prompt "What is in this picture?"
 //!
-//! # A conversation on stdin: the image is shown at the first turn, /clear starts over,
-//! # end of input (Ctrl-D) quits
+//! # A conversation at the `you> ` prompt: the image is shown at the first turn; /help lists
+//! # the commands, /clear starts over (keeping the image), /quit or Ctrl-D quits
 //! cargo run --release --example chat -- --llava ~/models/llava-qwen --image photo.jpg
 //! ```
 //!
@@ -33,7 +33,9 @@ use vlm::vision::VisionEncoder;
 type B = Inference;
 
 /// Chats with a LLaVA-style model about an image: one answer with --prompt, else a
-/// conversation read line by line from stdin (/clear starts over; end of input quits).
+/// conversation read line by line from stdin at a `you> ` prompt. Lines starting with `/` are
+/// commands, never sent to the model: /help lists them, /clear forgets the conversation and
+/// its cache (the image is shown again with the next question), /quit (or end of input) quits.
 ///
 /// The model: --checkpoint DIR (a vlm checkpoint; its vlm_config.json names the language
 /// model and vision tower, which --llm and --vision, when given, must match) or --llava DIR
@@ -186,31 +188,53 @@ pub fn run(
         let image = chat.image.is_some();
         return Ok(vec![chat.answer(&mut session, ids, image, out)?]);
     }
-    let mut session = model.chat();
     if let Some(prompt) = &args.prompt {
         let ids = chat.prompt_ids(prompt, None)?;
-        return Ok(vec![chat.answer(&mut session, &ids, true, out)?]);
+        return Ok(vec![chat.answer(&mut model.chat(), &ids, true, out)?]);
     }
-    let mut replies = Vec::new();
-    let mut previous: Option<Vec<u32>> = None;
-    for line in input.lines() {
-        let line = line?;
+    chat.converse(input, out)
+}
+
+/// What the REPL prints before reading each line.
+pub const PROMPT_MARKER: &str = "you> ";
+
+/// What `/help` prints.
+pub const HELP: &str = "\
+commands:
+  /help   this list
+  /clear  forget the conversation and its cache (the image is shown again with the next question)
+  /quit   exit (as does end of input, Ctrl-D)
+any other line is a question to the model";
+
+/// A line typed at the REPL: a question, or a command, which never reaches the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line<'a> {
+    /// Nothing but whitespace: ignored.
+    Blank,
+    /// Anything not starting with `/`.
+    Question(&'a str),
+    /// `/help`.
+    Help,
+    /// `/clear`.
+    Clear,
+    /// `/quit` (or `/exit`).
+    Quit,
+    /// Any other `/word`.
+    Unknown(&'a str),
+}
+
+impl<'a> Line<'a> {
+    fn parse(line: &'a str) -> Self {
         let text = line.trim();
-        if text.is_empty() {
-            continue;
+        match text {
+            "" => Line::Blank,
+            "/help" => Line::Help,
+            "/clear" => Line::Clear,
+            "/quit" | "/exit" => Line::Quit,
+            command if command.starts_with('/') => Line::Unknown(command),
+            question => Line::Question(question),
         }
-        if text == "/clear" {
-            session = model.chat();
-            previous = None;
-            writeln!(out, "(conversation cleared)")?;
-            continue;
-        }
-        let ids = chat.prompt_ids(text, previous.as_deref())?;
-        let reply = chat.answer(&mut session, &ids, previous.is_none(), out)?;
-        previous = Some(reply.ids.clone());
-        replies.push(reply);
     }
-    Ok(replies)
 }
 
 /// The settings of a chat once the model and tokenizer are known.
@@ -223,6 +247,43 @@ struct Chat<'a> {
 }
 
 impl Chat<'_> {
+    /// The REPL: prints [`PROMPT_MARKER`], reads a line, answers it or runs its command,
+    /// until `/quit` or the end of `input`; returns the replies.
+    fn converse(&self, input: impl BufRead, out: &mut impl Write) -> Result<Vec<Reply>, ChatError> {
+        let mut session = self.loaded.model.chat();
+        let mut previous: Option<Vec<u32>> = None;
+        let mut replies = Vec::new();
+        let mut lines = input.lines();
+        loop {
+            write!(out, "{PROMPT_MARKER}")?;
+            out.flush()?;
+            let Some(line) = lines.next() else {
+                writeln!(out)?;
+                return Ok(replies);
+            };
+            let line = line?;
+            match Line::parse(&line) {
+                Line::Blank => {}
+                Line::Help => writeln!(out, "{HELP}")?,
+                Line::Quit => return Ok(replies),
+                Line::Unknown(command) => {
+                    writeln!(out, "unknown command {command}: /help lists the commands")?
+                }
+                Line::Clear => {
+                    session = self.loaded.model.chat();
+                    previous = None;
+                    writeln!(out, "(conversation cleared)")?;
+                }
+                Line::Question(text) => {
+                    let ids = self.prompt_ids(text, previous.as_deref())?;
+                    let reply = self.answer(&mut session, &ids, previous.is_none(), out)?;
+                    previous = Some(reply.ids.clone());
+                    replies.push(reply);
+                }
+            }
+        }
+    }
+
     /// A turn's ids in the checkpoint's chat template: the system message and the image at
     /// the first turn; after a reply (`previous`), the end of that reply's message first.
     fn prompt_ids(&self, text: &str, previous: Option<&[u32]>) -> Result<Vec<u32>, ChatError> {

@@ -7,8 +7,12 @@
 #[allow(dead_code)] // the example's `main`: these tests call `run`
 #[path = "../examples/chat.rs"]
 mod chat;
+mod common;
 
-use chat::{run, Args, ChatError, Reply};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use chat::{run, Args, ChatError, Reply, HELP, PROMPT_MARKER};
 use clap::Parser;
 use vlm::cli::LoadError;
 use vlm::data::Tokenizer;
@@ -177,4 +181,75 @@ fn without_a_model_flag_the_quickstart_checkpoint_is_the_default() {
             assert!(err.to_string().contains("--example quickstart"), "{err}");
         }
     }
+}
+
+#[test]
+fn repl_commands_never_reach_the_model() {
+    // Any question fails on the fixture (its vocabulary lacks ChatML), so reaching the end
+    // without an error shows that no command, nor the line after /quit, was sent.
+    let stdin = "/help\n\n  /bogus now\n/clear\n/quit\nhello\n";
+    let (replies, out) = chat(&[], stdin).expect("commands only");
+    assert!(replies.is_empty(), "{replies:?}");
+    assert_eq!(out.matches(PROMPT_MARKER).count(), 5, "{out}");
+    assert!(
+        out.starts_with(&format!("{PROMPT_MARKER}{HELP}\n")),
+        "{out}"
+    );
+    assert!(
+        out.contains("unknown command /bogus now: /help lists the commands"),
+        "{out}"
+    );
+    assert!(out.contains("(conversation cleared)"), "{out}");
+
+    let (replies, out) = chat(&[], "/help\n").expect("end of input");
+    assert!(replies.is_empty());
+    assert!(out.ends_with(&format!("{PROMPT_MARKER}\n")), "{out}");
+}
+
+#[test]
+fn the_chat_program_prompts_on_piped_stdin_and_quits() {
+    let mut child = Command::new(common::example("chat"))
+        .arg("--llava")
+        .arg(fixture("llava"))
+        .arg("--tokenizer")
+        .arg(tokenizer())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chat");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"/help\n/quit\nhello\n")
+        .expect("write stdin");
+    drop(stdin);
+    let output = child.wait_with_output().expect("chat output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout, format!("{PROMPT_MARKER}{HELP}\n{PROMPT_MARKER}"));
+}
+
+#[test]
+fn clear_forgets_the_conversation_and_shows_the_image_again() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let image = folder.path().join("square.png");
+    std::fs::write(&image, common::png(64, 1)).expect("write png");
+    let args = Args::try_parse_from([
+        "chat".as_ref(),
+        "--checkpoint".as_ref(),
+        common::checkpoint().as_os_str(),
+        "--image".as_ref(),
+        image.as_os_str(),
+        "--max-new-tokens".as_ref(),
+        "5".as_ref(),
+    ])
+    .expect("flags");
+    let stdin = "What is this?\nAnd now?\n/clear\nWhat is this?\n";
+    let mut out = Vec::new();
+    let replies = run(&args, stdin.as_bytes(), &mut out).expect("chat");
+    assert_eq!(replies.len(), 3);
+    assert_eq!(replies[2], replies[0], "after /clear the first turn again");
+    let out = String::from_utf8(out).expect("utf-8");
+    assert_eq!(out.matches(PROMPT_MARKER).count(), 5, "{out}");
 }

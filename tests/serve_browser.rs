@@ -143,7 +143,12 @@ impl<'d> Session<'d> {
         );
     }
 
-    /// Resizes the window so that the page's viewport is `width` x `height` CSS pixels.
+    /// Loads `url`.
+    fn open(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    /// Emulates a phone's screen: a viewport of `width` x `height` CSS pixels.
     fn set_viewport(&self, width: u32, height: u32) {
         let metrics = json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {
             "width": width, "height": height, "deviceScaleFactor": 1, "mobile": true,
@@ -254,11 +259,7 @@ fn the_page_uploads_an_image_and_streams_the_answer() {
     let driver = Driver::start();
     let session = Session::new(&driver, &work.path().join("profile"));
 
-    session.call(
-        "POST",
-        "/url",
-        Some(json!({"url": format!("{}/", server.base)})),
-    );
+    session.open(&format!("{}/", server.base));
     session.type_into("#image-input", &image_path.display().to_string());
     wait_until("the preview", Duration::from_secs(10), || {
         session
@@ -311,11 +312,7 @@ fn on_a_phone_the_chat_fits_and_a_bad_image_is_explained() {
     let driver = Driver::start();
     let session = Session::new(&driver, &work.path().join("profile"));
     session.set_viewport(390, 844);
-    session.call(
-        "POST",
-        "/url",
-        Some(json!({"url": format!("{}/", server.base)})),
-    );
+    session.open(&format!("{}/", server.base));
 
     let width = session.script("return window.innerWidth;");
     assert_eq!(width, json!(390), "the phone's viewport");

@@ -5,18 +5,22 @@
 //! cargo run --release --example chat -- --checkpoint runs/llava-qwen/step-1000 \
 //!     --image photo.jpg --prompt "What is in this picture?"
 //!
-//! # A conversation on stdin: the image is shown at the first turn, /clear starts over,
-//! # end of input (Ctrl-D) quits
+//! # A conversation at the `you> ` prompt: the image is shown at the first turn; /help lists
+//! # the commands, /clear starts over (keeping the image), /quit or Ctrl-D quits
 //! cargo run --release --example chat -- --llava ~/models/llava-qwen --image photo.jpg
+//!
+//! # Many questions at once: lines {"id", "image", "question"} in, lines {"id", "answer"} out
+//! cargo run --release --example chat -- --batch questions.jsonl --output answers.jsonl
 //! ```
 //!
 //! Runs on the backend the Cargo features pick (`--features cuda` for an NVIDIA GPU).
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
 use vlm::backend::{device, Inference};
 use vlm::burn::tensor::{Device, Tensor, TensorData};
 use vlm::cli::{LoadError, LoadedModel, ModelArgs};
@@ -26,14 +30,18 @@ use vlm::data::{
     Turn, IMAGE_PLACEHOLDER,
 };
 use vlm::image::{ImageError, ImageProcessor};
-use vlm::model::{AnyProjector, ChatSession, ModelError, QwenVlm, VisionTower};
+use vlm::model::{
+    Answerer, AnyProjector, ChatSession, EvaluationError, ModelError, Prompt, QwenVlm, VisionTower,
+};
 use vlm::qwen::{Decoding, GenerationConfig, QwenModel, SamplingParams};
 use vlm::vision::VisionEncoder;
 
 type B = Inference;
 
 /// Chats with a LLaVA-style model about an image: one answer with --prompt, else a
-/// conversation read line by line from stdin (/clear starts over; end of input quits).
+/// conversation read line by line from stdin at a `you> ` prompt. Lines starting with `/` are
+/// commands, never sent to the model: /help lists them, /clear forgets the conversation and
+/// its cache (the image is shown again with the next question), /quit (or end of input) quits.
 ///
 /// The model: --checkpoint DIR (a vlm checkpoint; its vlm_config.json names the language
 /// model and vision tower, which --llm and --vision, when given, must match) or --llava DIR
@@ -90,6 +98,21 @@ pub struct Args {
     /// Seed of the sampler: equal seeds give equal answers.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
+
+    /// Answers a JSONL file of questions instead of chatting: each line
+    /// `{"id": .., "image": "PATH", "question": ".."}` (image optional, relative to the file's
+    /// folder). Writes `{"id", "answer"}` lines in input order; bad lines are reported on
+    /// stderr with their line number and skipped.
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["prompt", "prompt_ids", "image"])]
+    pub batch: Option<PathBuf>,
+
+    /// Where --batch writes its answers [default: stdout].
+    #[arg(long, value_name = "OUT.jsonl", requires = "batch")]
+    pub output: Option<PathBuf>,
+
+    /// How many --batch questions are answered together (left-padded, one generation).
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "batch")]
+    pub batch_size: usize,
 }
 
 /// Why a chat failed; every message names the file, flag or token involved.
@@ -132,6 +155,17 @@ pub enum ChatError {
     /// Reading stdin or writing stdout failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The --batch file could not be read, or the --output file written.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Answering a batch of questions failed.
+    #[error(transparent)]
+    Answer(#[from] EvaluationError),
 }
 
 /// One answer: its token ids (the stop token included when one was emitted) and the text
@@ -148,8 +182,12 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();
-    match run(&args, stdin.lock(), &mut stdout) {
-        Ok(_) => ExitCode::SUCCESS,
+    let result = match args.batch {
+        Some(_) => run_batch(&args, &mut stdout).map(|summary| eprintln!("{summary}")),
+        None => run(&args, stdin.lock(), &mut stdout).map(drop),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let _ = stdout.flush();
             eprintln!("error: {err}");
@@ -186,31 +224,53 @@ pub fn run(
         let image = chat.image.is_some();
         return Ok(vec![chat.answer(&mut session, ids, image, out)?]);
     }
-    let mut session = model.chat();
     if let Some(prompt) = &args.prompt {
         let ids = chat.prompt_ids(prompt, None)?;
-        return Ok(vec![chat.answer(&mut session, &ids, true, out)?]);
+        return Ok(vec![chat.answer(&mut model.chat(), &ids, true, out)?]);
     }
-    let mut replies = Vec::new();
-    let mut previous: Option<Vec<u32>> = None;
-    for line in input.lines() {
-        let line = line?;
+    chat.converse(input, out)
+}
+
+/// What the REPL prints before reading each line.
+pub const PROMPT_MARKER: &str = "you> ";
+
+/// What `/help` prints.
+pub const HELP: &str = "\
+commands:
+  /help   this list
+  /clear  forget the conversation and its cache (the image is shown again with the next question)
+  /quit   exit (as does end of input, Ctrl-D)
+any other line is a question to the model";
+
+/// A line typed at the REPL: a question, or a command, which never reaches the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line<'a> {
+    /// Nothing but whitespace: ignored.
+    Blank,
+    /// Anything not starting with `/`.
+    Question(&'a str),
+    /// `/help`.
+    Help,
+    /// `/clear`.
+    Clear,
+    /// `/quit` (or `/exit`).
+    Quit,
+    /// Any other `/word`.
+    Unknown(&'a str),
+}
+
+impl<'a> Line<'a> {
+    fn parse(line: &'a str) -> Self {
         let text = line.trim();
-        if text.is_empty() {
-            continue;
+        match text {
+            "" => Line::Blank,
+            "/help" => Line::Help,
+            "/clear" => Line::Clear,
+            "/quit" | "/exit" => Line::Quit,
+            command if command.starts_with('/') => Line::Unknown(command),
+            question => Line::Question(question),
         }
-        if text == "/clear" {
-            session = model.chat();
-            previous = None;
-            writeln!(out, "(conversation cleared)")?;
-            continue;
-        }
-        let ids = chat.prompt_ids(text, previous.as_deref())?;
-        let reply = chat.answer(&mut session, &ids, previous.is_none(), out)?;
-        previous = Some(reply.ids.clone());
-        replies.push(reply);
     }
-    Ok(replies)
 }
 
 /// The settings of a chat once the model and tokenizer are known.
@@ -223,11 +283,58 @@ struct Chat<'a> {
 }
 
 impl Chat<'_> {
+    /// The REPL: prints [`PROMPT_MARKER`], reads a line, answers it or runs its command,
+    /// until `/quit` or the end of `input`; returns the replies.
+    fn converse(&self, input: impl BufRead, out: &mut impl Write) -> Result<Vec<Reply>, ChatError> {
+        let mut session = self.loaded.model.chat();
+        let mut previous: Option<Vec<u32>> = None;
+        let mut replies = Vec::new();
+        let mut lines = input.lines();
+        loop {
+            write!(out, "{PROMPT_MARKER}")?;
+            out.flush()?;
+            let Some(line) = lines.next() else {
+                writeln!(out)?;
+                return Ok(replies);
+            };
+            let line = line?;
+            match Line::parse(&line) {
+                Line::Blank => {}
+                Line::Help => writeln!(out, "{HELP}")?,
+                Line::Quit => return Ok(replies),
+                Line::Unknown(command) => {
+                    writeln!(out, "unknown command {command}: /help lists the commands")?
+                }
+                Line::Clear => {
+                    session = self.loaded.model.chat();
+                    previous = None;
+                    writeln!(out, "(conversation cleared)")?;
+                }
+                Line::Question(text) => {
+                    let ids = self.prompt_ids(text, previous.as_deref())?;
+                    let reply = self.answer(&mut session, &ids, previous.is_none(), out)?;
+                    previous = Some(reply.ids.clone());
+                    replies.push(reply);
+                }
+            }
+        }
+    }
+
     /// A turn's ids in the checkpoint's chat template: the system message and the image at
     /// the first turn; after a reply (`previous`), the end of that reply's message first.
     fn prompt_ids(&self, text: &str, previous: Option<&[u32]>) -> Result<Vec<u32>, ChatError> {
+        let with_image = previous.is_none() && self.image.is_some();
+        self.turn_ids(text, previous, with_image)
+    }
+
+    /// As [`prompt_ids`](Self::prompt_ids), the image shown when `with_image`.
+    fn turn_ids(
+        &self,
+        text: &str,
+        previous: Option<&[u32]>,
+        with_image: bool,
+    ) -> Result<Vec<u32>, ChatError> {
         let first = previous.is_none();
-        let with_image = first && self.image.is_some();
         let template = match first {
             true => self.loaded.chat_template(self.system.clone()),
             false => ChatTemplate::without_system(),
@@ -363,9 +470,244 @@ fn usage(message: &str) -> ChatError {
 
 /// The image preprocessed as the tower wants, `[1, 3, H, W]`.
 fn pixels(model: &QwenVlm<B>, path: &Path, dev: &Device<B>) -> Result<Tensor<B, 4>, ChatError> {
-    let processor = ImageProcessor::new(model.vision().preprocessing().clone());
-    let image = processor.process_path(path)?;
+    let image = image_processor(model).process_path(path)?;
     let [channels, height, width] = image.shape;
     let data = TensorData::new(image.data, [1, channels, height, width]);
     Ok(Tensor::from_data(data, dev))
+}
+
+/// What `--batch` did: the questions answered and the lines skipped.
+#[derive(Debug, Default)]
+pub struct BatchSummary {
+    /// Answers written.
+    pub answered: usize,
+    /// The lines left out, each with why.
+    pub skipped: Vec<SkippedLine>,
+}
+
+impl std::fmt::Display for BatchSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let skipped = self.skipped.len();
+        write!(f, "{} answered, {skipped} lines skipped", self.answered)
+    }
+}
+
+/// A `--batch` line that was not answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedLine {
+    /// Its number in the file, from 1.
+    pub line: usize,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+impl std::fmt::Display for SkippedLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {} (skipped)", self.line, self.reason)
+    }
+}
+
+/// One question of a `--batch` file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchQuestion {
+    /// Echoed in the answer line, whatever its JSON type.
+    id: serde_json::Value,
+    /// The image, relative to the file's folder.
+    image: Option<PathBuf>,
+    question: String,
+}
+
+/// One line of `--batch`'s answers.
+#[derive(Debug, serde::Serialize)]
+struct BatchAnswer<'a> {
+    id: &'a serde_json::Value,
+    answer: &'a str,
+}
+
+/// A question of a `--batch` file that parsed, with its line number.
+struct Numbered {
+    line: usize,
+    question: BatchQuestion,
+}
+
+/// Answers the questions of `--batch` in batches of `--batch-size` through the library's
+/// left-padded batched generation, writing one `{"id", "answer"}` line per answered question
+/// (in input order) to `--output`, else to `out`.
+pub fn run_batch(args: &Args, out: &mut impl Write) -> Result<BatchSummary, ChatError> {
+    let path = args
+        .batch
+        .as_deref()
+        .ok_or_else(|| usage("--batch FILE.jsonl is needed"))?;
+    if args.batch_size == 0 {
+        return Err(usage("--batch-size must be at least 1"));
+    }
+    let mut config = generation_config(args)?;
+    let dev = device();
+    let loaded = args.model.load::<B>(&dev)?;
+    config.stop_token_ids = loaded.stop_token_ids();
+    config.pad_token_id = loaded.prompt_encoder(loaded.chat_template(None))?.pad_id();
+    let mut summary = BatchSummary::default();
+    let questions = read_batch(path, &mut summary.skipped)?;
+    let batches = Batches {
+        chat: Chat {
+            loaded: &loaded,
+            config: config.clone(),
+            system: args.system.clone(),
+            image: None,
+        },
+        answerer: Answerer::new(&loaded.model, &loaded.tokenizer, config, dev),
+        processor: image_processor(&loaded.model),
+        path,
+        bar: progress_bar(questions.len()),
+    };
+    for skipped in &summary.skipped {
+        batches.report(skipped);
+    }
+    let mut file = match &args.output {
+        Some(output) => Some(create(output)?),
+        None => None,
+    };
+    let out: &mut dyn Write = match &mut file {
+        Some(file) => file,
+        None => out,
+    };
+    for batch in questions.chunks(args.batch_size) {
+        batches.answer(batch, out, &mut summary)?;
+    }
+    batches.bar.finish_and_clear();
+    summary.skipped.sort_by_key(|skipped| skipped.line);
+    Ok(summary)
+}
+
+/// `path` created for writing, buffered.
+fn create(path: &Path) -> Result<std::io::BufWriter<std::fs::File>, ChatError> {
+    let file = std::fs::File::create(path).map_err(|source| ChatError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(std::io::BufWriter::new(file))
+}
+
+/// What answering the `--batch` file at `path` needs, batch after batch.
+struct Batches<'a> {
+    chat: Chat<'a>,
+    answerer: Answerer<'a, B, VisionTower<B>, AnyProjector<B>, QwenModel<B>>,
+    processor: ImageProcessor,
+    path: &'a Path,
+    bar: ProgressBar,
+}
+
+impl Batches<'_> {
+    /// Answers one batch (its lines that make a prompt), writing the answers to `out`.
+    fn answer(
+        &self,
+        batch: &[Numbered],
+        out: &mut dyn Write,
+        summary: &mut BatchSummary,
+    ) -> Result<(), ChatError> {
+        let folder = self.path.parent().unwrap_or(Path::new("."));
+        let mut prompts = Vec::with_capacity(batch.len());
+        let mut asked = Vec::with_capacity(batch.len());
+        for numbered in batch {
+            match self
+                .chat
+                .batch_prompt(&numbered.question, folder, &self.processor)
+            {
+                Ok(prompt) => {
+                    prompts.push(prompt);
+                    asked.push(numbered);
+                }
+                Err(err) => {
+                    let skipped = SkippedLine {
+                        line: numbered.line,
+                        reason: err.to_string(),
+                    };
+                    self.report(&skipped);
+                    summary.skipped.push(skipped);
+                }
+            }
+        }
+        if !prompts.is_empty() {
+            for (numbered, answer) in asked.iter().zip(self.answerer.answer(&prompts)?) {
+                let id = &numbered.question.id;
+                let line = BatchAnswer {
+                    id,
+                    answer: &answer,
+                };
+                serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            }
+            out.flush()?;
+            summary.answered += prompts.len();
+        }
+        self.bar.inc(batch.len() as u64);
+        Ok(())
+    }
+
+    /// Tells stderr about a skipped line, above the progress bar.
+    fn report(&self, skipped: &SkippedLine) {
+        self.bar
+            .suspend(|| eprintln!("{}: {skipped}", self.path.display()));
+    }
+}
+
+/// The questions of a `--batch` file; each line that is not one goes to `skipped` (blank lines
+/// are ignored).
+fn read_batch(path: &Path, skipped: &mut Vec<SkippedLine>) -> Result<Vec<Numbered>, ChatError> {
+    let file_error = |source| ChatError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let text = std::fs::read_to_string(path).map_err(file_error)?;
+    let mut questions = Vec::new();
+    for (index, text) in text.lines().enumerate() {
+        let line = index + 1;
+        if text.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(text) {
+            Ok(question) => questions.push(Numbered { line, question }),
+            Err(err) => skipped.push(SkippedLine {
+                line,
+                reason: format!("not a {{\"id\", \"image\", \"question\"}} object: {err}"),
+            }),
+        }
+    }
+    Ok(questions)
+}
+
+/// The `--batch` progress bar, on stderr when it is a terminal.
+fn progress_bar(questions: usize) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(questions as u64);
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} answered {eta}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+impl Chat<'_> {
+    /// A `--batch` question as the model's prompt: the first turn of a conversation, with its
+    /// image (under `folder`) when it names one.
+    fn batch_prompt(
+        &self,
+        asked: &BatchQuestion,
+        folder: &Path,
+        processor: &ImageProcessor,
+    ) -> Result<Prompt, ChatError> {
+        let ids = self.turn_ids(&asked.question, None, asked.image.is_some())?;
+        let pixels = match &asked.image {
+            Some(image) => Some(processor.process_path(folder.join(image))?),
+            None => None,
+        };
+        Ok(Prompt { ids, pixels })
+    }
+}
+
+/// The preprocessing the model's vision tower wants.
+fn image_processor(model: &QwenVlm<B>) -> ImageProcessor {
+    ImageProcessor::new(model.vision().preprocessing().clone())
 }

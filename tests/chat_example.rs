@@ -7,8 +7,12 @@
 #[allow(dead_code)] // the example's `main`: these tests call `run`
 #[path = "../examples/chat.rs"]
 mod chat;
+mod common;
 
-use chat::{run, Args, ChatError, Reply};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use chat::{run, run_batch, Args, ChatError, Reply, HELP, PROMPT_MARKER};
 use clap::Parser;
 use vlm::cli::LoadError;
 use vlm::data::Tokenizer;
@@ -177,4 +181,170 @@ fn without_a_model_flag_the_quickstart_checkpoint_is_the_default() {
             assert!(err.to_string().contains("--example quickstart"), "{err}");
         }
     }
+}
+
+#[test]
+fn repl_commands_never_reach_the_model() {
+    // Any question fails on the fixture (its vocabulary lacks ChatML), so reaching the end
+    // without an error shows that no command, nor the line after /quit, was sent.
+    let stdin = "/help\n\n  /bogus now\n/clear\n/quit\nhello\n";
+    let (replies, out) = chat(&[], stdin).expect("commands only");
+    assert!(replies.is_empty(), "{replies:?}");
+    assert_eq!(out.matches(PROMPT_MARKER).count(), 5, "{out}");
+    assert!(
+        out.starts_with(&format!("{PROMPT_MARKER}{HELP}\n")),
+        "{out}"
+    );
+    assert!(
+        out.contains("unknown command /bogus now: /help lists the commands"),
+        "{out}"
+    );
+    assert!(out.contains("(conversation cleared)"), "{out}");
+
+    let (replies, out) = chat(&[], "/help\n").expect("end of input");
+    assert!(replies.is_empty());
+    assert!(out.ends_with(&format!("{PROMPT_MARKER}\n")), "{out}");
+}
+
+#[test]
+fn the_chat_program_prompts_on_piped_stdin_and_quits() {
+    let mut child = Command::new(common::example("chat"))
+        .arg("--llava")
+        .arg(fixture("llava"))
+        .arg("--tokenizer")
+        .arg(tokenizer())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chat");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"/help\n/quit\nhello\n")
+        .expect("write stdin");
+    drop(stdin);
+    let output = child.wait_with_output().expect("chat output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout, format!("{PROMPT_MARKER}{HELP}\n{PROMPT_MARKER}"));
+}
+
+#[test]
+fn clear_forgets_the_conversation_and_shows_the_image_again() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let image = folder.path().join("square.png");
+    std::fs::write(&image, common::png(64, 1)).expect("write png");
+    let args = Args::try_parse_from([
+        "chat".as_ref(),
+        "--checkpoint".as_ref(),
+        common::checkpoint().as_os_str(),
+        "--image".as_ref(),
+        image.as_os_str(),
+        "--max-new-tokens".as_ref(),
+        "5".as_ref(),
+    ])
+    .expect("flags");
+    let stdin = "What is this?\nAnd now?\n/clear\nWhat is this?\n";
+    let mut out = Vec::new();
+    let replies = run(&args, stdin.as_bytes(), &mut out).expect("chat");
+    assert_eq!(replies.len(), 3);
+    assert_eq!(replies[2], replies[0], "after /clear the first turn again");
+    let out = String::from_utf8(out).expect("utf-8");
+    assert_eq!(out.matches(PROMPT_MARKER).count(), 5, "{out}");
+}
+
+/// `chat` over the test checkpoint (the Qwen2 tokenizer's whole vocabulary) with `flags`.
+fn checkpoint_args(flags: &[&str]) -> Args {
+    let checkpoint = common::checkpoint().display().to_string();
+    let argv = ["chat", "--checkpoint", &checkpoint, "--max-new-tokens", "6"];
+    Args::try_parse_from(argv.iter().chain(flags)).expect("flags")
+}
+
+#[test]
+fn batch_answers_equal_the_one_at_a_time_answers_in_input_order() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    std::fs::write(folder.path().join("a.png"), common::png(64, 1)).expect("png");
+    std::fs::write(folder.path().join("b.png"), common::png(48, 5)).expect("png");
+    let lines = [
+        r#"{"id": 1, "image": "a.png", "question": "What is this?"}"#,
+        "not json",
+        r#"{"id": "b", "image": "b.png", "question": "Which colour is the square?"}"#,
+        r#"{"id": "c", "image": "missing.png", "question": "Anything?"}"#,
+        "",
+        r#"{"id": "d", "question": "Say something."}"#,
+        r#"{"id": "e", "image": "a.png", "question": "Where is the square?"}"#,
+        r#"{"id": "f", "question": "<image> twice"}"#,
+    ];
+    let questions = folder.path().join("questions.jsonl");
+    std::fs::write(&questions, lines.join("\n")).expect("questions");
+    let output = folder.path().join("answers.jsonl");
+    let batch = questions.display().to_string();
+    let out = output.display().to_string();
+    let flags = ["--batch", &batch, "--output", &out, "--batch-size", "3"];
+    let summary = run_batch(&checkpoint_args(&flags), &mut Vec::new()).expect("batch");
+    assert_eq!(summary.answered, 4, "{summary}");
+    let skipped: Vec<usize> = summary.skipped.iter().map(|s| s.line).collect();
+    assert_eq!(skipped, [2, 4, 8], "{:?}", summary.skipped);
+    assert!(
+        summary.skipped[1].to_string().contains("missing.png"),
+        "{:?}",
+        summary.skipped
+    );
+
+    let written = std::fs::read_to_string(&output).expect("answers");
+    assert!(
+        written.lines().all(|l| l.starts_with(r#"{"id":"#)),
+        "{written}"
+    );
+    let answers: Vec<serde_json::Value> = written
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json line"))
+        .collect();
+    let ids: Vec<&serde_json::Value> = answers.iter().map(|a| &a["id"]).collect();
+    assert_eq!(
+        ids,
+        [&serde_json::json!(1), &"b".into(), &"d".into(), &"e".into()]
+    );
+    let asked = [
+        (Some("a.png"), "What is this?"),
+        (Some("b.png"), "Which colour is the square?"),
+        (None, "Say something."),
+        (Some("a.png"), "Where is the square?"),
+    ];
+    let texts = answers.iter().filter_map(|a| a["answer"].as_str());
+    assert!(
+        texts.clone().count() == 4 && texts.clone().any(|t| !t.is_empty()),
+        "{written}"
+    );
+    for ((image, question), answer) in asked.into_iter().zip(&answers) {
+        let image = image.map(|name| folder.path().join(name).display().to_string());
+        let mut flags = vec!["--prompt", question];
+        flags.extend(image.iter().flat_map(|path| ["--image", path.as_str()]));
+        let replies = run(&checkpoint_args(&flags), &b""[..], &mut Vec::new()).expect("one");
+        assert_eq!(answer["answer"], replies[0].text.trim(), "{question}");
+    }
+}
+
+#[test]
+fn batch_answers_go_to_stdout_without_output_and_bad_sizes_are_refused() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let questions = folder.path().join("q.jsonl");
+    std::fs::write(&questions, r#"{"id": 7, "question": "Hi?"}"#).expect("questions");
+    let batch = questions.display().to_string();
+    let mut out = Vec::new();
+    let summary = run_batch(&checkpoint_args(&["--batch", &batch]), &mut out).expect("batch");
+    assert_eq!((summary.answered, summary.skipped.len()), (1, 0));
+    let line: serde_json::Value = serde_json::from_slice(&out).expect("one json line");
+    assert_eq!(line["id"], 7);
+    assert!(line["answer"].is_string(), "{line}");
+
+    let zero = checkpoint_args(&["--batch", &batch, "--batch-size", "0"]);
+    let err = run_batch(&zero, &mut Vec::new()).expect_err("batch size 0");
+    assert!(matches!(err, ChatError::Usage(_)), "{err}");
+    let missing = checkpoint_args(&["--batch", "no/such.jsonl"]);
+    let err = run_batch(&missing, &mut Vec::new()).expect_err("no file");
+    assert!(err.to_string().contains("no/such.jsonl"), "{err}");
+    assert!(Args::try_parse_from(["chat", "--output", "x.jsonl"]).is_err());
+    assert!(Args::try_parse_from(["chat", "--batch", "q", "--prompt", "p"]).is_err());
 }

@@ -2,7 +2,9 @@
 //! over the WebDriver JSON protocol loads the page from `serve` on 127.0.0.1, uploads a
 //! synthetic PNG through the file input, asks a question, waits for the streamed answer,
 //! checks it equals the API's greedy answer to the same request, and saves a screenshot to
-//! `target/browser-test/chat.png`.
+//! `target/browser-test/chat.png`. At a phone's 390 x 844 the page must fit the width with
+//! the chat input and send button on screen, and a file that is no image must be refused in
+//! words (screenshot `target/browser-test/phone.png`).
 //!
 //! Without `/usr/bin/chromium` and `/usr/bin/chromedriver` the test is skipped, unless
 //! `VLM_REQUIRE_BROWSER=1` (CI) makes that a failure.
@@ -141,6 +143,19 @@ impl<'d> Session<'d> {
         );
     }
 
+    /// Loads `url`.
+    fn open(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    /// Emulates a phone's screen: a viewport of `width` x `height` CSS pixels.
+    fn set_viewport(&self, width: u32, height: u32) {
+        let metrics = json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": true,
+        }});
+        self.call("POST", "/goog/cdp/execute", Some(metrics));
+    }
+
     fn script(&self, script: &str) -> Value {
         let body = json!({"script": script, "args": []});
         self.call("POST", "/execute/sync", Some(body))
@@ -205,6 +220,27 @@ fn page_answer(session: &Session<'_>, n: usize) -> String {
     })
 }
 
+/// Saves what the browser shows to `target/browser-test/NAME`.
+fn screenshot(session: &Session<'_>, name: &str) {
+    let shot = session.call("GET", "/screenshot", None);
+    let shot = shot.as_str().expect("base64 png");
+    let shot = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, shot)
+        .expect("screenshot base64");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-test");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    std::fs::write(dir.join(name), shot).expect("write screenshot");
+}
+
+/// Whether the element `css` lies wholly inside the viewport.
+fn on_screen(session: &Session<'_>, css: &str) -> bool {
+    let script = format!(
+        "const r = document.querySelector('{css}').getBoundingClientRect(); \
+         return r.width > 0 && r.height > 0 && r.left >= 0 && r.top >= 0 && \
+         r.right <= window.innerWidth && r.bottom <= window.innerHeight;"
+    );
+    session.script(&script) == json!(true)
+}
+
 fn ask(session: &Session<'_>, question: &str) {
     session.type_into("#prompt", question);
     session.click("#send");
@@ -223,11 +259,7 @@ fn the_page_uploads_an_image_and_streams_the_answer() {
     let driver = Driver::start();
     let session = Session::new(&driver, &work.path().join("profile"));
 
-    session.call(
-        "POST",
-        "/url",
-        Some(json!({"url": format!("{}/", server.base)})),
-    );
+    session.open(&format!("{}/", server.base));
     session.type_into("#image-input", &image_path.display().to_string());
     wait_until("the preview", Duration::from_secs(10), || {
         session
@@ -244,13 +276,7 @@ fn the_page_uploads_an_image_and_streams_the_answer() {
     let errors = session.script("return document.querySelectorAll('.message.error').length;");
     assert_eq!(errors, json!(0), "the page shows an error");
 
-    let shot = session.call("GET", "/screenshot", None);
-    let shot = shot.as_str().expect("base64 png");
-    let shot = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, shot)
-        .expect("screenshot base64");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-test");
-    std::fs::create_dir_all(&dir).expect("screenshot dir");
-    std::fs::write(dir.join("chat.png"), shot).expect("write screenshot");
+    screenshot(&session, "chat.png");
 
     assert!(!answer.trim().is_empty(), "a visible answer: {answer:?}");
     let first = json!({"role": "user", "content": [
@@ -272,4 +298,47 @@ fn the_page_uploads_an_image_and_streams_the_answer() {
         follow_up, expected,
         "the second turn sends the whole conversation"
     );
+}
+
+#[test]
+fn on_a_phone_the_chat_fits_and_a_bad_image_is_explained() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let not_an_image = work.path().join("notes.png");
+    std::fs::write(&not_an_image, "a shopping list, not a picture").expect("write file");
+    let driver = Driver::start();
+    let session = Session::new(&driver, &work.path().join("profile"));
+    session.set_viewport(390, 844);
+    session.open(&format!("{}/", server.base));
+
+    let width = session.script("return window.innerWidth;");
+    assert_eq!(width, json!(390), "the phone's viewport");
+    let overflow = session.script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+    );
+    assert_eq!(overflow, json!(0), "the page scrolls sideways");
+    assert!(
+        on_screen(&session, "#prompt"),
+        "the chat input is off screen"
+    );
+    assert!(
+        on_screen(&session, "#send"),
+        "the send button is off screen"
+    );
+    let folded = session.script("return document.getElementById('settings-box').open;");
+    assert_eq!(folded, json!(false), "the settings start folded on a phone");
+
+    session.type_into("#image-input", &not_an_image.display().to_string());
+    let error = wait_until("the error message", Duration::from_secs(10), || {
+        let script = "const e = document.querySelector('.message.error'); \
+                      return e ? e.textContent : null;";
+        session.script(script).as_str().map(str::to_string)
+    });
+    assert_eq!(error, "That file is not a JPEG or PNG image.");
+    let hidden = session.script("return document.getElementById('preview').hidden;");
+    assert_eq!(hidden, json!(true), "no preview of a file that is no image");
+    screenshot(&session, "phone.png");
 }

@@ -34,30 +34,62 @@ function showImage(url) {
   $("drop-hint").hidden = Boolean(url);
 }
 
-// The server takes PNG and JPEG: other formats are redrawn as PNG.
+const NOT_AN_IMAGE = "That file is not a JPEG or PNG image.";
+
+// Whether the bytes start as a PNG or a JPEG file does, whatever the file's name says.
+async function isPngOrJpeg(file) {
+  const head = new Uint8Array(await file.slice(0, 8).arrayBuffer());
+  const png = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a].every((b, i) => head[i] === b);
+  const jpeg = head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff;
+  return png || jpeg;
+}
+
+function readDataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+// The server takes PNG and JPEG: other images the browser can decode are redrawn as PNG;
+// anything else is refused here, in words, before it reaches the server.
 async function loadImage(file) {
-  if (!file || !file.type.startsWith("image/")) return;
+  if (!file) return;
   let url;
-  if (file.type === "image/png" || file.type === "image/jpeg") {
-    url = await new Promise((resolve, reject) => {
-      const reader = new FileReader();
-      reader.onload = () => resolve(reader.result);
-      reader.onerror = () => reject(reader.error);
-      reader.readAsDataURL(file);
-    });
-  } else {
+  try {
     const bitmap = await createImageBitmap(file);
-    const canvas = document.createElement("canvas");
-    canvas.width = bitmap.width;
-    canvas.height = bitmap.height;
-    canvas.getContext("2d").drawImage(bitmap, 0, 0);
-    url = canvas.toDataURL("image/png");
+    if (await isPngOrJpeg(file)) {
+      url = await readDataUrl(file);
+    } else {
+      const canvas = document.createElement("canvas");
+      canvas.width = bitmap.width;
+      canvas.height = bitmap.height;
+      canvas.getContext("2d").drawImage(bitmap, 0, 0);
+      url = canvas.toDataURL("image/png");
+    }
+  } catch (err) {
+    $("image-input").value = "";
+    bubble("error", NOT_AN_IMAGE);
+    return;
   }
   if (state.imageSent) {
     clearConversation();
     note("New image: the conversation starts over (one image per conversation).");
   }
   showImage(url);
+}
+
+// What to tell a person about a failed request, rather than the API's wording.
+function humanError(status, error) {
+  if (error.code === "invalid_image") {
+    return "The server could not use that image: choose another JPEG or PNG image, not too large.";
+  }
+  if (status === 413) return "That image is too large to send: choose a smaller one.";
+  if (status === 429 || status === 503) return "The server is busy: try again in a moment.";
+  if (status >= 500) return "The server failed to answer: try again.";
+  return error.message || "The request failed (" + status + ").";
 }
 
 function settings() {
@@ -129,7 +161,7 @@ async function send(event) {
     });
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
-      throw new Error((body.error && body.error.message) || response.statusText);
+      throw new Error(humanError(response.status, body.error || {}));
     }
     await readStream(response, (piece) => {
       answer.textContent += piece;
@@ -144,7 +176,8 @@ async function send(event) {
   } catch (err) {
     forgetLastQuestion(withImage);
     answer.remove();
-    bubble("error", "Error: " + err.message);
+    const unreachable = err instanceof TypeError;
+    bubble("error", unreachable ? "The server cannot be reached: is it still running?" : err.message);
   } finally {
     answer.dataset.done = "true";
     state.busy = false;
@@ -179,6 +212,9 @@ drop.addEventListener("drop", (event) => {
   drop.classList.remove("over");
   loadImage(event.dataTransfer.files[0]);
 });
+// On a narrow screen the settings start folded, leaving the room to the chat.
+const NARROW = "(max-width: 700px)";
+if (window.matchMedia(NARROW).matches) $("settings-box").open = false;
 fetch("/v1/models").then((r) => r.json()).then((list) => {
   state.model = list.data[0].id;
   $("model-name").textContent = state.model;

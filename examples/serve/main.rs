@@ -67,6 +67,10 @@ struct Args {
     #[arg(long, default_value = "vlm")]
     model_name: String,
 
+    /// Another name a request's `model` may give for the served model (repeatable).
+    #[arg(long, value_name = "NAME")]
+    served_model_name: Vec<String>,
+
     /// max_tokens of a request that gives none.
     #[arg(long, value_name = "N", default_value_t = 256)]
     default_max_tokens: usize,
@@ -160,6 +164,7 @@ fn run(args: Args) -> Result<(), ServeError> {
         },
         body_limit: args.body_limit,
         model_name: args.model_name.clone(),
+        aliases: args.served_model_name.clone(),
         started: unix_now(),
         next_id: AtomicU64::new(1),
     });

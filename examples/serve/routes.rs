@@ -35,10 +35,27 @@ pub struct AppState {
     pub body_limit: usize,
     /// The model's name in responses and `/v1/models`.
     pub model_name: String,
+    /// Other names a request's `model` may give (`--served-model-name`).
+    pub aliases: Vec<String>,
     /// When the server started (Unix seconds), the model's `created`.
     pub started: u64,
     /// The next completion's number, for its id.
     pub next_id: AtomicU64,
+}
+
+impl AppState {
+    /// Whether `name` is the served model's id or one of its aliases.
+    pub fn serves(&self, name: &str) -> bool {
+        name == self.model_name || self.aliases.iter().any(|alias| alias == name)
+    }
+
+    /// `Ok` when `name` is served, else OpenAI's 404 `model_not_found`.
+    fn check_model(&self, name: &str) -> Result<(), ApiError> {
+        match self.serves(name) {
+            true => Ok(()),
+            false => Err(ApiError::model_not_found(name)),
+        }
+    }
 }
 
 /// The server's routes over `state`.
@@ -143,6 +160,9 @@ async fn completions(
 
 fn prepare(state: &AppState, body: &[u8]) -> Result<(ChatRequest, Prompt), ApiError> {
     let request = ChatRequest::parse(body, state.limits)?;
+    if let Some(model) = &request.model {
+        state.check_model(model)?;
+    }
     let prompt = state
         .prompter
         .prompt(&request.messages, request.sampling.max_tokens)?;

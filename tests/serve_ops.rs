@@ -5,7 +5,19 @@
 
 mod common;
 
-use common::Server;
+#[allow(dead_code)] // the test uses the error type only
+#[path = "../examples/serve/error.rs"]
+mod error;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use common::{example, Server};
 use serde_json::{json, Value};
 
 /// A valid text-only request with `extra` fields merged in.
@@ -70,4 +82,175 @@ fn unimplemented_fields_are_refused_by_name_and_model_must_be_served() {
     let error = error(&body);
     assert_eq!(error["code"], "model_not_found", "{body}");
     assert_eq!(error["param"], "model", "{body}");
+}
+
+#[test]
+fn health_models_and_request_ids() {
+    let server = Server::start(&["--served-model-name", "alias"]);
+    let (status, body) = server.get("/health");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json")["status"],
+        "ok"
+    );
+
+    let (status, body) = server.get("/v1/models");
+    assert_eq!(status, 200);
+    let list: Value = serde_json::from_str(&body).expect("json");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|m| m["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["vlm", "alias"]);
+    assert_eq!(list["data"][1]["status"], "ready", "{body}");
+    for id in ["vlm", "alias"] {
+        let (status, body) = server.get(&format!("/v1/models/{id}"));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).expect("json")["id"],
+            id
+        );
+    }
+    let (status, body) = server.get("/v1/models/other");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(error(&body)["code"], "model_not_found");
+
+    let url = format!("{}/health", server.base);
+    let echoed = ureq::get(&url)
+        .set("x-request-id", "abc-123")
+        .call()
+        .expect("health");
+    assert_eq!(echoed.header("x-request-id"), Some("abc-123"));
+    let first = ureq::get(&url).call().expect("health");
+    let second = ureq::get(&url).call().expect("health");
+    let (first, second) = (first.header("x-request-id"), second.header("x-request-id"));
+    assert!(
+        first.is_some_and(|id| !id.is_empty()),
+        "a request id is made"
+    );
+    assert_ne!(first, second, "each request its own id");
+}
+
+/// The samples of a Prometheus text exposition, checked line by line: `# HELP`/`# TYPE`
+/// comments, else `name{labels} value` with a float value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(comment) = line.strip_prefix("# ") {
+            assert!(
+                comment.starts_with("HELP ") || comment.starts_with("TYPE "),
+                "{line}"
+            );
+            continue;
+        }
+        let (name, value) = line.rsplit_once(' ').expect("name and value");
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("value of {line}"));
+        let metric = name.split('{').next().expect("name");
+        assert!(
+            metric
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        assert!(
+            samples.insert(name.to_string(), value).is_none(),
+            "twice: {line}"
+        );
+    }
+    samples
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_move_with_the_traffic() {
+    let server = Server::start(&[]);
+    let (status, before) = server.get("/metrics");
+    assert_eq!(status, 200);
+    let before = samples(&before);
+    let (status, body) = server.post("/v1/chat/completions", &request(json!({})));
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).expect("json");
+    let tokens = reply["usage"]["completion_tokens"]
+        .as_f64()
+        .expect("tokens");
+    let (_, after) = server.get("/metrics");
+    let after = samples(&after);
+    let moved = |name: &str| {
+        after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
+    };
+    assert_eq!(moved("vlm_generated_tokens_total"), tokens);
+    assert_eq!(
+        moved("vlm_requests_total{code=\"200\"}"),
+        2.0,
+        "the first /metrics and the completion"
+    );
+    assert_eq!(moved("vlm_time_to_first_token_seconds_count"), 1.0);
+    assert_eq!(moved("vlm_inter_token_latency_seconds_count"), tokens - 1.0);
+    assert_eq!(
+        after["vlm_time_to_first_token_seconds_bucket{le=\"+Inf\"}"],
+        after["vlm_time_to_first_token_seconds_count"]
+    );
+    assert_eq!(after["vlm_queue_length"], 0.0);
+    assert_eq!(after["vlm_running_sequences"], 0.0);
+}
+
+#[test]
+fn a_503_says_when_to_retry() {
+    let overloaded = error::ApiError::server(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "busy");
+    let response = overloaded.into_response();
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    let refused = error::ApiError::invalid(None, "bad").into_response();
+    assert!(refused.headers().get("retry-after").is_none());
+}
+
+#[test]
+fn every_request_writes_one_access_log_line() {
+    let mut child = Command::new(example("serve"))
+        .arg("--checkpoint")
+        .arg(common::checkpoint())
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start serve");
+    let (lines, log) = mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let base = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("listening on ").map(str::to_string))
+        .expect("listening");
+    let reply = ureq::get(&format!("{base}/v1/models/none"))
+        .set("x-request-id", "log-me")
+        .call();
+    assert!(matches!(reply, Err(ureq::Error::Status(404, _))));
+    let entry = loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an access-log line");
+        if let Ok(entry) = serde_json::from_str::<Value>(&line) {
+            break entry;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(entry["method"], "GET");
+    assert_eq!(entry["path"], "/v1/models/none");
+    assert_eq!(entry["status"], 404);
+    assert_eq!(entry["request_id"], "log-me");
+    assert!(
+        entry["duration_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{entry}"
+    );
 }

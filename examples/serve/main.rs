@@ -12,11 +12,21 @@
 //!   or `text` and `image_url` parts (images inline as base64 `data:` URLs, JPEG or PNG; the
 //!   server fetches no URL), `max_tokens`, `temperature`, `top_p`, `stop`, `seed`, `stream`
 //!   (server-sent events in OpenAI's chunk format, ending with `data: [DONE]`) and `usage`.
-//! - `GET /v1/models`: the one model served.
+//! - `GET /v1/models` and `GET /v1/models/{id}`: the model served, under its id and its
+//!   aliases (`--served-model-name`); a request's `model` must be one of them (else 404
+//!   `model_not_found`). Fields of OpenAI's API that the server does not implement
+//!   (`logprobs`, `tools`, `response_format`, `n` > 1, ...) are refused (400), not ignored.
+//! - `GET /health`: liveness (200 while the server runs).
+//! - `GET /metrics`: Prometheus text: requests by status, time to first token and
+//!   inter-token latency histograms, queue length, running sequences, tokens generated.
+//!
+//! Every answer carries `x-request-id` (the client's, or a new one), and every request ends with
+//! one JSON access-log line on stderr (method, path, status, duration, request id).
 //!
 //! Errors are OpenAI's JSON (`{"error": {"message", "type", "param", "code"}}`): 4xx for a bad
 //! request, 5xx for the server's own failures. Requests wait in a bounded queue for the
-//! model thread, which answers one at a time (no batching); a full queue answers 503.
+//! model thread, which answers one at a time (no batching); a full queue answers 503 with
+//! `Retry-After`.
 //! Bounds: the request body (`--body-limit`), the image's pixels (checked in its header before
 //! decoding), `max_tokens` and the context. Binds 127.0.0.1 unless `--host` says otherwise;
 //! Ctrl-C or SIGTERM stops accepting connections, finishes the answers under way and exits.
@@ -24,6 +34,7 @@
 mod api;
 mod error;
 mod image;
+mod metrics;
 mod prompt;
 mod routes;
 mod stop;
@@ -41,6 +52,7 @@ use vlm::image::{DecodeLimits, ImageProcessor};
 use vlm::vision::VisionEncoder;
 
 use crate::api::RequestLimits;
+use crate::metrics::Metrics;
 use crate::prompt::Prompter;
 use crate::routes::AppState;
 use crate::worker::Worker;
@@ -134,6 +146,8 @@ fn run(args: Args) -> Result<(), ServeError> {
     let (ready, loaded) = std::sync::mpsc::sync_channel(1);
     let model_args = args.model.clone();
     let prompter_limits = limits(&args);
+    let metrics = Arc::new(Metrics::default());
+    let worker_metrics = Arc::clone(&metrics);
     let model_thread = std::thread::spawn(move || {
         let dev = device();
         let worker = match model_args.load::<Inference>(&dev) {
@@ -145,6 +159,7 @@ fn run(args: Args) -> Result<(), ServeError> {
                     model: loaded.model,
                     tokenizer: loaded.tokenizer,
                     device: dev,
+                    metrics: worker_metrics,
                 }
             }
             Err(err) => {
@@ -167,6 +182,8 @@ fn run(args: Args) -> Result<(), ServeError> {
         aliases: args.served_model_name.clone(),
         started: unix_now(),
         next_id: AtomicU64::new(1),
+        next_request: AtomicU64::new(1),
+        metrics,
     });
     serve(SocketAddr::new(args.host, args.port), state)?;
     // The router (and its queue sender) is gone: the model thread ends after its last job.

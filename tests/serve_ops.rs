@@ -254,3 +254,127 @@ fn every_request_writes_one_access_log_line() {
         "{entry}"
     );
 }
+
+/// A field of /proc/PID/status, in KiB (`VmRSS`, `VmHWM`).
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status.lines().find(|l| l.starts_with(field)).expect(field);
+    let value = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|kib| kib.parse().ok());
+    value.expect("memory value")
+}
+
+/// CPU time of a process so far (user + system), in clock ticks of 10 ms.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields[i].parse::<u64>().expect("ticks");
+    ticks(11) + ticks(12)
+}
+
+#[test]
+fn a_text_body_near_the_body_limit_is_refused_before_tokenizing() {
+    let server = Server::start(&[]);
+    let pid = server.pid();
+    // The default body limit is 20 MiB: text just under it.
+    let text = "hello world ".repeat((20 << 20) / 12 - 100);
+    let body = json!({"messages": [{"role": "user", "content": text}]}).to_string();
+    assert!(body.len() < 20 << 20);
+    let (rss, cpu) = (memory_kib(pid, "VmRSS:"), cpu_ticks(pid));
+    let started = std::time::Instant::now();
+    let (status, reply) = server.post("/v1/chat/completions", &body);
+    let elapsed = started.elapsed();
+    assert_eq!(status, 400, "{}", &reply[..reply.len().min(500)]);
+    assert_eq!(error(&reply)["code"], "context_length_exceeded");
+    let cpu_seconds = (cpu_ticks(pid) - cpu) as f64 / 100.0;
+    let extra_mib = memory_kib(pid, "VmHWM:").saturating_sub(rss) / 1024;
+    eprintln!("near-limit text: {elapsed:?} wall, {cpu_seconds} s CPU, peak +{extra_mib} MiB");
+    assert!(cpu_seconds < 2.0, "{cpu_seconds} s of CPU");
+    assert!(extra_mib < 200, "{extra_mib} MiB more at the peak");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+}
+
+/// The soft limit on this process' open files (`Max open files` of /proc/self/limits).
+fn open_file_limit() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("limits");
+    let line = limits.lines().find(|l| l.starts_with("Max open files"));
+    let soft = line
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok());
+    soft.unwrap_or(1024)
+}
+
+/// Whether the server closed `stream` (end of file or reset) within `wait`.
+fn closed_within(stream: &mut std::net::TcpStream, wait: Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(wait)).expect("read timeout");
+    let mut buffer = [0; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(err) => {
+                return !matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            }
+        }
+    }
+}
+
+#[test]
+fn idle_connections_are_closed_while_clients_keep_getting_answers() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let server = Server::start(&["--idle-timeout", "1", "--max-connections", "100"]);
+    let address = server
+        .base
+        .strip_prefix("http://")
+        .expect("address")
+        .to_string();
+    // 300 idle sockets, fewer under a low descriptor limit (the server shares it).
+    let count = 300.min(open_file_limit() / 4);
+    let mut idle: Vec<TcpStream> = (0..count)
+        .map(|_| TcpStream::connect(&address).expect("connect"))
+        .collect();
+    // Some send half a request head (a slow client); one is kept alive after an answer.
+    for stream in idle.iter_mut().step_by(10) {
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            .expect("half a head");
+    }
+    let mut kept_alive = TcpStream::connect(&address).expect("connect");
+    kept_alive
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("request");
+
+    let started = std::time::Instant::now();
+    let (status, body) = server.post("/v1/chat/completions", &request(json!({})));
+    assert_eq!(status, 200, "{body}");
+    eprintln!(
+        "{count} idle connections: a client answered after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    for (i, stream) in idle.iter_mut().enumerate() {
+        assert!(
+            closed_within(stream, Duration::from_secs(20)),
+            "idle connection {i} still open"
+        );
+    }
+    assert!(
+        closed_within(&mut kept_alive, Duration::from_secs(20)),
+        "the kept-alive connection"
+    );
+    assert_eq!(server.get("/health").0, 200, "and the server still answers");
+}

@@ -6,11 +6,11 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, Sse};
@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{self, error::TrySendError, UnboundedReceiver};
+use tokio::sync::Semaphore;
 
 use crate::api::{ChatRequest, RequestLimits};
 use crate::error::ApiError;
@@ -48,6 +49,10 @@ pub struct AppState {
     pub next_request: AtomicU64,
     /// What `/metrics` reports.
     pub metrics: Arc<Metrics>,
+    /// Permits to parse, decode and tokenize a request (`--max-preprocess`).
+    pub preprocess: Arc<Semaphore>,
+    /// The longest a request body may take to arrive.
+    pub body_timeout: Duration,
 }
 
 impl AppState {
@@ -139,7 +144,8 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
         "method": method,
         "path": path,
         "status": status,
-        "duration_ms": start.elapsed().as_secs_f64() * 1e3,
+        // Milliseconds to the microsecond.
+        "duration_ms": start.elapsed().as_micros() as f64 / 1e3,
         "request_id": id,
     });
     eprintln!("{line}");
@@ -209,13 +215,22 @@ async fn model(
 /// `POST /v1/chat/completions`.
 async fn completions(
     State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| body_error(&rejection, state.body_limit))?;
     let arrived = Instant::now();
+    let body = read_body(&state, request).await?;
     let shared = Arc::clone(&state);
-    // Parsing, image decoding and tokenizing take CPU time: off the async threads.
-    let (request, prompt) = tokio::task::spawn_blocking(move || prepare(&shared, &body))
+    // Parsing, image decoding and tokenizing take CPU time: off the async threads, a bounded
+    // number at once (the permit lives as long as the work, even if the client goes).
+    let permit = Arc::clone(&state.preprocess)
+        .acquire_owned()
+        .await
+        .map_err(|err| internal(format!("request preparation failed: {err}")))?;
+    let prepared = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        prepare(&shared, &body)
+    });
+    let (request, prompt) = prepared
         .await
         .map_err(|err| internal(format!("request preparation failed: {err}")))??;
     let (events, answer) = mpsc::unbounded_channel();
@@ -258,6 +273,20 @@ fn prepare(state: &AppState, body: &[u8]) -> Result<(ChatRequest, Prompt), ApiEr
         .prompter
         .prompt(&request.messages, request.sampling.max_tokens)?;
     Ok((request, prompt))
+}
+
+/// The request body, within the body limit and `--body-timeout`.
+async fn read_body(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(state.body_timeout, Bytes::from_request(request, &())).await {
+        Ok(body) => body.map_err(|rejection| body_error(&rejection, state.body_limit)),
+        Err(_) => Err(ApiError::refused(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                state.body_timeout.as_secs()
+            ),
+        )),
+    }
 }
 
 fn body_error(rejection: &BytesRejection, limit: usize) -> ApiError {

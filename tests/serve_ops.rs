@@ -378,3 +378,44 @@ fn idle_connections_are_closed_while_clients_keep_getting_answers() {
     );
     assert_eq!(server.get("/health").0, 200, "and the server still answers");
 }
+
+#[test]
+fn a_body_that_stalls_is_answered_408() {
+    use std::io::{Read, Write};
+    let server = Server::start(&["--body-timeout", "1"]);
+    let address = server.base.strip_prefix("http://").expect("address");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    let head =
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                Content-Length: 1000\r\n\r\n{\"messages\": ";
+    stream
+        .write_all(head.as_bytes())
+        .expect("head and part of the body");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    let started = std::time::Instant::now();
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("invalid_request_error"), "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn requests_take_turns_for_preprocessing_and_are_all_answered() {
+    let server = std::sync::Arc::new(Server::start(&["--max-preprocess", "1"]));
+    let expected = server.answer(&serde_json::from_str(&request(json!({}))).expect("json"));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let server = std::sync::Arc::clone(&server);
+            std::thread::spawn(move || server.post("/v1/chat/completions", &request(json!({}))))
+        })
+        .collect();
+    for client in clients {
+        let (status, body) = client.join().expect("client");
+        assert_eq!(status, 200, "{body}");
+        let reply: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(reply["choices"][0]["message"]["content"], expected.as_str());
+    }
+}

@@ -122,7 +122,7 @@ struct Args {
 
     /// Connections served at once; more wait to be accepted.
     #[arg(long, value_name = "N", default_value_t = 512)]
-    max_connections: usize,
+    max_connections: u32,
 
     /// Seconds a connection may take to send a request's head, counted from its opening or,
     /// kept alive, from its last answer: idle and slow connections are closed after it.
@@ -232,8 +232,7 @@ fn check(args: &Args) -> Result<(), ServeError> {
     if args.queue == 0 || args.max_image_side == 0 || args.body_limit == 0 {
         return usage("--queue, --max-image-side and --body-limit must be at least 1");
     }
-    let counts = [args.max_preprocess, args.max_connections];
-    if counts.contains(&0) || args.max_connections > u32::MAX as usize {
+    if args.max_preprocess == 0 || args.max_connections == 0 {
         return usage("--max-preprocess and --max-connections must be at least 1");
     }
     if args.idle_timeout == 0 || args.body_timeout == 0 {

@@ -21,7 +21,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     /// Connections served at once.
-    pub max_connections: usize,
+    pub max_connections: u32,
     /// The longest wait for a complete request head, from the connection's opening or from
     /// its last answer.
     pub idle_timeout: Duration,
@@ -38,7 +38,7 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let permits = Arc::new(Semaphore::new(limits.max_connections as usize));
     let (stopping, stop) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -66,8 +66,7 @@ pub async fn serve(
     drop(listener);
     let _ = stopping.send(true);
     // Every connection gives its permit back when it ends.
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    let _ = permits.acquire_many(all).await;
+    let _ = permits.acquire_many(limits.max_connections).await;
 }
 
 /// Serves one connection, holding `_permit` until it closes; on `stop`, finishes the answer

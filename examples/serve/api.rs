@@ -3,11 +3,13 @@
 //! [`ApiError`] naming the field.
 
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
-/// A `POST /v1/chat/completions` body as OpenAI clients send it. Fields this server does not
-/// use (`model`, `user`, `logprobs`, ...) are accepted and ignored, as long as they are JSON.
+/// A `POST /v1/chat/completions` body as OpenAI clients send it. Of the fields this server does
+/// not implement, only those in [`IGNORED_FIELDS`] are accepted; any other (`logprobs`, `tools`,
+/// `response_format`, ...) is refused unless it holds its no-op value (see [`is_no_op`]).
 #[derive(Debug, Deserialize)]
 pub struct RawRequest {
     /// The conversation so far, ending with the user's message.
@@ -31,7 +33,16 @@ pub struct RawRequest {
     pub seed: Option<u64>,
     /// How many answers; only 1 is supported.
     pub n: Option<u64>,
+    /// The model asked for: the served id or one of its aliases (none: the served model).
+    pub model: Option<String>,
+    /// Every other field, checked by [`refuse_unsupported`].
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
 }
+
+/// Fields that do not change the answer, accepted and ignored as OpenAI documents them
+/// (bookkeeping for the caller).
+pub const IGNORED_FIELDS: [&str; 4] = ["user", "metadata", "store", "service_tier"];
 
 /// `stream_options`.
 #[derive(Debug, Deserialize)]
@@ -148,6 +159,8 @@ pub struct ChatRequest {
     pub stream: bool,
     /// With `stream`, end with a chunk carrying the token counts.
     pub include_usage: bool,
+    /// The model asked for, if any.
+    pub model: Option<String>,
 }
 
 /// What the server allows.
@@ -168,6 +181,7 @@ impl ChatRequest {
         let raw: RawRequest = serde_json::from_slice(body).map_err(|err| {
             ApiError::invalid(None, format!("the body is not a valid request: {err}"))
         })?;
+        refuse_unsupported(&raw.other)?;
         let sampling = sampling(&raw, limits)?;
         if raw.n.is_some_and(|n| n != 1) {
             return Err(ApiError::invalid(Some("n"), "only n = 1 is supported"));
@@ -185,7 +199,36 @@ impl ChatRequest {
             sampling,
             stream: raw.stream,
             include_usage: raw.stream_options.is_some_and(|o| o.include_usage),
+            model: raw.model,
         })
+    }
+}
+
+/// Refuses the first field this server does not implement, naming it (fields are checked in
+/// name order, so the answer does not depend on the body's key order).
+fn refuse_unsupported(other: &Map<String, Value>) -> Result<(), ApiError> {
+    let mut fields: Vec<_> = other
+        .iter()
+        .filter(|(name, value)| !IGNORED_FIELDS.contains(&name.as_str()) && !is_no_op(value))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    fields.sort_unstable();
+    match fields.first() {
+        Some(field) => Err(ApiError::unsupported(field)),
+        None => Ok(()),
+    }
+}
+
+/// Whether a value of an unimplemented field asks for nothing (`null`, `false`, `0`, `[]`,
+/// `{}`): `"logprobs": false` or `"tools": []` are honoured by ignoring them.
+fn is_no_op(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Bool(on) => !on,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(fields) => fields.is_empty(),
+        Value::String(_) => false,
     }
 }
 

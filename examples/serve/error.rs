@@ -2,7 +2,9 @@
 //! status that fits (4xx for what the client sent, 5xx for the server's own failures), so that
 //! OpenAI clients raise their usual exceptions.
 
-use axum::http::StatusCode;
+use std::borrow::Cow;
+
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -17,7 +19,7 @@ pub struct ApiError {
     /// OpenAI's error type (`invalid_request_error`, `server_error`, ...).
     pub kind: &'static str,
     /// The request field at fault, when there is one.
-    pub param: Option<&'static str>,
+    pub param: Option<Cow<'static, str>>,
     /// A machine-readable code, when there is one.
     pub code: Option<&'static str>,
 }
@@ -29,7 +31,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             kind: "invalid_request_error",
-            param,
+            param: param.map(Cow::Borrowed),
             code: None,
         }
     }
@@ -51,6 +53,29 @@ impl ApiError {
         Self {
             status,
             ..Self::invalid(None, message)
+        }
+    }
+
+    /// A 400 for a request field this server does not implement: refused rather than ignored,
+    /// so that a client relying on it learns at once.
+    pub fn unsupported(field: &str) -> Self {
+        Self {
+            param: Some(Cow::Owned(field.to_string())),
+            code: Some("unsupported_parameter"),
+            ..Self::invalid(None, format!("{field} is not supported by this server"))
+        }
+    }
+
+    /// A 404 for a `model` this server does not serve.
+    pub fn model_not_found(model: &str) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            param: Some(Cow::Borrowed("model")),
+            code: Some("model_not_found"),
+            ..Self::invalid(
+                None,
+                format!("the model {model:?} does not exist here: see GET /v1/models"),
+            )
         }
     }
 
@@ -78,8 +103,18 @@ impl ApiError {
     }
 }
 
+/// Seconds a client should wait before retrying a 503 (`Retry-After`).
+const RETRY_AFTER_SECONDS: &str = "1";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }

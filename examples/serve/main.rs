@@ -12,20 +12,37 @@
 //!   or `text` and `image_url` parts (images inline as base64 `data:` URLs, JPEG or PNG; the
 //!   server fetches no URL), `max_tokens`, `temperature`, `top_p`, `stop`, `seed`, `stream`
 //!   (server-sent events in OpenAI's chunk format, ending with `data: [DONE]`) and `usage`.
-//! - `GET /v1/models`: the one model served.
+//! - `GET /v1/models` and `GET /v1/models/{id}`: the model served, under its id and its
+//!   aliases (`--served-model-name`); a request's `model` must be one of them (else 404
+//!   `model_not_found`). Fields of OpenAI's API that the server does not implement
+//!   (`logprobs`, `tools`, `response_format`, `n` > 1, ...) are refused (400), not ignored.
+//! - `GET /health`: liveness (200 while the server runs).
+//! - `GET /metrics`: Prometheus text: requests by status, time to first token and
+//!   inter-token latency histograms, queue length, running sequences, tokens generated.
+//!
+//! Every answer carries `x-request-id` (the client's, or a new one), and every request ends with
+//! one JSON access-log line on stderr (method, path, status, duration, request id).
 //!
 //! Errors are OpenAI's JSON (`{"error": {"message", "type", "param", "code"}}`): 4xx for a bad
 //! request, 5xx for the server's own failures. Requests wait in a bounded queue for the
-//! model thread, which answers one at a time (no batching); a full queue answers 503.
-//! Bounds: the request body (`--body-limit`), the image's pixels (checked in its header before
-//! decoding), `max_tokens` and the context. Binds 127.0.0.1 unless `--host` says otherwise;
+//! model thread, which answers one at a time (no batching); a full queue answers 503 with
+//! `Retry-After`.
+//! Bounds: the request body (`--body-limit`, read within `--body-timeout`), the message text
+//! (measured before tokenizing: at most the context times the longest token's bytes), the
+//! image's pixels (checked in its header before decoding), `max_tokens` and the context;
+//! parsing, image decoding and tokenizing run at most `--max-preprocess` at a time; at most
+//! `--max-connections` connections are served at once (more wait to be accepted), and a
+//! connection that sends no complete request head within `--idle-timeout` (a slow client, or
+//! an idle keep-alive connection) is closed. Binds 127.0.0.1 unless `--host` says otherwise;
 //! Ctrl-C or SIGTERM stops accepting connections, finishes the answers under way and exits.
 
 mod api;
 mod error;
 mod image;
+mod metrics;
 mod prompt;
 mod routes;
+mod server;
 mod stop;
 mod worker;
 
@@ -33,6 +50,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use vlm::backend::{device, Inference};
@@ -41,8 +59,10 @@ use vlm::image::{DecodeLimits, ImageProcessor};
 use vlm::vision::VisionEncoder;
 
 use crate::api::RequestLimits;
-use crate::prompt::Prompter;
+use crate::metrics::Metrics;
+use crate::prompt::{max_token_bytes, Prompter};
 use crate::routes::AppState;
+use crate::server::ConnectionLimits;
 use crate::worker::Worker;
 
 /// Serves a vision-language model: a chat page at / and an OpenAI-compatible API at /v1.
@@ -66,6 +86,10 @@ struct Args {
     /// The model's name in responses and /v1/models.
     #[arg(long, default_value = "vlm")]
     model_name: String,
+
+    /// Another name a request's `model` may give for the served model (repeatable).
+    #[arg(long, value_name = "NAME")]
+    served_model_name: Vec<String>,
 
     /// max_tokens of a request that gives none.
     #[arg(long, value_name = "N", default_value_t = 256)]
@@ -91,6 +115,23 @@ struct Args {
     /// Requests that may wait for the model; more are answered 503.
     #[arg(long, value_name = "N", default_value_t = 16)]
     queue: usize,
+
+    /// Requests parsed, tokenized or image-decoded at once; more wait their turn.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    max_preprocess: usize,
+
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    max_connections: u32,
+
+    /// Seconds a connection may take to send a request's head, counted from its opening or,
+    /// kept alive, from its last answer: idle and slow connections are closed after it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    idle_timeout: u64,
+
+    /// Seconds a request's body may take to arrive (answered 408 after it).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    body_timeout: u64,
 }
 
 /// Why the server could not run.
@@ -130,6 +171,8 @@ fn run(args: Args) -> Result<(), ServeError> {
     let (ready, loaded) = std::sync::mpsc::sync_channel(1);
     let model_args = args.model.clone();
     let prompter_limits = limits(&args);
+    let metrics = Arc::new(Metrics::default());
+    let worker_metrics = Arc::clone(&metrics);
     let model_thread = std::thread::spawn(move || {
         let dev = device();
         let worker = match model_args.load::<Inference>(&dev) {
@@ -141,6 +184,7 @@ fn run(args: Args) -> Result<(), ServeError> {
                     model: loaded.model,
                     tokenizer: loaded.tokenizer,
                     device: dev,
+                    metrics: worker_metrics,
                 }
             }
             Err(err) => {
@@ -160,10 +204,19 @@ fn run(args: Args) -> Result<(), ServeError> {
         },
         body_limit: args.body_limit,
         model_name: args.model_name.clone(),
+        aliases: args.served_model_name.clone(),
         started: unix_now(),
         next_id: AtomicU64::new(1),
+        next_request: AtomicU64::new(1),
+        metrics,
+        preprocess: Arc::new(tokio::sync::Semaphore::new(args.max_preprocess)),
+        body_timeout: Duration::from_secs(args.body_timeout),
     });
-    serve(SocketAddr::new(args.host, args.port), state)?;
+    let connections = ConnectionLimits {
+        max_connections: args.max_connections,
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+    };
+    serve(SocketAddr::new(args.host, args.port), state, connections)?;
     // The router (and its queue sender) is gone: the model thread ends after its last job.
     model_thread.join().map_err(|_| ServeError::ModelThread)
 }
@@ -178,6 +231,12 @@ fn check(args: &Args) -> Result<(), ServeError> {
     }
     if args.queue == 0 || args.max_image_side == 0 || args.body_limit == 0 {
         return usage("--queue, --max-image-side and --body-limit must be at least 1");
+    }
+    if args.max_preprocess == 0 || args.max_connections == 0 {
+        return usage("--max-preprocess and --max-connections must be at least 1");
+    }
+    if args.idle_timeout == 0 || args.body_timeout == 0 {
+        return usage("--idle-timeout and --body-timeout must be at least 1");
     }
     Ok(())
 }
@@ -225,11 +284,18 @@ fn prompter(loaded: &vlm::cli::LoadedModel<Inference>, limits: PrompterLimits) -
         vocab_size: vocab_size(loaded),
         default_system: loaded.system_prompt.clone(),
         max_context: limits.max_context,
+        max_text_bytes: limits
+            .max_context
+            .saturating_mul(max_token_bytes(&loaded.tokenizer)),
     }
 }
 
 /// Serves until Ctrl-C or SIGTERM, then lets the answers under way finish.
-fn serve(addr: SocketAddr, state: Arc<AppState>) -> Result<(), ServeError> {
+fn serve(
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    connections: ConnectionLimits,
+) -> Result<(), ServeError> {
     let io = |what: &str| {
         let what = what.to_string();
         move |source| ServeError::Io { what, source }
@@ -246,10 +312,14 @@ fn serve(addr: SocketAddr, state: Arc<AppState>) -> Result<(), ServeError> {
             .local_addr()
             .map_err(io("cannot read the address"))?;
         println!("listening on http://{local}");
-        axum::serve(listener, routes::router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(io("the server failed"))
+        server::serve(
+            listener,
+            routes::router(state),
+            connections,
+            shutdown_signal(),
+        )
+        .await;
+        Ok(())
     })
 }
 

@@ -43,11 +43,25 @@ pub struct Prompter {
     pub default_system: Option<String>,
     /// The longest prompt plus answer, in tokens.
     pub max_context: usize,
+    /// The most bytes of message text a prompt within the context can hold: the context
+    /// times [`max_token_bytes`]. Longer text is refused before tokenizing.
+    pub max_text_bytes: usize,
+}
+
+/// The most UTF-8 bytes of text one token of `tokenizer` stands for: its longest vocabulary
+/// entry, special tokens included. A text of `n` bytes thus takes at least `n / this` tokens,
+/// which bounds the tokens of a request before tokenizing it. (Byte-level BPE vocabularies
+/// write each byte as one character of one or two UTF-8 bytes, so their entries' lengths
+/// over-count: a ceiling still.)
+pub fn max_token_bytes(tokenizer: &Tokenizer) -> usize {
+    let vocabulary = tokenizer.inner().get_vocab(true);
+    vocabulary.keys().map(String::len).max().unwrap_or(1).max(1)
 }
 
 impl Prompter {
     /// The prompt of a conversation whose answer may take `max_tokens` tokens.
     pub fn prompt(&self, messages: &[ChatMessage], max_tokens: usize) -> Result<Prompt, ApiError> {
+        self.check_text_size(messages)?;
         let (system, conversation) = split_system(messages)?;
         let mut image_url = None;
         let mut turns = Vec::with_capacity(conversation.len());
@@ -81,6 +95,31 @@ impl Prompter {
             ));
         }
         Ok(Prompt { ids, pixels })
+    }
+
+    /// Refuses text too long for the context whatever its tokens, before the cost of
+    /// tokenizing it.
+    fn check_text_size(&self, messages: &[ChatMessage]) -> Result<(), ApiError> {
+        let bytes: usize = messages
+            .iter()
+            .flat_map(|message| &message.parts)
+            .map(|part| match part {
+                ChatPart::Text(text) => text.len(),
+                ChatPart::Image(_) => 0,
+            })
+            .sum();
+        if bytes <= self.max_text_bytes {
+            return Ok(());
+        }
+        Err(ApiError::invalid_code(
+            Some("messages"),
+            "context_length_exceeded",
+            format!(
+                "the messages hold {bytes} bytes of text, more than fits in this server's \
+                 context of {} tokens (at most {} bytes)",
+                self.max_context, self.max_text_bytes
+            ),
+        ))
     }
 
     /// The ChatML ids of the turns, checked against the vocabulary.

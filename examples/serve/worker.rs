@@ -9,6 +9,8 @@
 //! receiving end is closed), so an abandoned request does not hold the model.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::mpsc::{Receiver, UnboundedSender};
 use vlm::backend::Inference;
@@ -18,6 +20,7 @@ use vlm::model::{QwenVlm, VlmBatch};
 use vlm::qwen::{Decoding, GenerationConfig, SamplingParams};
 
 use crate::api::Sampling;
+use crate::metrics::Metrics;
 use crate::prompt::Prompt;
 use crate::stop::StopText;
 
@@ -31,6 +34,8 @@ pub struct Job {
     pub sampling: Sampling,
     /// Where the answer goes, piece by piece.
     pub events: UnboundedSender<Event>,
+    /// When the request arrived, for the time to first token.
+    pub arrived: Instant,
 }
 
 /// What the model thread reports about a job.
@@ -65,13 +70,19 @@ pub struct Worker {
     pub stop_token_ids: Vec<u32>,
     /// The device the model is on.
     pub device: Device<B>,
+    /// Where token counts and latencies go.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Worker {
     /// Answers jobs until every sender is gone (the server shut down).
     pub fn run(self, mut jobs: Receiver<Job>) {
         while let Some(job) = jobs.blocking_recv() {
-            let event = match self.answer(&job) {
+            // Counted as running until its answer is complete, before the client hears so.
+            let running = self.metrics.running();
+            let answer = self.answer(&job);
+            drop(running);
+            let event = match answer {
                 Ok(finish) => Event::Done(finish),
                 Err(message) => Event::Failed(message),
             };
@@ -88,6 +99,7 @@ impl Worker {
         let mut completion_tokens = 0;
         let mut stopped_by_token = false;
         let mut failure = None;
+        let mut last_token = None;
         let send = |text: String| {
             if !text.is_empty() {
                 let _ = job.events.send(Event::Text(text));
@@ -96,6 +108,7 @@ impl Worker {
         self.model
             .generate_until(self.batch(&job.prompt), &config, |tokens| {
                 completion_tokens += 1;
+                self.observe_token(job.arrived, &mut last_token);
                 stopped_by_token = config.stop_token_ids.contains(&tokens[0]);
                 match streamer.push(tokens[0]) {
                     Ok(Some(chunk)) => send(stop.push(&chunk)),
@@ -123,6 +136,17 @@ impl Worker {
             prompt_tokens: job.prompt.ids.len(),
             completion_tokens,
         })
+    }
+
+    /// Counts a token and records its latency: from the request's arrival for the first,
+    /// from the previous token (`last`) for the others.
+    fn observe_token(&self, arrived: Instant, last: &mut Option<Instant>) {
+        let now = Instant::now();
+        match last.replace(now) {
+            None => self.metrics.time_to_first_token.observe(now - arrived),
+            Some(previous) => self.metrics.inter_token_latency.observe(now - previous),
+        }
+        self.metrics.count_token();
     }
 
     fn generation_config(&self, sampling: &Sampling) -> GenerationConfig {

@@ -42,15 +42,7 @@ pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let file = File::open(path)?;
     let mut bytes = Vec::new();
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::FileTooLarge,
-            format!(
-                "larger than the {} limit for this kind of file",
-                Limit(limit)
-            ),
-        ));
-    }
+    within(bytes.len(), limit, "larger than", "this kind of file")?;
     Ok(bytes)
 }
 
@@ -71,13 +63,16 @@ pub fn read_line_bounded(
     let len = reader
         .take(limit.saturating_add(1))
         .read_until(b'\n', buf)?;
+    within(len, limit, "a line longer than", "one record")
+}
+
+/// `len` when it is at most `limit`, else the [`io::ErrorKind::FileTooLarge`] error
+/// "`{what}` the `{limit}` limit for `{kind}`".
+fn within(len: usize, limit: u64, what: &str, kind: &str) -> io::Result<usize> {
     if len as u64 > limit {
         return Err(io::Error::new(
             io::ErrorKind::FileTooLarge,
-            format!(
-                "a line longer than the {} limit for one record",
-                Limit(limit)
-            ),
+            format!("{what} the {} limit for {kind}", Limit(limit)),
         ));
     }
     Ok(len)

@@ -45,13 +45,15 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 use vlm::backend::{device, device_named, Train};
+use vlm::cli::checkpoint_path;
 use vlm::data::{ChatTemplate, Dataset, EncoderConfig, LoaderOptions, SampleEncoder, Tokenizer};
 use vlm::hf::resolve_model_path;
 use vlm::image::ImageProcessor;
 use vlm::lora::LoraConfig;
 use vlm::model::{
-    ChatTemplateConfig, ProjectorKind, QwenVlm, StagedCheckpoint, VisionLanguageModel, VisionTower,
-    VisionTowerConfig, VlmConfig, TOKENIZER_FILE,
+    load_projector, ChatTemplateConfig, LanguageModel, ProjectorConfig, ProjectorKind, QwenVlm,
+    StagedCheckpoint, VisionLanguageModel, VisionTower, VisionTowerConfig, VlmConfig,
+    PROJECTOR_FILE, TOKENIZER_FILE,
 };
 use vlm::qwen::QwenModel;
 use vlm::train::checkpoint::{TRAINER_STATE_FILE, TRAIN_CONFIG_FILE};
@@ -123,6 +125,41 @@ struct Program {
     /// Data loader worker threads [default: one per core].
     #[arg(long)]
     workers: Option<usize>,
+    /// Start the projector from a stage-1 one instead of a random init (LLaVA's
+    /// `--pretrain_mm_mlp_adapter`): a `projector.safetensors`, or a model folder, training
+    /// checkpoint or run folder holding one (its latest checkpoint's). Its kind and widths
+    /// must be this run's.
+    #[arg(
+        long,
+        value_name = "PATH",
+        aliases = ["pretrained_projector", "pretrain-mm-mlp-adapter", "pretrain_mm_mlp_adapter"],
+        value_parser = projector_file
+    )]
+    pretrained_projector: Option<PathBuf>,
+}
+
+/// The projector file `--pretrained-projector TEXT` names: TEXT when it is a file, else the
+/// [`PROJECTOR_FILE`] of the model folder it names (see [`checkpoint_path`]); absolute, so
+/// the recorded program works from any folder.
+fn projector_file(text: &str) -> Result<PathBuf, Box<dyn Error + Send + Sync>> {
+    let path = Path::new(text);
+    let file = match path.is_file() {
+        true => path.to_path_buf(),
+        false => checkpoint_path(text)?.join(PROJECTOR_FILE),
+    };
+    Ok(std::path::absolute(file)?)
+}
+
+/// The projector this program trains.
+const PROJECTOR: ProjectorKind = ProjectorKind::Mlp2xGelu;
+
+/// The [`PROJECTOR`] from `vision`'s width to `llm`'s.
+fn projector_config(vision: &VisionTower<Train>, llm: &QwenModel<Train>) -> ProjectorConfig {
+    ProjectorConfig {
+        kind: PROJECTOR,
+        input_dim: vision.output_dim(),
+        output_dim: llm.hidden_size(),
+    }
 }
 
 /// File of the program's settings in a checkpoint.
@@ -208,6 +245,10 @@ fn resumed(
             typed("vision_feature_select_strategy"),
         ),
         ("--max-len", typed("max_len")),
+        (
+            "--pretrained-projector",
+            given.pretrained_projector.is_some(),
+        ),
         ("--config", args.config.is_some()),
     ];
     if let Some((flag, _)) = fixed.iter().find(|(_, set)| *set) {
@@ -295,8 +336,14 @@ fn train_peer(
         EncoderConfig::new(vision.tokens_per_image(), args.max_len),
     )?;
     let image_token_id = encoder.image_token_id();
-    let kind = ProjectorKind::Mlp2xGelu;
-    let model = VisionLanguageModel::with_new_projector(vision, kind, llm, image_token_id, &dev)?;
+    let model = match (&args.pretrained_projector, &resume) {
+        (Some(path), Resume::No) => {
+            let projector = load_projector(path, &projector_config(&vision, &llm), &dev)?;
+            VisionLanguageModel::new(vision, projector, llm, image_token_id)?
+        }
+        // A resumed run's checkpoint holds the weights, which replace these.
+        _ => VisionLanguageModel::with_new_projector(vision, PROJECTOR, llm, image_token_id, &dev)?,
+    };
 
     let image_root = match &args.image_root {
         Some(root) => root.clone(),

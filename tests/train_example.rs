@@ -401,3 +401,91 @@ fn a_bad_record_is_counted_once_however_many_epochs_meet_it() {
     let err = stderr(&output);
     assert_eq!(err.matches("skipped manifest line 2").count(), 1, "{err}");
 }
+
+/// The bytes of the projector a run saved in its checkpoint `step`.
+fn saved_projector(out: &Path, step: usize) -> Vec<u8> {
+    let path = out.join(format!("checkpoint-{step}/model/projector.safetensors"));
+    std::fs::read(path).expect("projector file")
+}
+
+#[test]
+fn stage_two_starts_from_the_stage_one_projector_and_refuses_a_mismatched_one() {
+    let llm = llm_without_tokenizer();
+    let work = tempfile::tempdir().expect("tempdir");
+    let stage1 = work.path().join("stage1");
+    // One warmup step: the first update has a learning rate of 0, the second trains.
+    let extra = [&projector_run("2", "1")[..], &["--warmup-steps", "1"]].concat();
+    let output = train_with(llm.path(), &tokenizer_file(), &stage1, 1, &extra);
+    assert!(output.status.success(), "{output:?}");
+    let trained = saved_projector(&stage1, 2);
+    assert_ne!(saved_projector(&stage1, 1), trained, "stage 1 trained");
+
+    // Stage 2's first update has a learning rate of 0: its checkpoint-1 holds its step-0
+    // projector, which must be stage 1's trained one (the run folder names its latest).
+    let stage2 = work.path().join("stage2");
+    let stage1_dir = stage1.to_str().expect("utf-8 path");
+    let extra = [
+        "--mode",
+        "lora",
+        "--lora-rank",
+        "4",
+        "--max-steps",
+        "2",
+        "--warmup-steps",
+        "1",
+        "--save-steps",
+        "1",
+        "--seed",
+        "7",
+        "--pretrained_projector",
+        stage1_dir,
+    ];
+    let output = train_with(llm.path(), &tokenizer_file(), &stage2, 1, &extra);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        saved_projector(&stage2, 1) == trained,
+        "stage 1's projector, bit for bit"
+    );
+    let program =
+        std::fs::read_to_string(stage2.join("checkpoint-1/train_program.json")).expect("program");
+    let recorded = stage1.join("checkpoint-2/model/projector.safetensors");
+    let recorded = std::fs::canonicalize(recorded).expect("projector path");
+    assert!(
+        program.contains(recorded.to_str().expect("utf-8")),
+        "{program}"
+    );
+
+    let dir = stage2.to_str().expect("utf-8 path");
+    let refused = train_only(&["--resume", dir, "--pretrained-projector", stage1_dir]);
+    assert!(!refused.status.success(), "{refused:?}");
+    let message = "--pretrained-projector cannot be given with --resume";
+    assert!(stderr(&refused).contains(message), "{refused:?}");
+    let resumed = train_only(&["--resume", dir, "--max-steps", "3"]);
+    assert!(resumed.status.success(), "{resumed:?}");
+
+    // A projector of other widths: refused, naming the file and both projectors.
+    let narrow = work.path().join("narrow.safetensors");
+    let mut writer = vlm::hf::SafetensorsWriter::new();
+    for (name, shape) in [
+        ("linear_1.weight", vec![8, 4]),
+        ("linear_1.bias", vec![8]),
+        ("linear_2.weight", vec![8, 8]),
+        ("linear_2.bias", vec![8]),
+    ] {
+        let values = vec![0.0f32; shape.iter().product()];
+        let data = burn::tensor::TensorData::new(values, shape);
+        writer.add_data(format!("multi_modal_projector.{name}"), data);
+    }
+    writer.write(&narrow).expect("write projector");
+    let flag = ["--pretrain-mm-mlp-adapter", narrow.to_str().expect("utf-8")];
+    let extra = [&projector_run("1", "1")[..], &flag].concat();
+    let out = work.path().join("mismatch");
+    let output = train_with(llm.path(), &tokenizer_file(), &out, 1, &extra);
+    assert!(!output.status.success(), "{output:?}");
+    let err = stderr(&output);
+    assert!(
+        err.contains("narrow.safetensors does not hold the mlp2x_gelu projector from width"),
+        "{err}"
+    );
+    assert!(err.contains("linear_1.weight"), "{err}");
+}

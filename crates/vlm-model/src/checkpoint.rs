@@ -16,7 +16,7 @@ use vlm_vision::VisionEncoder;
 
 use crate::{
     load_language_model, AnyProjector, LanguageModel, ModelError, PersistentProjector,
-    VisionLanguageModel, VisionTower, VlmConfig,
+    ProjectorConfig, VisionLanguageModel, VisionTower, VlmConfig,
 };
 
 /// File name of the checkpoint's config.
@@ -220,6 +220,37 @@ pub fn load_checkpoint<B: Backend>(
     let model = VisionLanguageModel::new(vision, projector, language_model, config.image_token_id)?;
     config.check_matches(&model, &config_path)?;
     Ok((model, config))
+}
+
+/// A projector trained elsewhere, to start from (LLaVA's `--pretrain_mm_mlp_adapter`: stage 2
+/// from stage 1's projector): the weights of `path`, a [`PROJECTOR_FILE`], read by the name
+/// table of the `expected` kind and widths. When a [`CONFIG_FILE`] lies beside it (a
+/// checkpoint's), the projector it records must be `expected`.
+///
+/// Any mismatch, recorded or in the tensors (a missing key, a wrong shape), is a
+/// [`ModelError::ProjectorMismatch`] naming the file, the projector needed and what differs.
+pub fn load_projector<B: Backend>(
+    path: &Path,
+    expected: &ProjectorConfig,
+    device: &B::Device,
+) -> Result<AnyProjector<B>, ModelError> {
+    let mismatch = |reason: String| ModelError::ProjectorMismatch {
+        path: path.to_path_buf(),
+        expected: *expected,
+        reason,
+    };
+    let config_path = path.with_file_name(CONFIG_FILE);
+    if config_path.is_file() {
+        let recorded = read_config::<VlmConfig>(&config_path)?.projector;
+        if recorded != *expected {
+            return Err(mismatch(format!(
+                "{} records a {recorded}",
+                config_path.display()
+            )));
+        }
+    }
+    let store = WeightStore::open_file(path)?;
+    AnyProjector::from_store(&store, expected, device).map_err(|e| mismatch(e.to_string()))
 }
 
 /// The adapter folder `adapter` of the checkpoint `dir`, checked to exist with its config.

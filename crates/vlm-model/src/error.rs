@@ -5,6 +5,8 @@ use vlm_lora::LoraError;
 use vlm_qwen::QwenError;
 use vlm_vision::VisionError;
 
+use crate::ProjectorConfig;
+
 /// Everything that can go wrong while building, running, saving or loading a
 /// vision-language model.
 ///
@@ -122,6 +124,17 @@ pub enum ModelError {
         in_config: String,
         /// Its value in the model.
         in_model: String,
+    },
+    /// A pretrained projector file (LLaVA's `--pretrain_mm_mlp_adapter`) is not of the kind
+    /// and widths the model being built needs.
+    #[error("{path} does not hold the {expected} this model needs: {reason}")]
+    ProjectorMismatch {
+        /// The projector file.
+        path: PathBuf,
+        /// The projector the model needs.
+        expected: ProjectorConfig,
+        /// What differs: the recorded projector, or the missing or misshapen tensor.
+        reason: String,
     },
     /// A checkpoint names a LoRA adapter folder that this crate cannot load or did not find.
     #[error("LoRA adapter {path}: {reason}")]

@@ -65,8 +65,8 @@ mod vision_tower;
 pub use batch::{read_together, LanguageInputs, VlmBatch};
 pub use chat::ChatSession;
 pub use checkpoint::{
-    load_checkpoint, QwenVlm, StagedCheckpoint, ADAPTER_DIR, CONFIG_FILE, PROJECTOR_FILE,
-    TOKENIZER_FILE,
+    load_checkpoint, load_projector, QwenVlm, StagedCheckpoint, ADAPTER_DIR, CONFIG_FILE,
+    PROJECTOR_FILE, TOKENIZER_FILE,
 };
 pub use config::{ChatTemplateConfig, VisionTowerConfig, VlmConfig};
 pub use error::ModelError;

@@ -1,3 +1,5 @@
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// Which projector a checkpoint holds and its widths, as recorded in `vlm_config.json`.
@@ -24,4 +26,21 @@ pub enum ProjectorKind {
         /// Side of the square of patches merged into one token.
         scale_factor: usize,
     },
+}
+
+/// `mlp2x_gelu projector from width 1024 to 896`, for messages.
+impl fmt::Display for ProjectorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ProjectorKind::Mlp2xGelu => write!(f, "mlp2x_gelu")?,
+            ProjectorKind::PixelShuffle { scale_factor } => {
+                write!(f, "pixel_shuffle (scale factor {scale_factor})")?
+            }
+        }
+        write!(
+            f,
+            " projector from width {} to {}",
+            self.input_dim, self.output_dim
+        )
+    }
 }

@@ -323,28 +323,14 @@ impl MappedFile {
 }
 
 /// The first NaN or infinite element of little-endian `bytes` of a float `dtype`, with its
-/// index; `None` for a finite tensor or a non-float dtype. One pass over the bytes, testing
-/// the exponent bits (all ones means NaN or infinity).
+/// index; `None` for a finite tensor or a non-float dtype. One pass over the bytes.
 fn first_non_finite(bytes: &[u8], dtype: Dtype) -> Option<(usize, f64)> {
     match dtype {
         Dtype::F32 => first_in(bytes, |b: [u8; 4]| f64::from(f32::from_le_bytes(b))),
         Dtype::F64 => first_in(bytes, f64::from_le_bytes),
-        Dtype::F16 => first_in(bytes, |b| f16_special(u16::from_le_bytes(b))),
-        Dtype::BF16 => first_in(bytes, |b| {
-            f64::from(f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16))
-        }),
+        Dtype::F16 => first_in(bytes, |b| f64::from(half::f16::from_le_bytes(b))),
+        Dtype::BF16 => first_in(bytes, |b| f64::from(half::bf16::from_le_bytes(b))),
         _ => None,
-    }
-}
-
-/// An f16 as f64 where it is NaN or infinite (exponent bits all ones), else 0: the scan only
-/// needs the non-finite values exactly.
-fn f16_special(bits: u16) -> f64 {
-    match (bits & 0x7C00 == 0x7C00, bits & 0x03FF, bits >> 15) {
-        (false, _, _) => 0.0,
-        (true, 0, 0) => f64::INFINITY,
-        (true, 0, _) => f64::NEG_INFINITY,
-        (true, _, _) => f64::NAN,
     }
 }
 

@@ -2,24 +2,31 @@
 //!
 //! | feature          | [`Inference`]            | notes                                        |
 //! |------------------|--------------------------|----------------------------------------------|
-//! | `cuda`           | `burn::backend::Cuda`    | NVIDIA GPUs (CubeCL CUDA runtime)            |
-//! | `wgpu`           | `burn::backend::Wgpu`    | Vulkan / Metal / DX12 GPUs                   |
+//! | `cuda`           | `CubeBackend<CudaRuntime>` | NVIDIA GPUs (CubeCL CUDA runtime), unfused |
+//! | `wgpu`           | `CubeBackend<WgpuRuntime>` | Vulkan / Metal / DX12 GPUs, unfused        |
 //! | `ndarray`        | `burn::backend::NdArray` | the other CPU backend                        |
 //! | `flex` (default) | `burn::backend::Flex`    | CPU; the faster one here (README, benches)   |
 //!
 //! When several are enabled (the default `flex` plus another, or `--all-features` for
 //! type-checking), the first in this table wins. This module is the only place in the project
 //! that looks at backend features (the tests pick theirs with `vlm-testkit`'s `wgpu` feature).
+//!
+//! The GPU backends are Burn's CubeCL backends *without* the fusion layer that
+//! `burn::backend::Wgpu` and `burn::backend::Cuda` wrap them in: under Burn 0.21's fusion a
+//! one-token forward of the Qwen model (every KV-cached decode step) computes wrong keys (the
+//! logits differ from the full forward by up to 4.5 on Wgpu; README "Backends"), while the
+//! unfused backend matches transformers within 3e-6.
 
 use burn::backend::Autodiff;
 
 #[cfg(feature = "cuda")]
 /// Backend for inference (no autodiff).
-pub type Inference = burn::backend::Cuda;
+pub type Inference = burn_cubecl::CubeBackend<cubecl_cuda::CudaRuntime, f32, i32, u8>;
 
 #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
 /// Backend for inference (no autodiff).
-pub type Inference = burn::backend::Wgpu;
+pub type Inference =
+    burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
 
 #[cfg(all(feature = "ndarray", not(any(feature = "cuda", feature = "wgpu"))))]
 /// Backend for inference (no autodiff).

@@ -20,9 +20,12 @@ use burn::tensor::Tensor;
 #[cfg(not(feature = "wgpu"))]
 pub type TestBackend = burn::backend::Flex<f32>;
 
-/// The backend every numeric test runs on, f32: Burn's `Wgpu` (the `wgpu` feature is on).
+/// The backend every numeric test runs on, f32: Burn's Wgpu backend (the `wgpu` feature is
+/// on), unfused like the programs' (`vlm::backend`: Burn 0.21's fusion breaks one-token
+/// forwards).
 #[cfg(feature = "wgpu")]
-pub type TestBackend = burn::backend::Wgpu<f32>;
+pub type TestBackend =
+    burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
 
 /// The device of [`TestBackend`].
 #[cfg(not(feature = "wgpu"))]

@@ -6,6 +6,8 @@ use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::{backend::Backend, DType, Int, Tensor, TensorCreationOptions, TensorData};
 use memmap2::Mmap;
+#[cfg(unix)]
+use memmap2::UncheckedAdvice;
 use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
@@ -277,7 +279,8 @@ impl WeightStore {
             expected,
         })?;
         let (start, end) = info.data_offsets;
-        let bytes = &file.mmap[file.data_start + start..file.data_start + end];
+        let range = file.data_start + start..file.data_start + end;
+        let bytes = &file.mmap[range.clone()];
         if let Some((index, value)) = first_non_finite(bytes, info.dtype) {
             return Err(HfError::NonFinite {
                 key: key.to_string(),
@@ -286,7 +289,9 @@ impl WeightStore {
                 value,
             });
         }
-        Ok(TensorData::from_bytes_vec(bytes.to_vec(), shape, dtype))
+        let data = TensorData::from_bytes_vec(bytes.to_vec(), shape, dtype);
+        file.release(range);
+        Ok(data)
     }
 
     fn locate(
@@ -325,6 +330,24 @@ impl MappedFile {
             metadata,
         })
     }
+
+    /// Lets the OS drop the pages of `range` from this process once a tensor is copied out:
+    /// without it every page read stays resident until the store is dropped, so loading a
+    /// model peaks at its weights plus the whole file (in bf16, as much again). Each tensor is
+    /// read once; a later read maps the pages in again from the page cache.
+    #[cfg(unix)]
+    fn release(&self, range: std::ops::Range<usize>) {
+        // SAFETY: the map is private and read-only, and no slice of it outlives `read`, so
+        // discarding its pages loses nothing: the next access reads the file again. The
+        // advice is a hint; failing to apply it only keeps the pages resident.
+        let _ = unsafe {
+            self.mmap
+                .unchecked_advise_range(UncheckedAdvice::DontNeed, range.start, range.len())
+        };
+    }
+
+    #[cfg(not(unix))]
+    fn release(&self, _range: std::ops::Range<usize>) {}
 }
 
 /// The first NaN or infinite element of little-endian `bytes` of a float `dtype`, with its

@@ -209,7 +209,8 @@ impl WeightStore {
         options: impl Into<TensorCreationOptions<B>>,
     ) -> Result<Linear<B>, HfError> {
         let options = options.into();
-        let weight = self.float::<B, 2>(&join_key(prefix, "weight"), [d_out, d_in], options.clone())?;
+        let weight =
+            self.float::<B, 2>(&join_key(prefix, "weight"), [d_out, d_in], options.clone())?;
         let weight = Tensor::from_data(weight.transpose().into_data(), options.clone());
         let bias = match bias {
             true => Some(self.float::<B, 1>(&join_key(prefix, "bias"), [d_out], options)?),

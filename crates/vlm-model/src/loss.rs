@@ -54,7 +54,9 @@ pub(crate) fn causal_lm_loss_read<B: Backend>(
     let ignored = targets.clone().equal_elem(IGNORE_INDEX);
     let targets = targets.mask_fill(ignored.clone(), 0).unsqueeze_dim::<3>(2);
     // In f32 whatever the logits' type, as transformers upcasts them for the loss.
-    let predicting = logits.slice([0..batch, 0..seq - 1, 0..vocab]).cast(FloatDType::F32);
+    let predicting = logits
+        .slice([0..batch, 0..seq - 1, 0..vocab])
+        .cast(FloatDType::F32);
     let log_probs = log_softmax(predicting, 2);
     let picked = log_probs
         .gather(2, targets)

@@ -81,7 +81,10 @@ fn llava_logits_match_transformers_in_bf16() {
     let mask = f32_run.ids("attention_mask");
     let diff = logits_diff(logits, &reference, "llava.logits", &mask);
     eprintln!("llava bf16: image_features {features_diff:e}, logits {diff:e}");
-    assert!(features_diff <= BF16_TOL, "image features differ by {features_diff:e}");
+    assert!(
+        features_diff <= BF16_TOL,
+        "image features differ by {features_diff:e}"
+    );
     assert!(diff <= BF16_TOL, "bf16 logits differ by {diff:e}");
 }
 
@@ -95,12 +98,23 @@ fn greedy_generation_is_token_identical_to_transformers_in_bf16() {
         common::rows(&tensor)
     };
     let scalar = |key: &str| int_scalar(&prompt, key);
-    let ids = prompt.int::<TestBackend, 2>("input_ids", &device()).expect("ids");
-    let mask = prompt.int::<TestBackend, 2>("attention_mask", &device()).expect("mask");
+    let ids = prompt
+        .int::<TestBackend, 2>("input_ids", &device())
+        .expect("ids");
+    let mask = prompt
+        .int::<TestBackend, 2>("attention_mask", &device())
+        .expect("mask");
     let prompt_len = ids.dims()[1];
-    for (stop, key) in [(true, "generation.output_ids"), (false, "generation.output_ids_no_eos")] {
+    for (stop, key) in [
+        (true, "generation.output_ids"),
+        (false, "generation.output_ids_no_eos"),
+    ] {
         let config = GenerationConfig {
-            stop_token_ids: if stop { vec![scalar("eos_token_id")] } else { Vec::new() },
+            stop_token_ids: if stop {
+                vec![scalar("eos_token_id")]
+            } else {
+                Vec::new()
+            },
             pad_token_id: scalar("pad_token_id"),
             ..GenerationConfig::greedy(scalar("max_new_tokens") as usize)
         };
@@ -127,9 +141,18 @@ fn bf16_weights_load_bit_exact_and_f16_runs() {
     let dir = fixture("qwen2_bf16_sharded");
     let store = WeightStore::open_dir(&dir).expect("store");
     let key = "model.embed_tokens.weight";
-    let shape: [usize; 2] = store.info(key).expect("info").shape.try_into().expect("2-D");
-    let stored = store.float::<TestBackend, 2>(key, shape, in_bf16()).expect("bf16");
-    let widened = store.float::<TestBackend, 2>(key, shape, &device()).expect("f32");
+    let shape: [usize; 2] = store
+        .info(key)
+        .expect("info")
+        .shape
+        .try_into()
+        .expect("2-D");
+    let stored = store
+        .float::<TestBackend, 2>(key, shape, in_bf16())
+        .expect("bf16");
+    let widened = store
+        .float::<TestBackend, 2>(key, shape, &device())
+        .expect("f32");
     assert_eq!(stored.dtype(), DType::BF16);
     assert_eq!(widened.dtype(), DType::F32);
     assert_eq!(stored.cast(DType::F32).into_data(), widened.into_data());
@@ -138,7 +161,9 @@ fn bf16_weights_load_bit_exact_and_f16_runs() {
     let half = QwenModel::<TestBackend>::load(&dir, f16).expect("load f16");
     let full = QwenModel::<TestBackend>::load(&dir, &device()).expect("load f32");
     let ids = Tensor::<TestBackend, 2, Int>::from_data([[1, 5, 9, 3, 7]], &device());
-    let half_logits = half.forward(ids.clone(), None, None, None).expect("f16 forward");
+    let half_logits = half
+        .forward(ids.clone(), None, None, None)
+        .expect("f16 forward");
     assert_eq!(half_logits.dtype(), DType::F16);
     let full_logits = full.forward(ids, None, None, None).expect("f32 forward");
     let diff = max_abs_diff(&half_logits.cast(DType::F32), &full_logits);

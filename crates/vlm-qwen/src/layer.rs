@@ -76,9 +76,12 @@ impl<B: Backend> QwenDecoderLayer<B> {
         bias: &Tensor<B, 4>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
-        let attended =
-            self.self_attn
-                .forward(rms_norm(&self.input_layernorm, x.clone()), rope, bias, cache);
+        let attended = self.self_attn.forward(
+            rms_norm(&self.input_layernorm, x.clone()),
+            rope,
+            bias,
+            cache,
+        );
         let x = x + attended;
         let fed = self
             .mlp

@@ -109,9 +109,9 @@ impl<'a, B: Backend> TowerWeights<'a, B> {
         d_in: usize,
         d_out: usize,
     ) -> Result<Linear<B>, HfError> {
-        let linear = self
-            .store
-            .linear(&self.key(name), [d_in, d_out], true, self.options.clone())?;
+        let linear =
+            self.store
+                .linear(&self.key(name), [d_in, d_out], true, self.options.clone())?;
         Ok(linear.no_grad())
     }
 

@@ -59,8 +59,7 @@ impl<B: Backend> MlpProjector<B> {
         options: impl Into<TensorCreationOptions<B>>,
     ) -> Result<Self, ModelError> {
         let options = options.into();
-        let layer =
-            |name, dims| store.linear(&join_key(prefix, name), dims, true, options.clone());
+        let layer = |name, dims| store.linear(&join_key(prefix, name), dims, true, options.clone());
         Ok(Self {
             linear_1: layer(LINEAR_1, [input_dim, output_dim])?,
             linear_2: layer(LINEAR_2, [output_dim, output_dim])?,

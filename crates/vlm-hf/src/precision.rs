@@ -87,3 +87,32 @@ impl FromStr for Precision {
             .ok_or_else(|| UnknownPrecision(text.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vlm_testkit::{device, TestBackend};
+
+    #[test]
+    fn names_parse_back_and_serialise_as_the_flag_spells_them() {
+        for precision in Precision::ALL {
+            assert_eq!(precision.name().parse::<Precision>(), Ok(precision));
+            let json = serde_json::to_string(&precision).expect("json");
+            assert_eq!(json, format!("\"{precision}\""));
+        }
+        let unknown = "fp8".parse::<Precision>().expect_err("no fp8");
+        assert_eq!(
+            unknown.to_string(),
+            "unknown dtype \"fp8\": expected f32, bf16 or f16"
+        );
+        assert_eq!(Precision::default(), Precision::F32);
+    }
+
+    #[test]
+    fn the_cpu_test_backend_takes_every_precision() {
+        for precision in Precision::ALL {
+            let options = precision.on::<TestBackend>(&device()).expect("supported");
+            assert_eq!(options.dtype, Some(precision.dtype()));
+        }
+    }
+}

@@ -30,7 +30,7 @@ use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 use vlm::backend::{check_device, device, Inference};
 use vlm::burn::tensor::{Device, Int, Tensor, TensorData};
-use vlm::cli::checkpoint_path;
+use vlm::cli::{checkpoint_path, PrecisionArgs};
 use vlm::hf::{
     read_config, resolve_model_path, HfError, PreprocessorConfig, SafetensorsWriter, WeightStore,
 };
@@ -165,6 +165,10 @@ pub struct Args {
     /// The largest |difference| to --reference that passes.
     #[arg(long, value_name = "T", default_value_t = 1e-4)]
     pub tolerance: f32,
+
+    /// The float type the models are loaded and run in (outputs are written as f32).
+    #[command(flatten)]
+    pub precision: PrecisionArgs,
 }
 
 /// Parses `OUTPUT=KEY` of `--reference-name`.
@@ -349,7 +353,7 @@ fn run_llm(dir: &Path, args: &Args, dev: &Device<B>) -> Result<Outputs, ForwardE
         return Err(usage("images need a vision tower: use the VLM flags"));
     }
     let tokens = Tokens::read(args, dev)?;
-    let model = load_language_model::<B>(dir, dev)?;
+    let model = load_language_model::<B>(dir, args.precision.on::<B>(dev)?)?;
     let logits = model.forward(tokens.input_ids, Some(tokens.attention_mask), None, None)?;
     let mut outputs = Outputs::default();
     outputs.add_loss(&logits, tokens.labels)?;
@@ -403,8 +407,8 @@ fn run_vlm(source: &VlmSource, args: &Args, dev: &Device<B>) -> Result<Outputs, 
 impl VlmSource<'_> {
     fn load(&self, args: &Args, dev: &Device<B>) -> Result<QwenVlm<B>, ForwardError> {
         Ok(match *self {
-            Self::Checkpoint(dir) => load_checkpoint::<B>(dir, dev)?.0,
-            Self::Llava(dir) => load_llava_hf::<B>(dir, dev)?,
+            Self::Checkpoint(dir) => load_checkpoint::<B>(dir, args.precision.on::<B>(dev)?)?.0,
+            Self::Llava(dir) => load_llava_hf::<B>(dir, args.precision.on::<B>(dev)?)?,
             Self::Parts {
                 llm,
                 vision,
@@ -412,10 +416,11 @@ impl VlmSource<'_> {
                 image_token_id,
             } => {
                 let tower = load_tower(vision, args, dev)?;
-                let language_model = load_language_model::<B>(llm, dev)?;
+                let language_model = load_language_model::<B>(llm, args.precision.on::<B>(dev)?)?;
                 let store = WeightStore::open_file(projector)?;
                 let (input, output) = (tower.output_dim(), language_model.config().hidden_size);
-                let projector = MlpProjector::from_store(&store, input, output, dev)?;
+                let options = args.precision.on::<B>(dev)?;
+                let projector = MlpProjector::from_store(&store, input, output, options)?;
                 let projector = AnyProjector::Mlp(projector);
                 VisionLanguageModel::new(tower, projector, language_model, image_token_id)?
             }
@@ -439,7 +444,7 @@ fn load_tower(dir: &Path, args: &Args, dev: &Device<B>) -> Result<VisionTower<B>
         dir,
         args.vision_prefix.as_deref(),
         selection,
-        dev,
+        args.precision.on::<B>(dev)?,
     )?)
 }
 

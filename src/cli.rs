@@ -1,5 +1,6 @@
 //! The model flags every program that runs a VLM shares (`chat`, `serve`, `eval`, `merge`),
-//! and loading the model and tokenizer they name.
+//! and loading the model and tokenizer they name; `--dtype` ([`PrecisionArgs`]), which
+//! `forward` shares too.
 //!
 //! One place decides what `--checkpoint`, `--llava`, `--llm`, `--vision` and `--tokenizer`
 //! mean, so the programs cannot drift apart: the same flags load the same model, and with no
@@ -15,7 +16,7 @@ use burn::tensor::backend::Backend;
 use vlm_data::{
     ChatTemplate, EncoderConfig, EncoderError, SampleEncoder, Tokenizer, TokenizerError,
 };
-use vlm_hf::{resolve_model_path, HubError};
+use vlm_hf::{resolve_model_path, HfError, HubError, Precision};
 use vlm_model::{
     load_checkpoint, load_llava_hf, ChatTemplateConfig, ModelError, QwenVlm, CONFIG_FILE,
 };
@@ -84,6 +85,29 @@ fn no_model_hint(dir: &Path) -> String {
     }
 }
 
+/// `--dtype`: the float type a program loads and runs its model in, to
+/// `#[command(flatten)]` into its arguments.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct PrecisionArgs {
+    /// Float type to load the weights in and compute in: f32, bf16 or f16. bf16 and f16
+    /// halve the weights' memory (norms, softmax and the loss stay in f32, as in
+    /// transformers); logits then differ from f32 by the type's rounding (BENCHMARKS.md,
+    /// "Half precision"). The ndarray backend has no half types and refuses them.
+    #[arg(long = "dtype", value_name = "DTYPE", default_value_t = Precision::F32)]
+    pub precision: Precision,
+}
+
+impl PrecisionArgs {
+    /// Where and how the model's tensors are created on `device` (see [`Precision::on`]):
+    /// an error when this build's backend cannot compute in the precision.
+    pub fn on<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<burn::tensor::TensorCreationOptions<B>, HfError> {
+        self.precision.on::<B>(device)
+    }
+}
+
 /// The flags that choose a model, to `#[command(flatten)]` into a program's arguments.
 ///
 /// The model: `--checkpoint DIR` (a vlm checkpoint; its `vlm_config.json` names the language
@@ -125,6 +149,10 @@ pub struct ModelArgs {
     /// vocabulary.
     #[arg(long, value_name = "PATH", value_parser = resolve_model_path)]
     pub tokenizer: Option<PathBuf>,
+
+    /// The float type the model is loaded and run in.
+    #[command(flatten)]
+    pub precision: PrecisionArgs,
 }
 
 /// A model ready to run: the VLM, its tokenizer and the system prompt it was trained with.
@@ -176,9 +204,9 @@ struct ModelSources {
 }
 
 impl ModelArgs {
-    /// Loads the model and its tokenizer on `device`. The tokenizer: `--tokenizer` (a file,
-    /// or a folder holding `tokenizer.json`), else the one the checkpoint records, else the
-    /// language model folder's `tokenizer.json`.
+    /// Loads the model (in `--dtype`) and its tokenizer on `device`. The tokenizer:
+    /// `--tokenizer` (a file, or a folder holding `tokenizer.json`), else the one the
+    /// checkpoint records, else the language model folder's `tokenizer.json`.
     pub fn load<B: Backend>(&self, device: &B::Device) -> Result<LoadedModel<B>, LoadError> {
         let (model, sources) = self.load_model(device)?;
         let tokenizer = match (&self.tokenizer, &sources.recorded_tokenizer) {
@@ -198,16 +226,17 @@ impl ModelArgs {
         &self,
         device: &B::Device,
     ) -> Result<(QwenVlm<B>, ModelSources), LoadError> {
+        let options = self.precision.on::<B>(device).map_err(ModelError::from)?;
         if let Some(dir) = &self.llava {
             let sources = ModelSources {
                 llm_dir: self.llm.clone().unwrap_or_else(|| dir.clone()),
                 recorded_tokenizer: None,
                 system_prompt: None,
             };
-            return Ok((load_llava_hf::<B>(dir, device)?, sources));
+            return Ok((load_llava_hf::<B>(dir, options)?, sources));
         }
         let dir = self.checkpoint_dir()?;
-        let (model, config) = load_checkpoint::<B>(&dir, device)?;
+        let (model, config) = load_checkpoint::<B>(&dir, options)?;
         check_template(&config.chat_template, &dir.join(CONFIG_FILE))?;
         let named_llm = dir.join(&config.language_model);
         let named_vision = dir.join(&config.vision_tower.path);

@@ -477,3 +477,39 @@ fn a_local_folder_wins_over_a_hub_id_of_the_same_text() {
     let output = forward_offline(cache.path(), cwd.path(), "org/tiny", "qwen2_untied");
     assert!(output.status.success(), "{output:?}");
 }
+
+#[test]
+fn dtype_bf16_runs_the_model_in_bf16_and_an_unknown_dtype_is_refused() {
+    let llava = reference("llava");
+    let flags: [&dyn AsRef<std::ffi::OsStr>; 8] = [
+        &"--llava",
+        &fixture("llava"),
+        &"--ids",
+        &llava,
+        &"--pixels",
+        &llava,
+        &"--dtype",
+        &"bf16",
+    ];
+    let (_dir, written) = forward(&flags).expect("bf16 run");
+    let inputs = WeightStore::open_file(&llava).expect("llava reference");
+    let bf16 = WeightStore::open_file(reference("bf16")).expect("bf16 reference");
+    let (logits, expected) = (
+        float::<3>(&written, "logits"),
+        float::<3>(&bf16, "llava.logits"),
+    );
+    let padding = ints(&inputs, "attention_mask")
+        .equal_elem(0)
+        .unsqueeze_dim::<3>(2)
+        .expand(expected.dims());
+    let diff = max_abs_diff(&logits.mask_where(padding, expected.clone()), &expected);
+    // The bound of crates/vlm-model/tests/half_precision.rs (BENCHMARKS.md, "Half precision").
+    assert!(
+        diff <= 0.0625,
+        "bf16 logits differ from transformers bf16 by {diff:e}"
+    );
+
+    let unknown = Args::try_parse_from(["forward", "--out", "x.safetensors", "--dtype", "f8"]);
+    let message = unknown.expect_err("f8 is no dtype").to_string();
+    assert!(message.contains("expected f32, bf16 or f16"), "{message}");
+}

@@ -229,6 +229,8 @@ def cmd_build(args: argparse.Namespace) -> None:
     model.tie_weights()
     model = model.to(torch.float32).eval()
     summary = fill_random(model, args.model)
+    # Filled in float32, then rounded once: a bfloat16 folder holds the float32 one's values.
+    model = model.to(getattr(torch, args.dtype))
     if spec["kind"] == "llm" and config.tie_word_embeddings:
         assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr(), "lm_head not tied"
     built = time.perf_counter()
@@ -247,7 +249,7 @@ def cmd_build(args: argparse.Namespace) -> None:
         "config_source": str((config_dir / "config.json").relative_to(REPO)),
         "config_source_sha256": sha256_file(config_dir / "config.json"),
         "weights": f"numpy PCG64 seeded by crc32('{args.model}:<name without vision_model.>'); "
-                   f"{WEIGHT_STD}*N(0,1), norm weights 1+{WEIGHT_STD}*N(0,1); float32",
+                   f"{WEIGHT_STD}*N(0,1), norm weights 1+{WEIGHT_STD}*N(0,1); {args.dtype}",
         "build_s": round(built - started, 2),
         "save_s": round(saved - built, 2),
         "files": files,
@@ -544,6 +546,8 @@ def main() -> None:
     build.add_argument("--style", required=True, choices=sorted(VENVS))
     build.add_argument("--out", required=True)
     build.add_argument("--threads", type=int, default=0)
+    build.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                       help="dtype the weights are saved in (default float32)")
     build.set_defaults(func=cmd_build)
 
     reference = sub.add_parser("reference", help="(internal) run transformers on a model folder")

@@ -80,6 +80,18 @@ pub enum HfError {
         actual: String,
         expected: &'static str,
     },
+    /// The backend cannot compute in the precision asked for.
+    #[error(
+        "the {backend} backend cannot compute in {precision}: Burn reports no arithmetic \
+         support for it there; use --dtype f32, or a backend that has it (the default flex \
+         CPU backend, cuda, wgpu)"
+    )]
+    UnsupportedPrecision {
+        /// The precision asked for.
+        precision: crate::Precision,
+        /// The backend, as Burn names it.
+        backend: String,
+    },
     /// A float tensor holds a NaN or an infinity.
     #[error("tensor `{key}` in {path}: element {index} is {value}; a checkpoint must hold finite weights")]
     NonFinite {

@@ -11,11 +11,14 @@
 //! Saving goes back through the same crate: [`SafetensorsWriter`] and [`write_json`] write
 //! files atomically, [`StagedDir`] whole folders (checkpoints). [`resolve_model_path`] turns a Hugging Face hub id
 //! (`Qwen/Qwen2.5-0.5B-Instruct[@revision]`) into its snapshot folder in the local cache.
-//! [`read_bounded`] reads any whole file a user names with a size limit.
+//! [`read_bounded`] reads any whole file a user names with a size limit. [`Precision`] is the
+//! float type a model is loaded in (`--dtype`): the loaders take
+//! `precision.on::<B>(&device)?` where they take a device, and half weights stay half.
 
 mod config;
 mod error;
 mod hub;
+mod precision;
 mod preprocessor;
 mod read;
 mod weights;
@@ -27,6 +30,7 @@ pub use config::{
 };
 pub use error::HfError;
 pub use hub::{is_model_file, resolve_model_path, HubCache, HubError, HubId, ModelSource};
+pub use precision::{Precision, UnknownPrecision};
 pub use preprocessor::{
     CropSize, ImageProcessorType, ImageSize, PreprocessorConfig, Resample, IMAGENET_STANDARD_MEAN,
     IMAGENET_STANDARD_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,

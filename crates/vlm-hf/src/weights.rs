@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Param;
 use burn::nn::Linear;
-use burn::tensor::{backend::Backend, DType, Int, Tensor, TensorData};
+use burn::tensor::{backend::Backend, DType, Int, Tensor, TensorCreationOptions, TensorData};
 use memmap2::Mmap;
+#[cfg(unix)]
+use memmap2::UncheckedAdvice;
 use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
@@ -41,8 +43,8 @@ pub struct WeightInfo {
 /// The weights of a Hugging Face folder (or any set of safetensors files), read lazily.
 ///
 /// Files are memory-mapped and only their headers are parsed on open; each tensor is
-/// converted to the backend's dtype when asked for, so peak memory stays at one tensor
-/// beyond what the model itself holds.
+/// converted to the dtype asked for (f32 by default, see [`float`](Self::float)) when asked
+/// for, so peak memory stays at one tensor beyond what the model itself holds.
 pub struct WeightStore {
     origin: PathBuf,
     files: Vec<MappedFile>,
@@ -175,7 +177,10 @@ impl WeightStore {
         })
     }
 
-    /// Reads a floating-point tensor of exactly `shape`, converted to the backend's float type.
+    /// Reads a floating-point tensor of exactly `shape` onto a device: `options` is a device
+    /// (the tensor gets the device's default float type, f32) or a device with a dtype
+    /// (`(&device, DType::BF16)`, [`Precision::on`](crate::Precision::on)); a tensor stored
+    /// in that dtype is copied as it is, never through f32.
     /// A NaN or infinite value is refused ([`HfError::NonFinite`], naming the file, key and
     /// first such element): a corrupt or diverged checkpoint fails at load instead of giving
     /// garbage.
@@ -183,10 +188,10 @@ impl WeightStore {
         &self,
         key: &str,
         shape: [usize; D],
-        device: &B::Device,
+        options: impl Into<TensorCreationOptions<B>>,
     ) -> Result<Tensor<B, D>, HfError> {
         let data = self.read(key, &shape, FLOAT_DTYPES, float_dtype)?;
-        Ok(Tensor::from_data(data, device))
+        Ok(Tensor::from_data(data, options))
     }
 
     /// Reads the linear layer stored under `prefix` into a trainable Burn [`Linear`]: its
@@ -201,12 +206,14 @@ impl WeightStore {
         prefix: &str,
         [d_in, d_out]: [usize; 2],
         bias: bool,
-        device: &B::Device,
+        options: impl Into<TensorCreationOptions<B>>,
     ) -> Result<Linear<B>, HfError> {
-        let weight = self.float::<B, 2>(&join_key(prefix, "weight"), [d_out, d_in], device)?;
-        let weight = Tensor::from_data(weight.transpose().into_data(), device);
+        let options = options.into();
+        let weight =
+            self.float::<B, 2>(&join_key(prefix, "weight"), [d_out, d_in], options.clone())?;
+        let weight = Tensor::from_data(weight.transpose().into_data(), options.clone());
         let bias = match bias {
-            true => Some(self.float::<B, 1>(&join_key(prefix, "bias"), [d_out], device)?),
+            true => Some(self.float::<B, 1>(&join_key(prefix, "bias"), [d_out], options)?),
             false => None,
         };
         Ok(Linear {
@@ -215,14 +222,15 @@ impl WeightStore {
         })
     }
 
-    /// Reads a floating-point tensor of rank `D` whatever its sizes (reference outputs).
+    /// Reads a floating-point tensor of rank `D` whatever its sizes (reference outputs);
+    /// `options` as in [`float`](Self::float).
     pub fn float_any<B: Backend, const D: usize>(
         &self,
         key: &str,
-        device: &B::Device,
+        options: impl Into<TensorCreationOptions<B>>,
     ) -> Result<Tensor<B, D>, HfError> {
         let shape = self.shape_of_rank::<D>(key)?;
-        self.float(key, shape, device)
+        self.float(key, shape, options)
     }
 
     /// Reads an integer tensor of rank `D` (token ids, masks), converted to the backend's int type.
@@ -272,7 +280,8 @@ impl WeightStore {
             expected,
         })?;
         let (start, end) = info.data_offsets;
-        let bytes = &file.mmap[file.data_start + start..file.data_start + end];
+        let range = file.data_start + start..file.data_start + end;
+        let bytes = &file.mmap[range.clone()];
         if let Some((index, value)) = first_non_finite(bytes, info.dtype) {
             return Err(HfError::NonFinite {
                 key: key.to_string(),
@@ -281,7 +290,9 @@ impl WeightStore {
                 value,
             });
         }
-        Ok(TensorData::from_bytes_vec(bytes.to_vec(), shape, dtype))
+        let data = TensorData::from_bytes_vec(bytes.to_vec(), shape, dtype);
+        file.release(range);
+        Ok(data)
     }
 
     fn locate(
@@ -320,6 +331,24 @@ impl MappedFile {
             metadata,
         })
     }
+
+    /// Lets the OS drop the pages of `range` from this process once a tensor is copied out:
+    /// without it every page read stays resident until the store is dropped, so loading a
+    /// model peaks at its weights plus the whole file (in bf16, as much again). Each tensor is
+    /// read once; a later read maps the pages in again from the page cache.
+    #[cfg(unix)]
+    fn release(&self, range: std::ops::Range<usize>) {
+        // SAFETY: the map is private and read-only, and no slice of it outlives `read`, so
+        // discarding its pages loses nothing: the next access reads the file again. The
+        // advice is a hint; failing to apply it only keeps the pages resident.
+        let _ = unsafe {
+            self.mmap
+                .unchecked_advise_range(UncheckedAdvice::DontNeed, range.start, range.len())
+        };
+    }
+
+    #[cfg(not(unix))]
+    fn release(&self, _range: std::ops::Range<usize>) {}
 }
 
 /// The first NaN or infinite element of little-endian `bytes` of a float `dtype`, with its

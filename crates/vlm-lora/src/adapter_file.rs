@@ -155,7 +155,8 @@ fn read_adapters<B: Backend, M: AdaptableModel<B>>(
     failure.map_or(Ok(adapters), Err)
 }
 
-/// Reads `lora_A` `[r, in]` and `lora_B` `[out, r]` of one module onto its device.
+/// Reads `lora_A` `[r, in]` and `lora_B` `[out, r]` of one module onto its device, in its
+/// float type.
 fn read_pair<B: Backend>(
     store: &WeightStore,
     file: &Path,
@@ -164,12 +165,13 @@ fn read_pair<B: Backend>(
     r: usize,
 ) -> Result<(Tensor<B, 2>, Tensor<B, 2>), LoraError> {
     let [a_key, b_key] = keys(path);
-    let device = linear.device();
+    // The base layer's device and float type: the adapter computes with its input.
+    let options = (&linear.device(), linear.base.weight.val().dtype());
     let a_shape = checked_shape(store, file, &a_key, r, 0, [r, linear.d_input()])?;
     let b_shape = checked_shape(store, file, &b_key, r, 1, [linear.d_output(), r])?;
     Ok((
-        store.float(&a_key, a_shape, &device)?,
-        store.float(&b_key, b_shape, &device)?,
+        store.float(&a_key, a_shape, options)?,
+        store.float(&b_key, b_shape, options)?,
     ))
 }
 

@@ -9,6 +9,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use burn::tensor::backend::Backend;
+use burn::tensor::TensorCreationOptions;
 use vlm_hf::{read_config, write_json, SafetensorsWriter, StagedDir, WeightStore};
 use vlm_lora::LoraConfig;
 use vlm_qwen::QwenModel;
@@ -195,9 +196,10 @@ where
 /// parts whose widths disagree are a [`ModelError::DimensionMismatch`] naming both.
 pub fn load_checkpoint<B: Backend>(
     dir: impl AsRef<Path>,
-    device: &B::Device,
+    options: impl Into<TensorCreationOptions<B>>,
 ) -> Result<(QwenVlm<B>, VlmConfig), ModelError> {
     let dir = dir.as_ref();
+    let options = options.into();
     let config_path = dir.join(CONFIG_FILE);
     let config: VlmConfig = read_config(&config_path)?;
     let adapter_dir = match &config.adapter {
@@ -205,15 +207,15 @@ pub fn load_checkpoint<B: Backend>(
         None => None,
     };
     let projector_store = WeightStore::open_file(dir.join(PROJECTOR_FILE))?;
-    let projector = AnyProjector::from_store(&projector_store, &config.projector, device)?;
+    let projector = AnyProjector::from_store(&projector_store, &config.projector, options.clone())?;
     let tower = &config.vision_tower;
     let vision = VisionTower::load(
         dir.join(&tower.path),
         tower.weight_prefix.as_deref(),
         tower.selection(),
-        device,
+        options.clone(),
     )?;
-    let mut language_model = load_language_model(dir.join(&config.language_model), device)?;
+    let mut language_model = load_language_model(dir.join(&config.language_model), options)?;
     if let Some(adapter_dir) = adapter_dir {
         language_model = vlm_lora::load_adapter(language_model, adapter_dir)?;
     }

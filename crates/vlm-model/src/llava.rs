@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
+use burn::tensor::TensorCreationOptions;
 use serde::Deserialize;
 use serde_json::Value;
 use vlm_hf::{
@@ -153,22 +154,23 @@ fn language_model_keys(store: &WeightStore) -> Result<(String, String), ModelErr
 /// errors name the file and, for weights, the key.
 pub fn load_llava_hf<B: Backend>(
     dir: impl AsRef<Path>,
-    device: &B::Device,
+    options: impl Into<TensorCreationOptions<B>>,
 ) -> Result<QwenVlm<B>, ModelError> {
     let dir = dir.as_ref();
+    let options = options.into();
     let config_path = dir.join(HF_CONFIG);
     let llava = LlavaJson::from_file(&config_path)?;
     let store = WeightStore::open_dir(dir)?;
     let layout = LlavaLayout::detect(&store)?;
-    let vision = VisionTower::load(dir, Some(&layout.vision), llava.selection, device)?;
+    let vision = VisionTower::load(dir, Some(&layout.vision), llava.selection, options.clone())?;
     let keys = (layout.decoder.as_str(), layout.lm_head.as_str());
-    let language_model = llava_language_model(&store, &config_path, keys, device)?;
+    let language_model = llava_language_model(&store, &config_path, keys, options.clone())?;
     let projector = MlpProjector::from_store_at(
         &store,
         &layout.projector,
         vision.output_dim(),
         language_model.config().hidden_size,
-        device,
+        options,
     )?;
     VisionLanguageModel::new(
         vision,
@@ -183,16 +185,16 @@ pub fn load_llava_hf<B: Backend>(
 /// [`LlavaLayout`]).
 pub fn load_language_model<B: Backend>(
     dir: impl AsRef<Path>,
-    device: &B::Device,
+    options: impl Into<TensorCreationOptions<B>>,
 ) -> Result<QwenModel<B>, ModelError> {
     let dir = dir.as_ref();
     let config_path = dir.join(HF_CONFIG);
     if !read_config_section(&config_path, TEXT_CONFIG)?.is_nested() {
-        return Ok(QwenModel::load(dir, device)?);
+        return Ok(QwenModel::load(dir, options)?);
     }
     let store = WeightStore::open_dir(dir)?;
     let (decoder, lm_head) = language_model_keys(&store)?;
-    llava_language_model(&store, &config_path, (&decoder, &lm_head), device)
+    llava_language_model(&store, &config_path, (&decoder, &lm_head), options)
 }
 
 /// The Qwen model of a LLaVA checkpoint, its config read from `text_config`, its weights
@@ -201,9 +203,9 @@ fn llava_language_model<B: Backend>(
     store: &WeightStore,
     config_path: &Path,
     (prefix, head): (&str, &str),
-    device: &B::Device,
+    options: impl Into<TensorCreationOptions<B>>,
 ) -> Result<QwenModel<B>, ModelError> {
     let config = QwenConfig::from_file(config_path)?;
-    let model = QwenModel::from_store_at(store, config, prefix, head, device)?;
+    let model = QwenModel::from_store_at(store, config, prefix, head, options)?;
     Ok(model)
 }

@@ -2,7 +2,7 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{FloatDType, Int, Tensor};
 use vlm_data::{supervised_targets, IGNORE_INDEX};
 
 use crate::ModelError;
@@ -53,7 +53,11 @@ pub(crate) fn causal_lm_loss_read<B: Backend>(
     let targets = labels.slice([0..batch, 1..seq]);
     let ignored = targets.clone().equal_elem(IGNORE_INDEX);
     let targets = targets.mask_fill(ignored.clone(), 0).unsqueeze_dim::<3>(2);
-    let log_probs = log_softmax(logits.slice([0..batch, 0..seq - 1, 0..vocab]), 2);
+    // In f32 whatever the logits' type, as transformers upcasts them for the loss.
+    let predicting = logits
+        .slice([0..batch, 0..seq - 1, 0..vocab])
+        .cast(FloatDType::F32);
+    let log_probs = log_softmax(predicting, 2);
     let picked = log_probs
         .gather(2, targets)
         .reshape([batch, seq - 1])

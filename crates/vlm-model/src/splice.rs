@@ -70,6 +70,8 @@ impl SplicePlan {
         };
         let [batch, seq, hidden] = embeds.dims();
         let [images, tokens, _] = features.dims();
+        // In the embeddings' float type, as transformers casts the image features.
+        let features = features.cast(embeds.dtype());
         let rows = Tensor::cat(
             vec![
                 embeds.reshape([batch * seq, hidden]),

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Tensor, TensorCreationOptions};
 use vlm_hf::{read_config_section, PreprocessorConfig, WeightStore, VISION_CONFIG};
 use vlm_vision::{
     find_tower_prefix, read_preprocessing, ClipVisionConfig, ClipVisionTower, FeatureSelection,
@@ -35,7 +35,7 @@ impl<B: Backend> VisionTower<B> {
         dir: impl AsRef<Path>,
         weight_prefix: Option<&str>,
         selection: FeatureSelection,
-        device: &B::Device,
+        options: impl Into<TensorCreationOptions<B>>,
     ) -> Result<Self, ModelError> {
         let dir = dir.as_ref();
         let config_path = dir.join("config.json");
@@ -49,6 +49,7 @@ impl<B: Backend> VisionTower<B> {
             });
         }
         let preprocessing = read_preprocessing(dir)?;
+        let options = options.into();
         let store = WeightStore::open_dir(dir)?;
         let weight_prefix = match weight_prefix {
             Some(prefix) => prefix.to_string(),
@@ -63,7 +64,7 @@ impl<B: Backend> VisionTower<B> {
                 preprocessing,
                 weight_prefix,
                 selection,
-                device,
+                options,
             )?;
             Self::Clip(tower)
         } else {
@@ -74,7 +75,7 @@ impl<B: Backend> VisionTower<B> {
                 preprocessing,
                 weight_prefix,
                 selection,
-                device,
+                options,
             )?;
             Self::Siglip(tower)
         })

@@ -4,13 +4,14 @@ use burn::module::Module;
 use burn::nn::RmsNorm;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, FloatDType, Tensor};
 use vlm_hf::HfError;
 use vlm_lora::LoraLinear;
 
 use crate::cache::LayerCache;
 use crate::load::Loader;
 use crate::names::LayerNames;
+use crate::norm::rms_norm;
 use crate::qkv::QkvProjection;
 use crate::rope::RopeTables;
 use crate::QwenConfig;
@@ -136,7 +137,7 @@ impl<B: Backend> QwenAttention<B> {
         let [batch, seq, _] = x.dims();
         let x = x.reshape([batch, seq, heads, self.head_dim]);
         let x = match norm {
-            Some(norm) => norm.forward(x),
+            Some(norm) => rms_norm(norm, x),
             None => x,
         };
         let x = match rope {
@@ -148,6 +149,10 @@ impl<B: Backend> QwenAttention<B> {
 
     /// `softmax(q k^T / sqrt(d) + bias) v` for queries `[batch, heads, seq, head_dim]` and keys
     /// and values `[batch, kv_heads, total, head_dim]`.
+    ///
+    /// The scores are in the inputs' float type; the bias and the softmax are in f32 and the
+    /// probabilities go back to the inputs' type, as transformers' eager attention does
+    /// (`softmax(..., dtype=float32).to(query.dtype)`); all casts are no-ops in f32.
     ///
     /// Grouped-query attention without repeating the keys and values: query head
     /// `kv * groups + g` meets kv head `kv`, so each kv head's `groups` query heads are stacked
@@ -168,8 +173,10 @@ impl<B: Backend> QwenAttention<B> {
             .matmul(k.swap_dims(2, 3))
             .mul_scalar(scale)
             .reshape([batch, kv_heads, groups, seq, total]);
-        let probs = softmax(scores + bias.clone().unsqueeze_dim::<5>(1), 4);
-        probs
+        let dtype = scores.dtype();
+        let scores = scores.cast(FloatDType::F32) + bias.clone().unsqueeze_dim::<5>(1);
+        softmax(scores, 4)
+            .cast(dtype)
             .reshape([batch, kv_heads, groups * seq, total])
             .matmul(v)
             .reshape([batch, heads, seq, dim])

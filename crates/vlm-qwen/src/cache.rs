@@ -101,7 +101,7 @@ impl<B: Backend> Buffers<B> {
     fn empty(like: &Tensor<B, 4>, capacity: usize) -> Self {
         let [batch, heads, _, dim] = like.dims();
         let device = like.device();
-        let zeros = || Tensor::zeros([batch, heads, capacity, dim], &device);
+        let zeros = || Tensor::zeros([batch, heads, capacity, dim], (&device, like.dtype()));
         Self {
             keys: zeros(),
             values: zeros(),

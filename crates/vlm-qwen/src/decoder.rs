@@ -12,6 +12,7 @@ use crate::layer::QwenDecoderLayer;
 use crate::load::Loader;
 use crate::mask::blocked_keys;
 use crate::names::Names;
+use crate::norm::rms_norm;
 use crate::rope::RotaryEmbedding;
 use crate::QwenConfig;
 
@@ -71,6 +72,6 @@ impl<B: Backend> QwenDecoder<B> {
             let layer_cache = layer_caches.as_mut().and_then(Iterator::next);
             x = layer.forward(x, &rope, &bias, layer_cache);
         }
-        self.norm.forward(x)
+        rms_norm(&self.norm, x)
     }
 }

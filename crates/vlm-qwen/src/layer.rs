@@ -12,6 +12,7 @@ use crate::cache::LayerCache;
 use crate::load::Loader;
 use crate::mlp::QwenMlp;
 use crate::names::LayerNames;
+use crate::norm::rms_norm;
 use crate::rope::RopeTables;
 use crate::QwenConfig;
 
@@ -75,13 +76,16 @@ impl<B: Backend> QwenDecoderLayer<B> {
         bias: &Tensor<B, 4>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
-        let attended =
-            self.self_attn
-                .forward(self.input_layernorm.forward(x.clone()), rope, bias, cache);
+        let attended = self.self_attn.forward(
+            rms_norm(&self.input_layernorm, x.clone()),
+            rope,
+            bias,
+            cache,
+        );
         let x = x + attended;
         let fed = self
             .mlp
-            .forward(self.post_attention_layernorm.forward(x.clone()));
+            .forward(rms_norm(&self.post_attention_layernorm, x.clone()));
         x + fed
     }
 }

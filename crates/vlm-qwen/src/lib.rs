@@ -57,6 +57,7 @@ mod mask;
 mod mlp;
 mod model;
 mod names;
+mod norm;
 mod qkv;
 mod rope;
 mod sampling;

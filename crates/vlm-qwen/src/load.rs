@@ -3,16 +3,16 @@
 use burn::module::Param;
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorCreationOptions};
 use vlm_hf::{join_key, HfError, WeightStore};
 use vlm_lora::LoraLinear;
 
 use crate::names::LM_HEAD;
 
-/// A weight store and the device its tensors go to.
+/// A weight store and the device (and dtype) its tensors go to.
 pub(crate) struct Loader<'a, B: Backend> {
     store: &'a WeightStore,
-    device: &'a B::Device,
+    options: TensorCreationOptions<B>,
     /// Where the checkpoint's names live in the store; `None`: under their own names.
     keys: Option<KeyMap>,
 }
@@ -40,25 +40,29 @@ impl KeyMap {
 }
 
 impl<'a, B: Backend> Loader<'a, B> {
-    pub(crate) fn new(store: &'a WeightStore, device: &'a B::Device) -> Self {
+    pub(crate) fn new(store: &'a WeightStore, options: TensorCreationOptions<B>) -> Self {
         Self {
             store,
-            device,
+            options,
             keys: None,
         }
     }
 
     /// A loader reading the checkpoint's names where `keys` puts them.
-    pub(crate) fn at(store: &'a WeightStore, keys: KeyMap, device: &'a B::Device) -> Self {
+    pub(crate) fn at(
+        store: &'a WeightStore,
+        keys: KeyMap,
+        options: TensorCreationOptions<B>,
+    ) -> Self {
         Self {
             store,
-            device,
+            options,
             keys: Some(keys),
         }
     }
 
     pub(crate) fn device(&self) -> &B::Device {
-        self.device
+        &self.options.device
     }
 
     /// The store key of the checkpoint name `key`.
@@ -75,7 +79,8 @@ impl<'a, B: Backend> Loader<'a, B> {
         key: &str,
         shape: [usize; D],
     ) -> Result<Tensor<B, D>, HfError> {
-        self.store.float(&self.store_key(key), shape, self.device)
+        self.store
+            .float(&self.store_key(key), shape, self.options.clone())
     }
 
     /// Reads the linear layer named `prefix` (see [`WeightStore::linear`] for the layouts).
@@ -89,7 +94,7 @@ impl<'a, B: Backend> Loader<'a, B> {
         let weight_key = self.store_key(&format!("{prefix}.weight"));
         let store_prefix = weight_key.strip_suffix(".weight").unwrap_or(&weight_key);
         self.store
-            .linear(store_prefix, [d_in, d_out], bias, self.device)
+            .linear(store_prefix, [d_in, d_out], bias, self.options.clone())
     }
 
     /// Reads a projection LoRA may adapt: [`linear`](Self::linear) without adapter.

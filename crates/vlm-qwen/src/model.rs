@@ -5,7 +5,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{DType, Int, Tensor, TensorCreationOptions};
 use vlm_hf::WeightStore;
 
 use crate::cache::KvCache;
@@ -31,21 +31,27 @@ pub struct QwenModel<B: Backend> {
 
 impl<B: Backend> QwenModel<B> {
     /// Loads `config.json` and the safetensors weights (single file or sharded, f32/bf16/f16)
-    /// of a Hugging Face model folder.
-    pub fn load(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self, QwenError> {
+    /// of a Hugging Face model folder onto a device: `options` is the device (weights in f32)
+    /// or a device and dtype ([`vlm_hf::Precision::on`]), which the forward pass then
+    /// computes in.
+    pub fn load(
+        dir: impl AsRef<Path>,
+        options: impl Into<TensorCreationOptions<B>>,
+    ) -> Result<Self, QwenError> {
         let dir = dir.as_ref();
         let config = QwenConfig::from_file(dir.join("config.json"))?;
         let store = WeightStore::open_dir(dir)?;
-        Self::from_store(&store, config, device)
+        Self::from_store(&store, config, options)
     }
 
-    /// Builds the model from already opened weights, reading one tensor at a time.
+    /// Builds the model from already opened weights, reading one tensor at a time;
+    /// `options` as in [`load`](Self::load).
     pub fn from_store(
         store: &WeightStore,
         config: QwenConfig,
-        device: &B::Device,
+        options: impl Into<TensorCreationOptions<B>>,
     ) -> Result<Self, QwenError> {
-        Self::build(&Loader::new(store, device), config)
+        Self::build(&Loader::new(store, options.into()), config)
     }
 
     /// Builds the model from weights stored under other names, as inside a LLaVA checkpoint
@@ -66,13 +72,13 @@ impl<B: Backend> QwenModel<B> {
         config: QwenConfig,
         decoder_prefix: &str,
         lm_head_key: &str,
-        device: &B::Device,
+        options: impl Into<TensorCreationOptions<B>>,
     ) -> Result<Self, QwenError> {
         let keys = KeyMap {
             decoder_prefix: decoder_prefix.to_string(),
             lm_head_key: lm_head_key.to_string(),
         };
-        Self::build(&Loader::at(store, keys, device), config)
+        Self::build(&Loader::at(store, keys, options.into()), config)
     }
 
     fn build(loader: &Loader<'_, B>, config: QwenConfig) -> Result<Self, QwenError> {
@@ -161,11 +167,20 @@ impl<B: Backend> QwenModel<B> {
             .forward(embeds, inputs.attention_mask, inputs.position_ids, cache))
     }
 
-    /// Applies the LM head to hidden states `[batch, seq, hidden]` -> `[batch, seq, vocab]`.
+    /// Applies the LM head to hidden states `[batch, seq, hidden]` -> `[batch, seq, vocab]`,
+    /// in the hidden states' float type (in a half type through [`blockwise_head`]).
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        match &self.lm_head {
-            Some(head) => head.forward(hidden),
-            None => tied_head(hidden, self.model.embed_tokens.weight.val()),
+        match (&self.lm_head, hidden.dtype()) {
+            (Some(head), DType::F32) => head.forward(hidden),
+            (None, DType::F32) => tied_head(hidden, self.model.embed_tokens.weight.val()),
+            (Some(head), _) => {
+                let logits = blockwise_head(hidden, head.weight.val());
+                match &head.bias {
+                    Some(bias) => logits + bias.val().unsqueeze(),
+                    None => logits,
+                }
+            }
+            (None, _) => blockwise_head(hidden, self.model.embed_tokens.weight.val().transpose()),
         }
     }
 
@@ -195,6 +210,30 @@ impl<B: Backend> QwenModel<B> {
             None => Ok(()),
         }
     }
+}
+
+/// Vocabulary entries per block of [`blockwise_head`].
+const HEAD_BLOCK: usize = 16_384;
+
+/// `hidden` `[batch, seq, width]` times the head `[width, vocab]` (a view of the tied
+/// table or a linear's weight) one block of [`HEAD_BLOCK`] vocabulary entries at a time.
+///
+/// Burn's CPU backend multiplies bf16 matrices by copying both operands into contiguous f32
+/// buffers: in one matmul that is a transient of twice the head's own size per call (545 MB
+/// for Qwen2.5-0.5B's tied table), more than a half-precision model saves. Per block it is a
+/// few tens of MB; every logit is still one dot product over `width`.
+fn blockwise_head<B: Backend>(hidden: Tensor<B, 3>, head: Tensor<B, 2>) -> Tensor<B, 3> {
+    let [batch, seq, width] = hidden.dims();
+    let [_, vocab] = head.dims();
+    let rows = hidden.reshape([batch * seq, width]);
+    let blocks = (0..vocab)
+        .step_by(HEAD_BLOCK)
+        .map(|start| {
+            let block = head.clone().narrow(1, start, HEAD_BLOCK.min(vocab - start));
+            rows.clone().matmul(block)
+        })
+        .collect();
+    Tensor::cat(blocks, 1).reshape([batch, seq, vocab])
 }
 
 /// The LM head tied to the token embedding `[vocab, hidden]`: one 2-D matmul with the

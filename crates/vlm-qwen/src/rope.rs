@@ -135,8 +135,12 @@ impl<B: Backend> RotaryEmbedding<B> {
 impl<B: Backend> RopeTables<B> {
     /// Rotates `x` (`[batch, seq, heads, head_dim]`: the projections' own layout, contiguous,
     /// which CPU backends broadcast over much faster than a head-major view).
+    ///
+    /// The tables are computed in f32 and rounded to `x`'s float type, as transformers does.
     pub(crate) fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        x.clone() * self.cos.clone() + rotate_half(x) * self.sin.clone()
+        let dtype = x.dtype();
+        let (cos, sin) = (self.cos.clone().cast(dtype), self.sin.clone().cast(dtype));
+        x.clone() * cos + rotate_half(x) * sin
     }
 }
 

@@ -54,9 +54,11 @@ impl<B: Backend> PatchEmbeddings<B> {
         })
     }
 
-    /// `[batch, channels, image_size, image_size]` -> `[batch, tokens, hidden]`.
+    /// `[batch, channels, image_size, image_size]` -> `[batch, tokens, hidden]`, in the
+    /// weights' float type (the pixels are cast to it first, as transformers does).
     pub fn forward(&self, pixels: Tensor<B, 4>) -> Result<Tensor<B, 3>, VisionError> {
         self.check(pixels.dims())?;
+        let pixels = pixels.cast(self.patch_embedding.weight.val().dtype());
         let patches = self
             .patch_embedding
             .forward(pixels)

@@ -2,7 +2,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::nn::LayerNorm;
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Tensor, TensorCreationOptions};
 use serde::{Deserialize, Serialize};
 use vlm_hf::{PreprocessorConfig, WeightStore};
 
@@ -123,14 +123,14 @@ impl<B: Backend> SiglipVisionTower<B> {
     pub fn load(
         dir: impl AsRef<Path>,
         selection: FeatureSelection,
-        device: &B::Device,
+        options: impl Into<TensorCreationOptions<B>>,
     ) -> Result<Self, VisionError> {
         let dir = dir.as_ref();
         let config = SiglipVisionConfig::from_file(dir.join("config.json"))?;
         let preprocessing = read_preprocessing(dir)?;
         let store = WeightStore::open_dir(dir)?;
         let prefix = find_tower_prefix(&store)?;
-        Self::from_store(&store, &config, preprocessing, &prefix, selection, device)
+        Self::from_store(&store, &config, preprocessing, &prefix, selection, options)
     }
 
     /// Loads the tower from weights named `{prefix}.embeddings...`, e.g. prefix
@@ -145,12 +145,12 @@ impl<B: Backend> SiglipVisionTower<B> {
         preprocessing: PreprocessorConfig,
         prefix: &str,
         selection: FeatureSelection,
-        device: &B::Device,
+        options: impl Into<TensorCreationOptions<B>>,
     ) -> Result<Self, VisionError> {
         let dims = config.dims()?;
         check_preprocessing(&preprocessing, dims.image_size)?;
         let feature_layer = selection.hidden_state_index(dims.num_hidden_layers)?;
-        let weights = TowerWeights::new(store, prefix, device);
+        let weights = TowerWeights::new(store, prefix, options.into());
         let kind = EmbeddingKind {
             cls_token: false,
             conv_bias: true,

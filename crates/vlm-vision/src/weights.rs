@@ -1,7 +1,7 @@
 use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Tensor, TensorCreationOptions};
 use vlm_hf::{join_key, HfError, WeightStore};
 
 /// The key suffix every CLIP and SigLIP tower stores, whatever its layout.
@@ -57,22 +57,27 @@ pub fn find_tower_prefix(store: &WeightStore) -> Result<String, HfError> {
 pub(crate) struct TowerWeights<'a, B: Backend> {
     store: &'a WeightStore,
     prefix: String,
-    device: &'a B::Device,
+    /// The device, and the dtype when not the device's default (f32).
+    options: TensorCreationOptions<B>,
 }
 
 impl<'a, B: Backend> TowerWeights<'a, B> {
     /// Tensors named `{prefix}.{name}` (`{name}` alone when the prefix is empty).
-    pub(crate) fn new(store: &'a WeightStore, prefix: &str, device: &'a B::Device) -> Self {
+    pub(crate) fn new(
+        store: &'a WeightStore,
+        prefix: &str,
+        options: TensorCreationOptions<B>,
+    ) -> Self {
         Self {
             store,
             prefix: prefix.to_string(),
-            device,
+            options,
         }
     }
 
     /// The weights of a sub-module, e.g. `child("encoder.layers.3")`.
     pub(crate) fn child(&self, name: &str) -> Self {
-        Self::new(self.store, &self.key(name), self.device)
+        Self::new(self.store, &self.key(name), self.options.clone())
     }
 
     fn key(&self, name: &str) -> String {
@@ -94,7 +99,7 @@ impl<'a, B: Backend> TowerWeights<'a, B> {
         shape: [usize; D],
     ) -> Result<Tensor<B, D>, HfError> {
         self.store
-            .float::<B, D>(&self.key(name), shape, self.device)
+            .float::<B, D>(&self.key(name), shape, self.options.clone())
     }
 
     /// A frozen linear layer with bias (see [`WeightStore::linear`] for the layouts).
@@ -104,9 +109,9 @@ impl<'a, B: Backend> TowerWeights<'a, B> {
         d_in: usize,
         d_out: usize,
     ) -> Result<Linear<B>, HfError> {
-        let linear = self
-            .store
-            .linear(&self.key(name), [d_in, d_out], true, self.device)?;
+        let linear =
+            self.store
+                .linear(&self.key(name), [d_in, d_out], true, self.options.clone())?;
         Ok(linear.no_grad())
     }
 
@@ -120,7 +125,7 @@ impl<'a, B: Backend> TowerWeights<'a, B> {
         let weights = self.child(name);
         let mut norm = LayerNormConfig::new(dim)
             .with_epsilon(eps)
-            .init(self.device);
+            .init(&self.options.device);
         norm.gamma = weights.param(hf_field(LAYER_NORM, "gamma"), [dim])?;
         norm.beta = Some(weights.param(hf_field(LAYER_NORM, "beta"), [dim])?);
         Ok(norm)

@@ -1,6 +1,6 @@
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Tensor, TensorCreationOptions};
 use vlm_hf::WeightStore;
 
 use super::{
@@ -43,19 +43,20 @@ impl<B: Backend> AnyProjector<B> {
         })
     }
 
-    /// Reads the configured projector's weights (llava-hf names) from `store`.
+    /// Reads the configured projector's weights (llava-hf names) from `store` onto a device
+    /// (f32) or a device and dtype (`options`, as `vlm_hf::WeightStore::float` takes).
     pub fn from_store(
         store: &WeightStore,
         config: &ProjectorConfig,
-        device: &B::Device,
+        options: impl Into<TensorCreationOptions<B>>,
     ) -> Result<Self, ModelError> {
         let (input, output) = (config.input_dim, config.output_dim);
         Ok(match config.kind {
             ProjectorKind::Mlp2xGelu => {
-                Self::Mlp(MlpProjector::from_store(store, input, output, device)?)
+                Self::Mlp(MlpProjector::from_store(store, input, output, options)?)
             }
             ProjectorKind::PixelShuffle { scale_factor } => Self::PixelShuffle(
-                PixelShuffleProjector::from_store(store, input, output, scale_factor, device)?,
+                PixelShuffleProjector::from_store(store, input, output, scale_factor, options)?,
             ),
         })
     }

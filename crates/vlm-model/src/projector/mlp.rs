@@ -1,7 +1,7 @@
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::gelu;
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Tensor, TensorCreationOptions};
 use vlm_hf::{join_key, WeightStore};
 
 use super::linear::{init_linear, linear_dims};
@@ -44,9 +44,9 @@ impl<B: Backend> MlpProjector<B> {
         store: &WeightStore,
         input_dim: usize,
         output_dim: usize,
-        device: &B::Device,
+        options: impl Into<TensorCreationOptions<B>>,
     ) -> Result<Self, ModelError> {
-        Self::from_store_at(store, HF_PROJECTOR_PREFIX, input_dim, output_dim, device)
+        Self::from_store_at(store, HF_PROJECTOR_PREFIX, input_dim, output_dim, options)
     }
 
     /// [`from_store`](Self::from_store) with the weights under `{prefix}.linear_{1,2}`, e.g.
@@ -56,9 +56,10 @@ impl<B: Backend> MlpProjector<B> {
         prefix: &str,
         input_dim: usize,
         output_dim: usize,
-        device: &B::Device,
+        options: impl Into<TensorCreationOptions<B>>,
     ) -> Result<Self, ModelError> {
-        let layer = |name, dims| store.linear(&join_key(prefix, name), dims, true, device);
+        let options = options.into();
+        let layer = |name, dims| store.linear(&join_key(prefix, name), dims, true, options.clone());
         Ok(Self {
             linear_1: layer(LINEAR_1, [input_dim, output_dim])?,
             linear_2: layer(LINEAR_2, [output_dim, output_dim])?,

@@ -1,6 +1,6 @@
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Tensor, TensorCreationOptions};
 use vlm_hf::{join_key, WeightStore};
 
 use super::linear::{init_linear, linear_dims};
@@ -48,12 +48,12 @@ impl<B: Backend> PixelShuffleProjector<B> {
         input_dim: usize,
         output_dim: usize,
         scale_factor: usize,
-        device: &B::Device,
+        options: impl Into<TensorCreationOptions<B>>,
     ) -> Result<Self, ModelError> {
         let merged = merged_width(input_dim, scale_factor)?;
         let prefix = join_key(HF_PROJECTOR_PREFIX, LINEAR);
         Ok(Self {
-            linear: store.linear(&prefix, [merged, output_dim], false, device)?,
+            linear: store.linear(&prefix, [merged, output_dim], false, options)?,
             scale_factor,
         })
     }

@@ -14,10 +14,12 @@
 //! [`read_bounded`] reads any whole file a user names with a size limit.
 
 mod config;
+mod dtype;
 mod error;
 mod hub;
 mod preprocessor;
 mod read;
+mod shard;
 mod weights;
 mod write;
 
@@ -25,6 +27,7 @@ pub use config::{
     parse_config_section, read_config, read_config_section, ConfigSection, TEXT_CONFIG,
     VISION_CONFIG,
 };
+pub use dtype::{torch_dtype_from_name, torch_dtype_name};
 pub use error::HfError;
 pub use hub::{is_model_file, resolve_model_path, HubCache, HubError, HubId, ModelSource};
 pub use preprocessor::{

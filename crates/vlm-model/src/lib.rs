@@ -53,6 +53,7 @@ mod checkpoint;
 mod config;
 mod error;
 mod evaluation;
+mod export;
 mod generation;
 mod llava;
 mod loss;
@@ -71,7 +72,10 @@ pub use checkpoint::{
 pub use config::{ChatTemplateConfig, VisionTowerConfig, VlmConfig};
 pub use error::ModelError;
 pub use evaluation::{normalize, Answerer, EvaluationError, Grade, Prompt, Question};
-pub use llava::{load_language_model, load_llava_hf, LlavaLayout};
+pub use export::{export_llava, LlavaExport, DEFAULT_MAX_SHARD_BYTES};
+pub use llava::{
+    llava_vision_tower, load_language_model, load_llava_hf, LlavaLayout, TransformersLayout,
+};
 pub use loss::{causal_lm_loss, CausalLmLoss};
 pub use model::VisionLanguageModel;
 pub use projector::{

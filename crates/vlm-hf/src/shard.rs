@@ -103,3 +103,48 @@ fn split(
     }
     shards
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::TensorData;
+
+    use super::*;
+    use crate::WeightStore;
+
+    /// Three f32 tensors of 4, 4 and 8 values (16, 16 and 32 bytes).
+    fn writer() -> SafetensorsWriter {
+        let mut writer = SafetensorsWriter::new();
+        for (name, len) in [("a", 4), ("b", 4), ("c", 8)] {
+            let values: Vec<f32> = (0..len).map(|i| i as f32 + 0.5).collect();
+            writer.add_data(name, TensorData::new(values, [len]));
+        }
+        writer
+    }
+
+    #[test]
+    fn tensors_fill_shards_in_order_and_the_index_maps_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(writer().write_sharded(dir.path(), 32).expect("write"), 2);
+        assert!(!dir.path().join(SINGLE_FILE).exists());
+        let index: serde_json::Value =
+            crate::read_config(dir.path().join(SHARD_INDEX)).expect("index");
+        assert_eq!(index["metadata"]["total_size"], 64);
+        assert_eq!(index["weight_map"]["a"], "model-00001-of-00002.safetensors");
+        assert_eq!(index["weight_map"]["b"], "model-00001-of-00002.safetensors");
+        assert_eq!(index["weight_map"]["c"], "model-00002-of-00002.safetensors");
+        let store = WeightStore::open_dir(dir.path()).expect("read back");
+        assert_eq!(store.info("c").expect("c").shape, vec![8]);
+    }
+
+    #[test]
+    fn one_shard_is_a_plain_file_and_cast_converts_every_tensor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let written = writer().cast(DType::BF16).write_sharded(dir.path(), 1 << 20);
+        assert_eq!(written.expect("write"), 1);
+        assert!(!dir.path().join(SHARD_INDEX).exists());
+        let store = WeightStore::open_dir(dir.path()).expect("read back");
+        for key in ["a", "b", "c"] {
+            assert_eq!(store.info(key).expect(key).dtype, "BF16");
+        }
+    }
+}

@@ -52,9 +52,8 @@ use vlm::image::ImageProcessor;
 use vlm::lora::LoraConfig;
 use vlm::model::{
     llava_vision_tower, load_llava_hf, load_projector, AnyProjector, ChatTemplateConfig,
-    LanguageModel, ProjectorConfig, ProjectorKind, QwenVlm, StagedCheckpoint,
-    VisionLanguageModel, VisionTower, VisionTowerConfig, VlmConfig, PROJECTOR_FILE,
-    TOKENIZER_FILE,
+    LanguageModel, ProjectorConfig, ProjectorKind, QwenVlm, StagedCheckpoint, VisionLanguageModel,
+    VisionTower, VisionTowerConfig, VlmConfig, PROJECTOR_FILE, TOKENIZER_FILE,
 };
 use vlm::qwen::QwenModel;
 use vlm::train::checkpoint::{TRAINER_STATE_FILE, TRAIN_CONFIG_FILE};
@@ -526,9 +525,7 @@ impl BaseModel {
         let feature_strategy = match args.vision_feature_select_strategy.as_str() {
             "default" => SelectStrategy::Default,
             "full" => SelectStrategy::Full,
-            other => {
-                return Err(format!("unknown vision_feature_select_strategy {other:?}").into())
-            }
+            other => return Err(format!("unknown vision_feature_select_strategy {other:?}").into()),
         };
         let tower = VisionTowerConfig {
             path: vision_dir,
@@ -553,7 +550,10 @@ impl BaseModel {
     }
 
     /// A Hugging Face LLaVA folder: all three parts and its settings.
-    fn llava(dir: &Path, dev: &burn::tensor::Device<Train>) -> Result<Self, Box<dyn Error + Send + Sync>> {
+    fn llava(
+        dir: &Path,
+        dev: &burn::tensor::Device<Train>,
+    ) -> Result<Self, Box<dyn Error + Send + Sync>> {
         let model = load_llava_hf::<Train>(dir, dev)?;
         let projector = (model.projector().clone(), model.image_token_id());
         Ok(Self {
@@ -569,8 +569,11 @@ impl BaseModel {
 /// The token `id` of `tokenizer` (a LLaVA folder's image token), which prompts then use for
 /// their image placeholders.
 fn image_token_of(tokenizer: &Tokenizer, id: u32) -> Result<String, Box<dyn Error + Send + Sync>> {
-    tokenizer
-        .inner()
-        .id_to_token(id)
-        .ok_or_else(|| format!("the image token id {id} is not in {}", tokenizer.path().display()).into())
+    tokenizer.inner().id_to_token(id).ok_or_else(|| {
+        format!(
+            "the image token id {id} is not in {}",
+            tokenizer.path().display()
+        )
+        .into()
+    })
 }

@@ -64,7 +64,11 @@ fn export(checkpoint: &Path, out: &Path, options: &LlavaExport) -> Result<PathBu
 
 /// The reference's prompt, encoded by our template and tokenizer, with our pixels of
 /// [`IMAGE`] for `model`.
-fn prompt(model: &QwenVlm<B>, tokenizer: &Path, system: Option<String>) -> (Vec<u32>, Tensor<B, 4>) {
+fn prompt(
+    model: &QwenVlm<B>,
+    tokenizer: &Path,
+    system: Option<String>,
+) -> (Vec<u32>, Tensor<B, 4>) {
     let tokenizer = Tokenizer::from_file(tokenizer).expect("tokenizer");
     let template = match system {
         Some(system) => vlm::data::ChatTemplate::new(system),
@@ -78,7 +82,10 @@ fn prompt(model: &QwenVlm<B>, tokenizer: &Path, system: Option<String>) -> (Vec<
         "turns": [{"role": "user", "text": QUESTION}],
     }))
     .expect("conversation");
-    let ids = encoder.encode_prompt(&conversation).expect("prompt").input_ids;
+    let ids = encoder
+        .encode_prompt(&conversation)
+        .expect("prompt")
+        .input_ids;
     let processor = ImageProcessor::new(model.vision().preprocessing().clone());
     let pixels = processor
         .process_path(fixture("..").join(IMAGE))
@@ -119,19 +126,29 @@ fn transformers_reads_the_export_as_we_do() {
     let checkpoint = lora_checkpoint(root.path());
     let folder = root.path().join("llava");
     export(&checkpoint, &folder, &LlavaExport::default()).expect("export");
-    let reference = WeightStore::open_file(fixture("llava_export/reference.safetensors"))
-        .expect("reference");
+    let reference =
+        WeightStore::open_file(fixture("llava_export/reference.safetensors")).expect("reference");
     let dev = device();
     let ints = |key: &str| -> Vec<u32> {
         let tensor = reference.int::<B, 1>(key, &dev).expect(key);
-        tensor.into_data().iter::<i64>().map(|id| id as u32).collect()
+        tensor
+            .into_data()
+            .iter::<i64>()
+            .map(|id| id as u32)
+            .collect()
     };
     let exported = load_llava_hf::<B>(&folder, &dev).expect("load export");
     let (original, config) = load_checkpoint::<B>(&checkpoint, &dev).expect("checkpoint");
     let system = config.chat_template.system_prompt.clone();
     let (ids, pixels) = prompt(&exported, &folder.join("tokenizer.json"), system);
-    assert_eq!(ids, ints("input_ids"), "the processor's prompt differs from ours");
-    let expected_pixels = reference.float_any::<B, 3>("pixel_values", &dev).expect("pixels");
+    assert_eq!(
+        ids,
+        ints("input_ids"),
+        "the processor's prompt differs from ours"
+    );
+    let expected_pixels = reference
+        .float_any::<B, 3>("pixel_values", &dev)
+        .expect("pixels");
     let [c, h, w] = expected_pixels.dims();
     assert_close(
         "pixel values",
@@ -139,13 +156,20 @@ fn transformers_reads_the_export_as_we_do() {
         &expected_pixels.reshape([1, c, h, w]),
         1e-5,
     );
-    let columns = reference.int::<B, 1>("logit_columns", &dev).expect("columns");
-    let last = reference.float_any::<B, 1>("last_logits", &dev).expect("last");
+    let columns = reference
+        .int::<B, 1>("logit_columns", &dev)
+        .expect("columns");
+    let last = reference
+        .float_any::<B, 1>("last_logits", &dev)
+        .expect("last");
     let sampled = reference.float_any::<B, 2>("logits", &dev).expect("logits");
     for (name, model) in [("exported", &exported), ("checkpoint", &original)] {
         let logits = logits(model, &ids, &pixels);
         let [seq, vocab] = logits.dims();
-        let last_row = logits.clone().slice([seq - 1..seq, 0..vocab]).reshape([vocab]);
+        let last_row = logits
+            .clone()
+            .slice([seq - 1..seq, 0..vocab])
+            .reshape([vocab]);
         assert_close(&format!("{name}: last logits"), &last_row, &last, TOL);
         let picked = logits.select(1, columns.clone());
         assert_close(&format!("{name}: logits"), &picked, &sampled, TOL);
@@ -166,7 +190,11 @@ fn the_export_loads_back_with_the_merged_checkpoint_logits_bit_for_bit() {
     let checkpoint = lora_checkpoint(root.path());
     let dev = device();
     let (original, _) = load_checkpoint::<B>(&checkpoint, &dev).expect("checkpoint");
-    let (ids, pixels) = prompt(&original, &fixture("..").join("tokenizer/qwen2/tokenizer.json"), None);
+    let (ids, pixels) = prompt(
+        &original,
+        &fixture("..").join("tokenizer/qwen2/tokenizer.json"),
+        None,
+    );
     let merged = VisionLanguageModel::new(
         original.vision().clone(),
         original.projector().clone(),
@@ -183,7 +211,10 @@ fn the_export_loads_back_with_the_merged_checkpoint_logits_bit_for_bit() {
             ..LlavaExport::default()
         };
         export(&checkpoint, &folder, &options).expect("export");
-        assert!(folder.join("model.safetensors.index.json").is_file(), "sharded");
+        assert!(
+            folder.join("model.safetensors.index.json").is_file(),
+            "sharded"
+        );
         let store = WeightStore::open_dir(&folder).expect("weights");
         assert_eq!(
             LlavaLayout::detect(&store).expect("layout"),
@@ -265,8 +296,8 @@ fn the_pixel_shuffle_projector_is_refused_by_name() {
     let projector = vlm::model::AnyProjector::<B>::new(&shuffle, &dev).expect("projector");
     let (vision, language_model) = (model.vision().clone(), model.language_model().clone());
     let image_token = config.image_token_id;
-    let model = VisionLanguageModel::new(vision, projector, language_model, image_token)
-        .expect("model");
+    let model =
+        VisionLanguageModel::new(vision, projector, language_model, image_token).expect("model");
     let mut shuffled = config.clone();
     shuffled.projector = shuffle;
     shuffled.tokens_per_image = model.tokens_per_image();

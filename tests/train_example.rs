@@ -503,7 +503,13 @@ fn stage_one_stage_two_export_and_train_llava_chain_end_to_end() {
     let llm = llm_without_tokenizer();
     let work = tempfile::tempdir().expect("tempdir");
     let stage1 = work.path().join("stage1");
-    let output = train_with(llm.path(), &tokenizer_file(), &stage1, 1, &projector_run("1", "1"));
+    let output = train_with(
+        llm.path(),
+        &tokenizer_file(),
+        &stage1,
+        1,
+        &projector_run("1", "1"),
+    );
     assert!(output.status.success(), "{output:?}");
     let stage2 = work.path().join("stage2");
     let from_stage1 = ["--pretrained-projector", stage1.to_str().expect("utf-8")];
@@ -551,11 +557,16 @@ fn stage_one_stage_two_export_and_train_llava_chain_end_to_end() {
     let model = stage3.join("checkpoint-1/model");
     let (_, config) = vlm::model::load_checkpoint::<TestBackend>(&model, &device())
         .expect("the stage 3 checkpoint loads");
-    assert_eq!(config.language_model, exported.canonicalize().expect("path"));
+    assert_eq!(
+        config.language_model,
+        exported.canonicalize().expect("path")
+    );
     assert_eq!(config.vision_tower.path, PathBuf::from("vision_tower"));
     let patches = |dir: &Path, key: &str| {
         let store = vlm::hf::WeightStore::open_dir(dir).expect("weights");
-        let tensor = store.float_any::<TestBackend, 4>(key, &device()).expect(key);
+        let tensor = store
+            .float_any::<TestBackend, 4>(key, &device())
+            .expect(key);
         tensor.into_data()
     };
     let key = "embeddings.patch_embedding.weight";
@@ -567,10 +578,18 @@ fn stage_one_stage_two_export_and_train_llava_chain_end_to_end() {
     );
 
     let llm_dir = llm.path().to_str().expect("utf-8");
-    let both = ["--llava", exported.to_str().expect("utf-8"), "--llm", llm_dir];
+    let both = [
+        "--llava",
+        exported.to_str().expect("utf-8"),
+        "--llm",
+        llm_dir,
+    ];
     let refused = data_command(&work.path().join("both"), 1, &both)
         .output()
         .expect("run train");
     assert!(!refused.status.success());
-    assert!(stderr(&refused).contains("cannot be used with"), "{refused:?}");
+    assert!(
+        stderr(&refused).contains("cannot be used with"),
+        "{refused:?}"
+    );
 }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::DType;
-use serde::Serialize;
 use safetensors::View;
+use serde::Serialize;
 
 use crate::weights::{SHARD_INDEX, SINGLE_FILE};
 use crate::write::{stored_dtype, LazyTensor};
@@ -82,10 +82,7 @@ impl SafetensorsWriter {
 }
 
 /// `tensors` cut, in order, into runs of at most `max_bytes` (at least one tensor each).
-fn split(
-    tensors: Vec<(String, LazyTensor)>,
-    max_bytes: u64,
-) -> Vec<Vec<(String, LazyTensor)>> {
+fn split(tensors: Vec<(String, LazyTensor)>, max_bytes: u64) -> Vec<Vec<(String, LazyTensor)>> {
     let mut shards: Vec<Vec<(String, LazyTensor)>> = Vec::new();
     let mut current_bytes = 0;
     for (name, tensor) in tensors {
@@ -139,7 +136,9 @@ mod tests {
     #[test]
     fn one_shard_is_a_plain_file_and_cast_converts_every_tensor() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let written = writer().cast(DType::BF16).write_sharded(dir.path(), 1 << 20);
+        let written = writer()
+            .cast(DType::BF16)
+            .write_sharded(dir.path(), 1 << 20);
         assert_eq!(written.expect("write"), 1);
         assert!(!dir.path().join(SHARD_INDEX).exists());
         let store = WeightStore::open_dir(dir.path()).expect("read back");

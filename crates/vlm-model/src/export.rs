@@ -32,8 +32,8 @@ use vlm_vision::{SelectStrategy, VisionEncoder};
 use crate::llava::HF_CONFIG;
 use crate::{
     load_checkpoint, AnyProjector, ChatTemplateConfig, LlavaLayout, ModelError,
-    PersistentProjector, QwenVlm, TransformersLayout, VisionTower, VlmConfig,
-    HF_PROJECTOR_PREFIX, TOKENIZER_FILE,
+    PersistentProjector, QwenVlm, TransformersLayout, VisionTower, VlmConfig, HF_PROJECTOR_PREFIX,
+    TOKENIZER_FILE,
 };
 
 /// transformers' default `max_shard_size` before version 5 (5 GB), which both versions load.
@@ -41,7 +41,8 @@ pub const DEFAULT_MAX_SHARD_BYTES: u64 = 5_000_000_000;
 /// Name prefix of the hidden folder an export is staged in beside its destination.
 const STAGING_PREFIX: &str = ".vlm-export-";
 /// Why the pixel-shuffle projector is refused.
-const PIXEL_SHUFFLE: &str = "the projector is the pixel-shuffle one: `LlavaForConditionalGeneration`'s \
+const PIXEL_SHUFFLE: &str =
+    "the projector is the pixel-shuffle one: `LlavaForConditionalGeneration`'s \
     projector is a two-layer GELU MLP, and the transformers model whose connector computes a \
     pixel shuffle + linear (Idefics3 / SmolVLM) takes its vision features after the tower's \
     final layer norm rather than from `vision_feature_layer` and prompts images with its own \
@@ -135,9 +136,11 @@ fn check_exportable<B: Backend>(model: &QwenVlm<B>, config: &VlmConfig) -> Resul
         return Err(PIXEL_SHUFFLE.to_string());
     }
     if model.language_model().config().variant == QwenVariant::V1 {
-        return Err("the language model is Qwen v1 (`model_type: qwen`), which transformers \
+        return Err(
+            "the language model is Qwen v1 (`model_type: qwen`), which transformers \
             has no class for"
-            .to_string());
+                .to_string(),
+        );
     }
     if config.chat_template.name != ChatTemplateConfig::CHATML {
         return Err(format!(

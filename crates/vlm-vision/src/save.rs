@@ -90,7 +90,10 @@ fn save_tower<B: Backend, T: VisionEncoder<B> + Module<B>>(
     let config = config(weights.dtype)?;
     writer.write(&dir.join("model.safetensors"))?;
     write_json(&dir.join("config.json"), &config)?;
-    write_json(&dir.join(PreprocessorConfig::FILE_NAME), tower.preprocessing())?;
+    write_json(
+        &dir.join(PreprocessorConfig::FILE_NAME),
+        tower.preprocessing(),
+    )?;
     Ok(())
 }
 

@@ -410,6 +410,21 @@ fn a_bad_record_is_counted_once_however_many_epochs_meet_it() {
     assert_eq!(err.matches("skipped manifest line 2").count(), 1, "{err}");
 }
 
+/// A rank-4 LoRA run of two steps, a checkpoint after each, whose first update has a
+/// learning rate of 0: its checkpoint-1 holds the weights it started from.
+const LORA_FROM_STEP_ZERO: [&str; 10] = [
+    "--mode",
+    "lora",
+    "--lora-rank",
+    "4",
+    "--max-steps",
+    "2",
+    "--warmup-steps",
+    "1",
+    "--save-steps",
+    "1",
+];
+
 /// The bytes of the projector a run saved in its checkpoint `step`.
 fn saved_projector(out: &Path, step: usize) -> Vec<u8> {
     let path = out.join(format!("checkpoint-{step}/model/projector.safetensors"));
@@ -433,21 +448,10 @@ fn stage_two_starts_from_the_stage_one_projector_and_refuses_a_mismatched_one() 
     let stage2 = work.path().join("stage2");
     let stage1_dir = stage1.to_str().expect("utf-8 path");
     let extra = [
-        "--mode",
-        "lora",
-        "--lora-rank",
-        "4",
-        "--max-steps",
-        "2",
-        "--warmup-steps",
-        "1",
-        "--save-steps",
-        "1",
-        "--seed",
-        "7",
-        "--pretrained_projector",
-        stage1_dir,
-    ];
+        &LORA_FROM_STEP_ZERO[..],
+        &["--seed", "7", "--pretrained_projector", stage1_dir],
+    ]
+    .concat();
     let output = train_with(llm.path(), &tokenizer_file(), &stage2, 1, &extra);
     assert!(output.status.success(), "{output:?}");
     assert!(
@@ -531,21 +535,12 @@ fn stage_one_stage_two_export_and_train_llava_chain_end_to_end() {
     // Stage 3 from the exported folder, the tower trained too; its first update has a
     // learning rate of 0, so checkpoint-1 holds the folder's projector as it loaded.
     let stage3 = work.path().join("stage3");
-    let extra = [
-        "--mode",
-        "lora",
-        "--lora-rank",
-        "4",
-        "--max-steps",
-        "2",
-        "--warmup-steps",
-        "1",
-        "--save-steps",
-        "1",
+    let llava = [
         "--train-vision",
         "--llava",
         exported.to_str().expect("utf-8"),
     ];
+    let extra = [&LORA_FROM_STEP_ZERO[..], &llava].concat();
     let output = data_command(&stage3, 1, &extra)
         .output()
         .expect("run train");

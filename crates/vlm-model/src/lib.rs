@@ -31,7 +31,9 @@
 //!
 //! A Hugging Face LLaVA folder (`LlavaForConditionalGeneration` with a CLIP or SigLIP tower
 //! and a Qwen language model) loads whole with [`load_llava_hf`]; [`load_language_model`]
-//! takes only its language model, e.g. to train a new projector on it.
+//! takes only its language model, e.g. to train a new projector on it. [`export_llava`] writes
+//! a checkpoint as such a folder (LoRA merged, tokenizer, chat template and processor files),
+//! named by the same [`LlavaLayout`] the loader detects.
 //!
 //! Training computes [`VisionLanguageModel::forward_loss`] (Hugging Face's shifted, mean
 //! cross-entropy with the supervised-token count) on an autodiff backend; a checkpoint

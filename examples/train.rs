@@ -23,6 +23,10 @@
 //! writes checkpoints). `--per-device-train-batch-size` is per peer: the global batch is
 //! peers x per-device batch x accumulation.
 //!
+//! `--llava DIR` continues a Hugging Face LLaVA folder (one `export` wrote, say) instead of
+//! `--llm` / `--vision`: its language model, tower, projector and image token.
+//! `--train-vision` trains the tower too; each checkpoint then holds it (`model/vision_tower/`).
+//!
 //! Settings come from `--config train.toml` (every key of `vlm_train::TrainConfig`), then the
 //! `--flags` (kebab-case; transformers' `TrainingArguments` spellings such as
 //! `--per_device_train_batch_size` work too). `--seed` seeds every draw: the projector's and

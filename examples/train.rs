@@ -23,6 +23,10 @@
 //! writes checkpoints). `--per-device-train-batch-size` is per peer: the global batch is
 //! peers x per-device batch x accumulation.
 //!
+//! `--llava DIR` continues a Hugging Face LLaVA folder (one `export` wrote, say) instead of
+//! `--llm` / `--vision`: its language model, tower, projector and image token.
+//! `--train-vision` trains the tower too; each checkpoint then holds it (`model/vision_tower/`).
+//!
 //! Settings come from `--config train.toml` (every key of `vlm_train::TrainConfig`), then the
 //! `--flags` (kebab-case; transformers' `TrainingArguments` spellings such as
 //! `--per_device_train_batch_size` work too). `--seed` seeds every draw: the projector's and
@@ -51,9 +55,9 @@ use vlm::hf::resolve_model_path;
 use vlm::image::ImageProcessor;
 use vlm::lora::LoraConfig;
 use vlm::model::{
-    load_projector, ChatTemplateConfig, LanguageModel, ProjectorConfig, ProjectorKind, QwenVlm,
-    StagedCheckpoint, VisionLanguageModel, VisionTower, VisionTowerConfig, VlmConfig,
-    PROJECTOR_FILE, TOKENIZER_FILE,
+    llava_vision_tower, load_llava_hf, load_projector, AnyProjector, ChatTemplateConfig,
+    LanguageModel, ProjectorConfig, ProjectorKind, QwenVlm, StagedCheckpoint, VisionLanguageModel,
+    VisionTower, VisionTowerConfig, VlmConfig, PROJECTOR_FILE, TOKENIZER_FILE,
 };
 use vlm::qwen::QwenModel;
 use vlm::train::checkpoint::{TRAINER_STATE_FILE, TRAIN_CONFIG_FILE};
@@ -61,7 +65,7 @@ use vlm::train::{
     attach_lora, latest_checkpoint, run_local_peers, DatasetSource, Peer, Resume, TrainArgs,
     TrainBatch, TrainConfig, TrainError, TrainMode, Trainer, TrainerState,
 };
-use vlm::vision::{FeatureSelection, SelectStrategy, VisionEncoder};
+use vlm::vision::{SelectStrategy, VisionEncoder};
 
 #[derive(Parser)]
 #[command(about = "Train a vision-language model on a prepared manifest")]
@@ -93,11 +97,25 @@ struct Program {
     /// Hugging Face folder of the base language model (Qwen v1, Qwen2/2.5 or Qwen3), or its
     /// hub id ORG/NAME[@REVISION] (from the local Hugging Face cache, downloaded when missing
     /// unless HF_HUB_OFFLINE is set; a local path that exists always wins).
-    #[arg(long, value_parser = resolve_model_path, required_unless_present = "resume")]
+    #[arg(long, value_parser = resolve_model_path, required_unless_present_any = ["resume", "llava"])]
     llm: Option<PathBuf>,
     /// Hugging Face folder (or hub id) of the vision tower (CLIP or SigLIP).
-    #[arg(long, value_parser = resolve_model_path, required_unless_present = "resume")]
+    #[arg(long, value_parser = resolve_model_path, required_unless_present_any = ["resume", "llava"])]
     vision: Option<PathBuf>,
+    /// Continue training a Hugging Face LLaVA folder (`LlavaForConditionalGeneration` with a
+    /// CLIP or SigLIP tower and a Qwen language model, transformers 4 or 5 key layout; e.g.
+    /// one `export` wrote) or hub id, instead of `--llm` and `--vision`: its language model
+    /// (LoRA attached as the mode says), its tower with the feature selection and image token
+    /// of its config, and its projector as the starting point.
+    #[arg(
+        long,
+        value_parser = resolve_model_path,
+        conflicts_with_all = [
+            "llm", "vision", "vision_prefix", "pretrained_projector",
+            "vision_feature_layer", "vision_feature_select_strategy",
+        ]
+    )]
+    llava: Option<PathBuf>,
     /// Key prefix of the tower's weights [default: found from the file's keys, in any layout
     /// transformers 4 or 5 saves].
     #[arg(long, alias = "vision_prefix", value_name = "PREFIX")]
@@ -189,14 +207,6 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), Box<dyn Error + Send + Sy
             (args.program, config, Resume::No)
         }
     };
-    if config.train_vision {
-        return Err(
-            "train_vision: this program exports checkpoints that load the vision tower \
-                    from its original folder, so it cannot train it; use mode projector, lora \
-                    or full"
-                .into(),
-        );
-    }
     let peers = Peer::local_peers(&config)?;
     let resume = &resume;
     let stop = stop_on_signals()?;
@@ -237,6 +247,7 @@ fn resumed(
         ("--image-root", given.image_root.is_some()),
         ("--llm", given.llm.is_some()),
         ("--vision", given.vision.is_some()),
+        ("--llava", given.llava.is_some()),
         ("--tokenizer", given.tokenizer.is_some()),
         ("--system-prompt", given.system_prompt.is_some()),
         ("--vision-feature-layer", typed("vision_feature_layer")),
@@ -301,25 +312,16 @@ fn train_peer(
         None => device(),
     };
     let main = peer.is_main();
-    let llm_dir = absolute(args.llm.as_deref().ok_or("--llm is required")?)?;
-    let vision_dir = absolute(args.vision.as_deref().ok_or("--vision is required")?)?;
     let manifest = args.manifest.as_deref().ok_or("--manifest is required")?;
-
-    let strategy = match args.vision_feature_select_strategy.as_str() {
-        "default" => SelectStrategy::Default,
-        "full" => SelectStrategy::Full,
-        other => return Err(format!("unknown vision_feature_select_strategy {other:?}").into()),
+    let base = match &args.llava {
+        Some(dir) => BaseModel::llava(&absolute(dir)?, &dev)?,
+        None => BaseModel::separate(args, &dev)?,
     };
-    let selection = FeatureSelection {
-        layer: args.vision_feature_layer,
-        strategy,
-    };
-    let vision =
-        VisionTower::<Train>::load(&vision_dir, args.vision_prefix.as_deref(), selection, &dev)?;
+    let (vision, tower, llm_dir) = (base.vision, base.tower, base.llm_dir);
     // Every draw of the run comes from the seed: the adapters' and the projector's initial
     // weights here, dropout and the data order in the trainer.
     Train::seed(&dev, config.seed);
-    let (llm, lora) = attach_lora(QwenModel::<Train>::load(&llm_dir, &dev)?, &config)?;
+    let (llm, lora) = attach_lora(base.llm, &config)?;
     let lora = lora.map(|lora| lora.with_base_model(llm_dir.display().to_string()));
 
     let tokenizer = Tokenizer::from_path(args.tokenizer.as_ref().unwrap_or(&llm_dir))?;
@@ -330,15 +332,18 @@ fn train_peer(
     };
     let system_prompt = template.system().map(str::to_string);
     let images = ImageProcessor::new(vision.preprocessing().clone());
-    let encoder = SampleEncoder::new(
-        tokenizer,
-        template,
-        EncoderConfig::new(vision.tokens_per_image(), args.max_len),
-    )?;
+    let mut encoder_config = EncoderConfig::new(vision.tokens_per_image(), args.max_len);
+    if let Some((_, id)) = &base.projector {
+        encoder_config.image_token = image_token_of(&tokenizer, *id)?;
+    }
+    let encoder = SampleEncoder::new(tokenizer, template, encoder_config)?;
     let image_token_id = encoder.image_token_id();
-    let model = match (&args.pretrained_projector, &resume) {
-        (Some(path), Resume::No) => {
+    let model = match (&args.pretrained_projector, base.projector, &resume) {
+        (Some(path), _, Resume::No) => {
             let projector = load_projector(path, &projector_config(&vision, &llm), &dev)?;
+            VisionLanguageModel::new(vision, projector, llm, image_token_id)?
+        }
+        (None, Some((projector, _)), _) => {
             VisionLanguageModel::new(vision, projector, llm, image_token_id)?
         }
         // A resumed run's checkpoint holds the weights, which replace these.
@@ -367,18 +372,13 @@ fn train_peer(
     }
     let mut data = DatasetSource::new(dataset).with_shard(peer.rank, peer.world);
 
-    let tower = VisionTowerConfig {
-        path: vision_dir.clone(),
-        weight_prefix: args.vision_prefix.clone(),
-        feature_layer: args.vision_feature_layer,
-        feature_strategy: strategy,
-    };
     let template = ChatTemplateConfig {
         name: "chatml".into(),
         system_prompt,
     };
     let recorded = Recorded {
         mode: config.mode,
+        train_vision: config.train_vision,
         llm_dir,
         tower,
         template,
@@ -438,6 +438,8 @@ fn absolute(path: &Path) -> Result<PathBuf, Box<dyn Error + Send + Sync>> {
 struct Recorded {
     /// What trains: decides whether the checkpoint holds an adapter or a merged LLM.
     mode: TrainMode,
+    /// Whether the tower trains: the checkpoint then holds it (`vision_tower/`).
+    train_vision: bool,
     /// The base language model folder.
     llm_dir: PathBuf,
     /// The frozen vision tower.
@@ -467,7 +469,12 @@ fn export_checkpoint(
         TrainMode::Full => PathBuf::from("language_model"),
         _ => recorded.llm_dir.clone(),
     };
-    let (tower, template) = (recorded.tower.clone(), recorded.template.clone());
+    let mut tower = recorded.tower.clone();
+    if recorded.train_vision {
+        tower.path = PathBuf::from(VISION_TOWER_DIR);
+        tower.weight_prefix = None;
+    }
+    let template = recorded.template.clone();
     let mut config = VlmConfig::for_model(model, language_model, tower, template);
     config.tokenizer = Some(PathBuf::from(TOKENIZER_FILE));
     let staged = StagedCheckpoint::with_lora(&destination, model, &config, recorded.lora.as_ref())?;
@@ -478,6 +485,10 @@ fn export_checkpoint(
             recorded.tokenizer.display()
         ))
     })?;
+    if recorded.train_vision {
+        let tower_dir = staged.path().join(VISION_TOWER_DIR);
+        model.vision().save(&tower_dir).map_err(|e| failed(&e))?;
+    }
     if recorded.mode == TrainMode::Full {
         model
             .language_model()
@@ -489,4 +500,84 @@ fn export_checkpoint(
     }
     staged.commit()?;
     Ok(())
+}
+
+/// Subfolder of a checkpoint's model holding the tower of a `--train-vision` run.
+const VISION_TOWER_DIR: &str = "vision_tower";
+
+/// What a run starts from, before LoRA and the projector: the tower, the language model and
+/// where they came from; with `--llava`, also the folder's projector and image token id.
+struct BaseModel {
+    vision: VisionTower<Train>,
+    llm: QwenModel<Train>,
+    /// How checkpoints record the tower.
+    tower: VisionTowerConfig,
+    /// The base language model folder (a LLaVA folder's language model is read from it).
+    llm_dir: PathBuf,
+    /// The LLaVA folder's projector and image token id.
+    projector: Option<(AnyProjector<Train>, u32)>,
+}
+
+impl BaseModel {
+    /// `--llm` and `--vision` with the feature selection flags.
+    fn separate(
+        args: &Program,
+        dev: &burn::tensor::Device<Train>,
+    ) -> Result<Self, Box<dyn Error + Send + Sync>> {
+        let llm_dir = absolute(args.llm.as_deref().ok_or("--llm is required")?)?;
+        let vision_dir = absolute(args.vision.as_deref().ok_or("--vision is required")?)?;
+        let feature_strategy = match args.vision_feature_select_strategy.as_str() {
+            "default" => SelectStrategy::Default,
+            "full" => SelectStrategy::Full,
+            other => return Err(format!("unknown vision_feature_select_strategy {other:?}").into()),
+        };
+        let tower = VisionTowerConfig {
+            path: vision_dir,
+            weight_prefix: args.vision_prefix.clone(),
+            feature_layer: args.vision_feature_layer,
+            feature_strategy,
+        };
+        let vision = VisionTower::<Train>::load(
+            &tower.path,
+            tower.weight_prefix.as_deref(),
+            tower.selection(),
+            dev,
+        )?;
+        let llm = QwenModel::<Train>::load(&llm_dir, dev)?;
+        Ok(Self {
+            vision,
+            llm,
+            tower,
+            llm_dir,
+            projector: None,
+        })
+    }
+
+    /// A Hugging Face LLaVA folder: all three parts and its settings.
+    fn llava(
+        dir: &Path,
+        dev: &burn::tensor::Device<Train>,
+    ) -> Result<Self, Box<dyn Error + Send + Sync>> {
+        let model = load_llava_hf::<Train>(dir, dev)?;
+        let projector = (model.projector().clone(), model.image_token_id());
+        Ok(Self {
+            vision: model.vision().clone(),
+            llm: model.language_model().clone(),
+            tower: llava_vision_tower(dir)?,
+            llm_dir: dir.to_path_buf(),
+            projector: Some(projector),
+        })
+    }
+}
+
+/// The token `id` of `tokenizer` (a LLaVA folder's image token), which prompts then use for
+/// their image placeholders.
+fn image_token_of(tokenizer: &Tokenizer, id: u32) -> Result<String, Box<dyn Error + Send + Sync>> {
+    tokenizer.inner().id_to_token(id).ok_or_else(|| {
+        format!(
+            "the image token id {id} is not in {}",
+            tokenizer.path().display()
+        )
+        .into()
+    })
 }

@@ -24,6 +24,8 @@ fn every_program_prints_help_in_one_vocabulary() {
         ("chat", "--system-prompt <TEXT>"),
         ("eval", "--output <FILE>"),
         ("merge", "--output-dir <DIR>"),
+        ("export", "--output-dir <DIR>"),
+        ("export", "--max-shard-size <SIZE>"),
         ("forward", "--output <FILE>"),
         ("make_sample_data", "--output-dir <DIR>"),
         ("prepare_data", "--output <OUTPUT>"),

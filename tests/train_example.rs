@@ -58,6 +58,21 @@ fn train_command(
     records: usize,
     extra: &[&str],
 ) -> Command {
+    let mut command = data_command(out, records, extra);
+    command
+        .arg("--llm")
+        .arg(llm)
+        .arg("--vision")
+        .arg(fixture("siglip_vision"))
+        .args(["--vision-feature-select-strategy", "full"])
+        .arg("--tokenizer")
+        .arg(tokenizer);
+    command
+}
+
+/// `train` on the first `records` sample records into `out` with `extra` flags, given no
+/// model yet (see [`train_with`]).
+fn data_command(out: &Path, records: usize, extra: &[&str]) -> Command {
     let sample = fixture("..").join("sample");
     let manifest = out.with_extension("jsonl");
     let lines = std::fs::read_to_string(sample.join("train.jsonl")).expect("manifest");
@@ -78,13 +93,6 @@ fn train_command(
         .arg(&manifest)
         .arg("--image-root")
         .arg(&sample)
-        .arg("--llm")
-        .arg(llm)
-        .arg("--vision")
-        .arg(fixture("siglip_vision"))
-        .args(["--vision-feature-select-strategy", "full"])
-        .arg("--tokenizer")
-        .arg(tokenizer)
         .args(["--max-len", "256", "--workers", "1"])
         .args(["--gradient_accumulation_steps", "1"])
         .args(["--disable_progress_bar", "true"])
@@ -402,6 +410,21 @@ fn a_bad_record_is_counted_once_however_many_epochs_meet_it() {
     assert_eq!(err.matches("skipped manifest line 2").count(), 1, "{err}");
 }
 
+/// A rank-4 LoRA run of two steps, a checkpoint after each, whose first update has a
+/// learning rate of 0: its checkpoint-1 holds the weights it started from.
+const LORA_FROM_STEP_ZERO: [&str; 10] = [
+    "--mode",
+    "lora",
+    "--lora-rank",
+    "4",
+    "--max-steps",
+    "2",
+    "--warmup-steps",
+    "1",
+    "--save-steps",
+    "1",
+];
+
 /// The bytes of the projector a run saved in its checkpoint `step`.
 fn saved_projector(out: &Path, step: usize) -> Vec<u8> {
     let path = out.join(format!("checkpoint-{step}/model/projector.safetensors"));
@@ -425,21 +448,10 @@ fn stage_two_starts_from_the_stage_one_projector_and_refuses_a_mismatched_one() 
     let stage2 = work.path().join("stage2");
     let stage1_dir = stage1.to_str().expect("utf-8 path");
     let extra = [
-        "--mode",
-        "lora",
-        "--lora-rank",
-        "4",
-        "--max-steps",
-        "2",
-        "--warmup-steps",
-        "1",
-        "--save-steps",
-        "1",
-        "--seed",
-        "7",
-        "--pretrained_projector",
-        stage1_dir,
-    ];
+        &LORA_FROM_STEP_ZERO[..],
+        &["--seed", "7", "--pretrained_projector", stage1_dir],
+    ]
+    .concat();
     let output = train_with(llm.path(), &tokenizer_file(), &stage2, 1, &extra);
     assert!(output.status.success(), "{output:?}");
     assert!(
@@ -488,4 +500,91 @@ fn stage_two_starts_from_the_stage_one_projector_and_refuses_a_mismatched_one() 
         "{err}"
     );
     assert!(err.contains("linear_1.weight"), "{err}");
+}
+
+#[test]
+fn stage_one_stage_two_export_and_train_llava_chain_end_to_end() {
+    let llm = llm_without_tokenizer();
+    let work = tempfile::tempdir().expect("tempdir");
+    let stage1 = work.path().join("stage1");
+    let output = train_with(
+        llm.path(),
+        &tokenizer_file(),
+        &stage1,
+        1,
+        &projector_run("1", "1"),
+    );
+    assert!(output.status.success(), "{output:?}");
+    let stage2 = work.path().join("stage2");
+    let from_stage1 = ["--pretrained-projector", stage1.to_str().expect("utf-8")];
+    let lora = ["--mode", "lora", "--lora-rank", "4", "--max-steps", "1"];
+    let extra = [&lora[..], &from_stage1].concat();
+    let output = train_with(llm.path(), &tokenizer_file(), &stage2, 1, &extra);
+    assert!(output.status.success(), "{output:?}");
+
+    let exported = work.path().join("hf");
+    let output = Command::new(example("export"))
+        .arg("--checkpoint")
+        .arg(&stage2)
+        .arg("--output-dir")
+        .arg(&exported)
+        .output()
+        .expect("run export");
+    assert!(output.status.success(), "{output:?}");
+
+    // Stage 3 from the exported folder, the tower trained too; its first update has a
+    // learning rate of 0, so checkpoint-1 holds the folder's projector as it loaded.
+    let stage3 = work.path().join("stage3");
+    let llava = [
+        "--train-vision",
+        "--llava",
+        exported.to_str().expect("utf-8"),
+    ];
+    let extra = [&LORA_FROM_STEP_ZERO[..], &llava].concat();
+    let output = data_command(&stage3, 1, &extra)
+        .output()
+        .expect("run train");
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        saved_projector(&stage3, 1) == saved_projector(&stage2, 1),
+        "the exported projector, bit for bit"
+    );
+    let model = stage3.join("checkpoint-1/model");
+    let (_, config) = vlm::model::load_checkpoint::<TestBackend>(&model, &device())
+        .expect("the stage 3 checkpoint loads");
+    assert_eq!(
+        config.language_model,
+        exported.canonicalize().expect("path")
+    );
+    assert_eq!(config.vision_tower.path, PathBuf::from("vision_tower"));
+    let patches = |dir: &Path, key: &str| {
+        let store = vlm::hf::WeightStore::open_dir(dir).expect("weights");
+        let tensor = store
+            .float_any::<TestBackend, 4>(key, &device())
+            .expect(key);
+        tensor.into_data()
+    };
+    let key = "embeddings.patch_embedding.weight";
+    let trained = stage3.join("checkpoint-2/model/vision_tower");
+    assert_ne!(
+        patches(&trained, &format!("vision_model.{key}")),
+        patches(&exported, &format!("vision_tower.{key}")),
+        "the tower trained"
+    );
+
+    let llm_dir = llm.path().to_str().expect("utf-8");
+    let both = [
+        "--llava",
+        exported.to_str().expect("utf-8"),
+        "--llm",
+        llm_dir,
+    ];
+    let refused = data_command(&work.path().join("both"), 1, &both)
+        .output()
+        .expect("run train");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("cannot be used with"),
+        "{refused:?}"
+    );
 }

@@ -16,11 +16,13 @@
 //! `precision.on::<B>(&device)?` where they take a device, and half weights stay half.
 
 mod config;
+mod dtype;
 mod error;
 mod hub;
 mod precision;
 mod preprocessor;
 mod read;
+mod shard;
 mod weights;
 mod write;
 
@@ -28,6 +30,7 @@ pub use config::{
     parse_config_section, read_config, read_config_section, ConfigSection, TEXT_CONFIG,
     VISION_CONFIG,
 };
+pub use dtype::{torch_dtype_from_name, torch_dtype_name};
 pub use error::HfError;
 pub use hub::{is_model_file, resolve_model_path, HubCache, HubError, HubId, ModelSource};
 pub use precision::{Precision, UnknownPrecision};

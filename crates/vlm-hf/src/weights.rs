@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use crate::HfError;
 
-const SINGLE_FILE: &str = "model.safetensors";
-const SHARD_INDEX: &str = "model.safetensors.index.json";
+pub(crate) const SINGLE_FILE: &str = "model.safetensors";
+pub(crate) const SHARD_INDEX: &str = "model.safetensors.index.json";
 const FLOAT_DTYPES: &str = "F32, F16, BF16, F64";
 const INT_DTYPES: &str = "I64, I32, I16, I8, U8";
 

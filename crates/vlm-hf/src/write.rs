@@ -22,14 +22,14 @@ use crate::HfError;
 /// so saving a model never holds a second copy of it in memory.
 #[derive(Default)]
 pub struct SafetensorsWriter {
-    tensors: Vec<(String, LazyTensor)>,
+    pub(crate) tensors: Vec<(String, LazyTensor)>,
 }
 
 /// One tensor of a [`SafetensorsWriter`]: its header entry and how to produce its bytes.
-struct LazyTensor {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    fetch: Box<dyn Fn() -> TensorData>,
+pub(crate) struct LazyTensor {
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) fetch: Box<dyn Fn() -> TensorData>,
 }
 
 impl SafetensorsWriter {
@@ -98,7 +98,7 @@ impl SafetensorsWriter {
 }
 
 /// The safetensors dtype a Burn float dtype is stored as, and the Burn dtype to convert to.
-fn stored_dtype(dtype: DType) -> (Dtype, DType) {
+pub(crate) fn stored_dtype(dtype: DType) -> (Dtype, DType) {
     match dtype {
         DType::F64 => (Dtype::F64, DType::F64),
         DType::F16 => (Dtype::F16, DType::F16),

@@ -144,6 +144,15 @@ pub enum ModelError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A checkpoint that a transformers `LlavaForConditionalGeneration` folder cannot
+    /// express, or an export folder that may not be written.
+    #[error("cannot export {path} as a transformers LLaVA folder: {reason}")]
+    Export {
+        /// The checkpoint (or the output folder).
+        path: PathBuf,
+        /// What cannot be exported, naming the field or part.
+        reason: String,
+    },
     /// A checkpoint being written records a tokenizer file that was not written into it.
     #[error("tokenizer {path}: named in the config but not written into the staged checkpoint")]
     MissingTokenizer {

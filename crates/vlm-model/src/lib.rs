@@ -31,7 +31,9 @@
 //!
 //! A Hugging Face LLaVA folder (`LlavaForConditionalGeneration` with a CLIP or SigLIP tower
 //! and a Qwen language model) loads whole with [`load_llava_hf`]; [`load_language_model`]
-//! takes only its language model, e.g. to train a new projector on it.
+//! takes only its language model, e.g. to train a new projector on it. [`export_llava`] writes
+//! a checkpoint as such a folder (LoRA merged, tokenizer, chat template and processor files),
+//! named by the same [`LlavaLayout`] the loader detects.
 //!
 //! Training computes [`VisionLanguageModel::forward_loss`] (Hugging Face's shifted, mean
 //! cross-entropy with the supervised-token count) on an autodiff backend; a checkpoint
@@ -53,6 +55,7 @@ mod checkpoint;
 mod config;
 mod error;
 mod evaluation;
+mod export;
 mod generation;
 mod llava;
 mod loss;
@@ -71,7 +74,10 @@ pub use checkpoint::{
 pub use config::{ChatTemplateConfig, VisionTowerConfig, VlmConfig};
 pub use error::ModelError;
 pub use evaluation::{normalize, Answerer, EvaluationError, Grade, Prompt, Question};
-pub use llava::{load_language_model, load_llava_hf, LlavaLayout};
+pub use export::{export_llava, LlavaExport, DEFAULT_MAX_SHARD_BYTES};
+pub use llava::{
+    llava_vision_tower, load_language_model, load_llava_hf, LlavaLayout, TransformersLayout,
+};
 pub use loss::{causal_lm_loss, CausalLmLoss};
 pub use model::VisionLanguageModel;
 pub use projector::{

@@ -16,11 +16,11 @@ use vlm_vision::{find_tower_prefix, FeatureSelection, VisionEncoder};
 
 use crate::{
     AnyProjector, MlpProjector, ModelError, QwenVlm, VisionLanguageModel, VisionTower,
-    HF_PROJECTOR_PREFIX,
+    VisionTowerConfig, HF_PROJECTOR_PREFIX,
 };
 
 /// The config file of a Hugging Face folder.
-const HF_CONFIG: &str = "config.json";
+pub(crate) const HF_CONFIG: &str = "config.json";
 
 /// The keys of a LLaVA `config.json` besides its `vision_config` and `text_config`, with
 /// transformers' `LlavaConfig` defaults for absent ones.
@@ -112,7 +112,43 @@ const DECODER_ANCHOR: &str = "embed_tokens.weight";
 /// The LM head's key (suffix).
 const LM_HEAD_ANCHOR: &str = "lm_head.weight";
 
+/// The transformers version whose `save_pretrained` key layout an exported LLaVA folder
+/// follows (both load in transformers 5; 4.x reads only its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransformersLayout {
+    /// transformers 5: the tower's weights directly under `vision_tower.`.
+    #[default]
+    V5,
+    /// transformers 4: the tower's weights under `vision_tower.vision_model.`.
+    V4,
+}
+
+/// Key prefix of the tower in the llava-hf layout.
+const VISION_TOWER: &str = "vision_tower";
+/// Key prefix of the tower's own weights inside a CLIP / SigLIP vision model (transformers 4).
+const VISION_MODEL: &str = "vision_model";
+/// Key prefix of the language model in the llava-hf layout.
+const LANGUAGE_MODEL: &str = "language_model";
+/// Key prefix of the decoder inside a causal LM.
+const DECODER: &str = "model";
+
 impl LlavaLayout {
+    /// The layout `save_pretrained` of transformers `version` writes a
+    /// `LlavaForConditionalGeneration` in: what [`detect`](Self::detect) finds in such a
+    /// folder, and what the exporter writes.
+    pub fn saved_by(version: TransformersLayout) -> Self {
+        let vision = match version {
+            TransformersLayout::V5 => VISION_TOWER.to_string(),
+            TransformersLayout::V4 => join_key(VISION_TOWER, VISION_MODEL),
+        };
+        Self {
+            vision,
+            projector: HF_PROJECTOR_PREFIX.to_string(),
+            decoder: join_key(LANGUAGE_MODEL, DECODER),
+            lm_head: join_key(LANGUAGE_MODEL, LM_HEAD_ANCHOR),
+        }
+    }
+
     /// The layout of a checkpoint's weights, each part found from the keys; a part that is
     /// absent or found under several prefixes is an error listing what the files hold.
     pub fn detect(store: &WeightStore) -> Result<Self, ModelError> {
@@ -178,6 +214,14 @@ pub fn load_llava_hf<B: Backend>(
         language_model,
         llava.image_token_index,
     )
+}
+
+/// The vision tower of a Hugging Face LLaVA folder as a checkpoint records it: the folder
+/// (its key layout found on load) with the feature selection its `config.json` names.
+pub fn llava_vision_tower(dir: impl AsRef<Path>) -> Result<VisionTowerConfig, ModelError> {
+    let dir = dir.as_ref();
+    let llava = LlavaJson::from_file(&dir.join(HF_CONFIG))?;
+    Ok(VisionTowerConfig::new(dir, llava.selection))
 }
 
 /// Loads a Qwen language model from a Hugging Face folder: a Qwen checkpoint, or the language

@@ -3,8 +3,11 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::{backend::Backend, Tensor, TensorCreationOptions};
-use vlm_hf::{read_config_section, PreprocessorConfig, WeightStore, VISION_CONFIG};
+use burn::tensor::{backend::Backend, DType, Tensor, TensorCreationOptions};
+use serde_json::Value;
+use vlm_hf::{
+    read_config_section, HfError, PreprocessorConfig, SafetensorsWriter, WeightStore, VISION_CONFIG,
+};
 use vlm_vision::{
     find_tower_prefix, read_preprocessing, ClipVisionConfig, ClipVisionTower, FeatureSelection,
     SiglipVisionConfig, SiglipVisionTower, VisionEncoder, VisionError,
@@ -79,6 +82,34 @@ impl<B: Backend> VisionTower<B> {
             )?;
             Self::Siglip(tower)
         })
+    }
+}
+
+impl<B: Backend> VisionTower<B> {
+    /// The tower's config as transformers writes its vision model's (a LLaVA's
+    /// `vision_config`), recording `dtype`.
+    pub fn hf_config(&self, dtype: Option<DType>) -> Result<Value, HfError> {
+        match self {
+            Self::Clip(tower) => tower.hf_config(dtype),
+            Self::Siglip(tower) => tower.hf_config(dtype),
+        }
+    }
+
+    /// Writes the tower to `dir` as a `CLIPVisionModel` or `SiglipVisionModel` folder that
+    /// [`load`](Self::load) reads back (a tower trained with the rest of the model).
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), VisionError> {
+        match self {
+            Self::Clip(tower) => tower.save(dir),
+            Self::Siglip(tower) => tower.save(dir),
+        }
+    }
+
+    /// Adds the tower's weights to `writer` under transformers' names below `prefix`.
+    pub fn add_hf_weights(&self, writer: &mut SafetensorsWriter, prefix: &str) {
+        match self {
+            Self::Clip(tower) => tower.add_hf_weights(writer, prefix),
+            Self::Siglip(tower) => tower.add_hf_weights(writer, prefix),
+        }
     }
 }
 

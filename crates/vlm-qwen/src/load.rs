@@ -28,7 +28,7 @@ pub(crate) struct KeyMap {
 
 impl KeyMap {
     /// The store key of the checkpoint name `key`.
-    fn resolve(&self, key: &str) -> String {
+    pub(crate) fn resolve(&self, key: &str) -> String {
         if key.strip_prefix(LM_HEAD) == Some(".weight") {
             return self.lm_head_key.clone();
         }

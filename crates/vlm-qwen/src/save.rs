@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use vlm_hf::{create_dir_all, write_atomic, HfError, SafetensorsWriter};
 use vlm_lora::{AdaptableModel, LoraLinear};
 
+use crate::load::KeyMap;
 use crate::names::{LayerNames, Names, LM_HEAD};
 use crate::{QwenConfig, QwenDecoderLayer, QwenError, QwenModel};
 
@@ -47,19 +48,46 @@ impl<B: Backend> QwenModel<B> {
 
     /// Every tensor of the checkpoint under its layout's name, adapters merged.
     fn weights(&self) -> SafetensorsWriter {
-        let names = Names::of(self.config().variant);
         let mut writer = SafetensorsWriter::new();
-        let decoder = &self.model;
-        writer.add(names.embed_tokens(), decoder.embed_tokens.weight.val());
-        writer.add(names.final_norm(), decoder.norm.gamma.val());
-        for (index, layer) in decoder.layers.iter().enumerate() {
-            add_layer_norms(&mut writer, &names.layer(index), layer);
-        }
-        self.visit_linears(&mut |path, linear| add_linear(&mut writer, path, linear));
-        if let Some(head) = &self.lm_head {
-            writer.add(format!("{LM_HEAD}.weight"), head.weight.val().transpose());
-        }
+        self.add_weights(&mut writer, &str::to_string);
         writer
+    }
+
+    /// Adds every tensor, adapters merged (as [`save_merged`](Self::save_merged) writes
+    /// them), to `writer` with the decoder under `decoder_prefix` instead of its own root and
+    /// the untied LM head (if any) under `lm_head_key`: the language model of a composite
+    /// checkpoint such as a LLaVA's (`language_model.model`, `language_model.lm_head.weight`),
+    /// named as [`from_store_at`](Self::from_store_at) reads it back.
+    pub fn add_merged_weights_at(
+        &self,
+        writer: &mut SafetensorsWriter,
+        decoder_prefix: &str,
+        lm_head_key: &str,
+    ) {
+        let keys = KeyMap {
+            decoder_prefix: decoder_prefix.to_string(),
+            lm_head_key: lm_head_key.to_string(),
+        };
+        self.add_weights(writer, &|key| keys.resolve(key));
+    }
+
+    /// Adds every tensor to `writer` under `rename` of its checkpoint name.
+    fn add_weights(&self, writer: &mut SafetensorsWriter, rename: &dyn Fn(&str) -> String) {
+        let names = Names::of(self.config().variant);
+        let decoder = &self.model;
+        writer.add(
+            rename(names.embed_tokens()),
+            decoder.embed_tokens.weight.val(),
+        );
+        writer.add(rename(names.final_norm()), decoder.norm.gamma.val());
+        for (index, layer) in decoder.layers.iter().enumerate() {
+            add_layer_norms(writer, &names.layer(index), layer, rename);
+        }
+        self.visit_linears(&mut |path, linear| add_linear(writer, path, linear, rename));
+        if let Some(head) = &self.lm_head {
+            let key = rename(&format!("{LM_HEAD}.weight"));
+            writer.add(key, head.weight.val().transpose());
+        }
     }
 }
 
@@ -68,29 +96,38 @@ fn add_layer_norms<B: Backend>(
     writer: &mut SafetensorsWriter,
     names: &LayerNames,
     layer: &QwenDecoderLayer<B>,
+    rename: &dyn Fn(&str) -> String,
 ) {
-    writer.add(names.input_norm(), layer.input_layernorm.gamma.val());
     writer.add(
-        names.post_attention_norm(),
+        rename(&names.input_norm()),
+        layer.input_layernorm.gamma.val(),
+    );
+    writer.add(
+        rename(&names.post_attention_norm()),
         layer.post_attention_layernorm.gamma.val(),
     );
     let attention = &layer.self_attn;
     if let (Some(q_norm), Some(k_norm)) = (&attention.q_norm, &attention.k_norm) {
-        writer.add(names.q_norm(), q_norm.gamma.val());
-        writer.add(names.k_norm(), k_norm.gamma.val());
+        writer.add(rename(&names.q_norm()), q_norm.gamma.val());
+        writer.add(rename(&names.k_norm()), k_norm.gamma.val());
     }
 }
 
 /// `{path}.weight` (`[out, in]`, adapter merged, computed while writing) and `{path}.bias`.
-fn add_linear<B: Backend>(writer: &mut SafetensorsWriter, path: &str, linear: &LoraLinear<B>) {
+fn add_linear<B: Backend>(
+    writer: &mut SafetensorsWriter,
+    path: &str,
+    linear: &LoraLinear<B>,
+    rename: &dyn Fn(&str) -> String,
+) {
     let dims = [linear.d_output(), linear.d_input()];
     let dtype = linear.base.weight.val().dtype();
     let linear_for_write = linear.clone();
-    writer.add_lazy(format!("{path}.weight"), dims, dtype, move || {
+    writer.add_lazy(rename(&format!("{path}.weight")), dims, dtype, move || {
         linear_for_write.effective_weight().transpose()
     });
     if let Some(bias) = &linear.base.bias {
-        writer.add(format!("{path}.bias"), bias.val());
+        writer.add(rename(&format!("{path}.bias")), bias.val());
     }
 }
 

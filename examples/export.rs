@@ -17,8 +17,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use vlm::backend::{device, Inference};
-use vlm::burn::tensor::DType;
 use vlm::cli::checkpoint_path;
+use vlm::hf::Precision;
 use vlm::model::{export_llava, LlavaExport, TransformersLayout, DEFAULT_MAX_SHARD_BYTES};
 
 /// Exports a vlm checkpoint as a transformers LlavaForConditionalGeneration folder.
@@ -34,9 +34,9 @@ struct Args {
     #[arg(long = "output-dir", alias = "out", value_name = "DIR")]
     output_dir: PathBuf,
 
-    /// The weights' dtype [default: the base language model's].
-    #[arg(long, value_enum)]
-    dtype: Option<ExportDtype>,
+    /// The weights' dtype, f32, bf16 or f16 [default: the base language model's].
+    #[arg(long, value_name = "DTYPE")]
+    dtype: Option<Precision>,
 
     /// Whose key layout to write: transformers 5 or 4.
     #[arg(long, value_enum, default_value = "5")]
@@ -49,14 +49,6 @@ struct Args {
     /// Replace an existing output folder.
     #[arg(long)]
     overwrite: bool,
-}
-
-/// `--dtype`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum ExportDtype {
-    F32,
-    Bf16,
-    F16,
 }
 
 /// `--layout`.
@@ -99,11 +91,7 @@ fn main() -> ExitCode {
             Layout::V5 => TransformersLayout::V5,
             Layout::V4 => TransformersLayout::V4,
         },
-        dtype: args.dtype.map(|dtype| match dtype {
-            ExportDtype::F32 => DType::F32,
-            ExportDtype::Bf16 => DType::BF16,
-            ExportDtype::F16 => DType::F16,
-        }),
+        dtype: args.dtype.map(Precision::dtype),
         max_shard_bytes: args.max_shard_size,
         overwrite: args.overwrite,
     };

@@ -13,7 +13,10 @@ const CLIENTS: usize = 16;
 /// Client `index`'s request: questions of different lengths, an image for every other one,
 /// streamed for every third, different `max_tokens`, and a `stop` string for some.
 fn request(index: usize) -> Value {
-    let text = format!("question {index}: {}", "what is shown here? ".repeat(index % 4 + 1));
+    let text = format!(
+        "question {index}: {}",
+        "what is shown here? ".repeat(index % 4 + 1)
+    );
     let content = match index % 2 {
         0 => json!(text),
         _ => json!([
@@ -59,7 +62,10 @@ fn concurrent_greedy_answers_equal_one_at_a_time() {
         requests.iter().map(|body| answer(&server, body)).collect()
     };
     let answered = sequential.iter().filter(|text| !text.is_empty()).count();
-    assert!(answered >= CLIENTS / 2, "mostly empty answers: {sequential:?}");
+    assert!(
+        answered >= CLIENTS / 2,
+        "mostly empty answers: {sequential:?}"
+    );
     let server = Server::start(&["--max-batch-size", "16", "--queue", "32"]);
     let concurrent: Vec<String> = std::thread::scope(|scope| {
         let clients: Vec<_> = requests

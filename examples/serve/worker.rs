@@ -19,8 +19,7 @@ use vlm::burn::tensor::{Device, Tensor, TensorData};
 use vlm::data::{TextStreamer, Tokenizer};
 use vlm::model::{QwenVlm, VlmBatch};
 use vlm::qwen::{
-    ContinuousBatch, Decoding, FinishReason, Finished, GenerationConfig, QwenModel,
-    SamplingParams,
+    ContinuousBatch, Decoding, FinishReason, Finished, GenerationConfig, QwenModel, SamplingParams,
 };
 
 use crate::api::Sampling;
@@ -157,7 +156,9 @@ impl Worker {
             Ok(Some(finished)) => self.complete(finished),
             Ok(None) => {}
             // The client may be gone; nothing is left to tell it.
-            Err(message) => drop(events.send(Event::Failed(message))),
+            Err(message) => {
+                let _ = events.send(Event::Failed(message));
+            }
         }
     }
 
@@ -176,7 +177,8 @@ impl Worker {
                 answer.failure.get_or_insert(err.to_string());
             }
         }
-        let done = answer.stop.stopped() || answer.failure.is_some() || answer.job.events.is_closed();
+        let done =
+            answer.stop.stopped() || answer.failure.is_some() || answer.job.events.is_closed();
         match done {
             true => ControlFlow::Break(()),
             false => ControlFlow::Continue(()),
@@ -185,7 +187,10 @@ impl Worker {
 
     /// Sends the rest of a finished answer's text and how it ended.
     fn complete(&self, finished: Finished<Answer<'_>>) {
-        let Finished { tag: mut answer, reason } = finished;
+        let Finished {
+            tag: mut answer,
+            reason,
+        } = finished;
         let event = match answer.flush() {
             Ok(()) => {
                 let stopped = answer.stop.stopped() || reason == FinishReason::StopToken;

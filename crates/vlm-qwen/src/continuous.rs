@@ -210,7 +210,10 @@ mod tests {
     type B = TestBackend;
 
     /// A decoder that has been fed the prompt `ids`, and its last logits.
-    fn prefilled<'m>(model: &'m QwenModel<B>, ids: &[u32]) -> (Decoder<'m, B, QwenModel<B>>, Vec<f32>) {
+    fn prefilled<'m>(
+        model: &'m QwenModel<B>,
+        ids: &[u32],
+    ) -> (Decoder<'m, B, QwenModel<B>>, Vec<f32>) {
         let ids: Vec<i64> = ids.iter().map(|&id| i64::from(id)).collect();
         let len = ids.len();
         let ids = Tensor::from_data(TensorData::new(ids, [1, len]), &device());
@@ -243,8 +246,16 @@ mod tests {
                 let both = batch.feed_tokens(tokens).expect("batched step");
                 let short_logits = short_alone.feed_tokens(&tokens[..1]).expect("short");
                 let long_logits = long_alone.feed_tokens(&tokens[1..]).expect("long");
-                assert_close(&format!("{name} short, step {step}"), &both[0], &short_logits[0]);
-                assert_close(&format!("{name} long, step {step}"), &both[1], &long_logits[0]);
+                assert_close(
+                    &format!("{name} short, step {step}"),
+                    &both[0],
+                    &short_logits[0],
+                );
+                assert_close(
+                    &format!("{name} long, step {step}"),
+                    &both[1],
+                    &long_logits[0],
+                );
             }
             // The long sequence leaves; the short one's positions and cache stay its own, and
             // the padding every remaining row has is dropped.

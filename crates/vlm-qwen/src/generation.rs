@@ -199,6 +199,11 @@ pub struct Decoder<'a, B: Backend, L: LanguageModel<B>> {
     context: Context<B, L::Cache>,
     /// `[batch, total]`: which positions so far are real tokens (1) or padding (0).
     pub(crate) mask: Option<Tensor<B, 2, Int>>,
+    /// Whether the LM head takes the rows' last hidden states as one matrix `[rows, hidden]`
+    /// (set once rows have joined: a continuous batch) rather than one `[1, hidden]` product
+    /// per row, as the decode loop computes them; the same logits up to rounding, much faster
+    /// for many rows on CPU backends.
+    stacked_head: bool,
 }
 
 impl<'a, B: Backend, L: LanguageModel<B>> Decoder<'a, B, L> {
@@ -213,6 +218,7 @@ impl<'a, B: Backend, L: LanguageModel<B>> Decoder<'a, B, L> {
             language_model,
             context,
             mask: None,
+            stacked_head: false,
         }
     }
 
@@ -272,6 +278,10 @@ impl<'a, B: Backend, L: LanguageModel<B>> Decoder<'a, B, L> {
     fn last_logits(&self, hidden: Tensor<B, 3>) -> Vec<Vec<f32>> {
         let [batch, len, width] = hidden.dims();
         let last = hidden.slice([0..batch, len - 1..len, 0..width]);
+        let last = match self.stacked_head {
+            true => last.reshape([1, batch, width]),
+            false => last,
+        };
         let logits = self.language_model.logits(last);
         let values: Vec<f32> = logits.into_data().iter::<f32>().collect();
         let vocab = self.language_model.vocab_size();
@@ -295,6 +305,7 @@ where
         let mask = stack_aligned(mask.clone(), their_mask, 1, 0);
         cache.join_rows(theirs);
         self.mask = Some(mask);
+        self.stacked_head = true;
         Ok(())
     }
 

@@ -5,6 +5,9 @@
 //! implements to be generated from and to serve as a VLM's language model: the plain LLM
 //! ([`QwenModel::generate`]) and `vlm-model`'s VLM (image features spliced into the prompt's
 //! embeddings, then the same loop) both run it.
+//! A server decodes many independent requests together with [`ContinuousBatch`]: each
+//! prompt is prefilled alone, then joins the running batch between decode steps and leaves it
+//! when it ends, with the tokens it would get alone.
 //!
 //! One implementation serves the three checkpoint layouts; they differ only in
 //! [`QwenConfig`] and in tensor names. Numbers match Hugging Face transformers (eager

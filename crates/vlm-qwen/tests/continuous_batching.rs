@@ -108,7 +108,10 @@ fn sequences_leave_on_their_stop_token_while_the_others_go_on() {
         .collect();
     let (tokens, finished) = batched(&model, &stop, None);
     assert_eq!(tokens, expected);
-    let stopped = finished.iter().find(|f| f.tag == 3).expect("sequence 3 ended");
+    let stopped = finished
+        .iter()
+        .find(|f| f.tag == 3)
+        .expect("sequence 3 ended");
     assert_eq!(stopped.reason, FinishReason::StopToken);
 }
 
@@ -137,7 +140,9 @@ fn settings_are_checked_before_a_sequence_joins() {
         ..GenerationConfig::greedy(3)
     };
     let continue_ = |_: &mut u8, _| ControlFlow::Continue(());
-    assert!(batch.join(prompt(&model, &[1, 2]), &uncached, 0, continue_).is_err());
+    assert!(batch
+        .join(prompt(&model, &[1, 2]), &uncached, 0, continue_)
+        .is_err());
     let none = batch.join(prompt(&model, &[1, 2]), &config(0, &[]), 7, continue_);
     let ended = none.expect("no token asked for").expect("ended at once");
     assert_eq!((ended.tag, ended.reason), (7, FinishReason::Length));

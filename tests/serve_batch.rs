@@ -28,7 +28,7 @@ fn request(index: usize) -> Value {
         "messages": [{"role": "user", "content": content}],
         "max_tokens": 6 + index % 5 * 3,
         "temperature": 0,
-        "stream": index % 3 == 0,
+        "stream": index.is_multiple_of(3),
     });
     if index % 4 == 1 {
         body["stop"] = json!(["e"]);

@@ -18,14 +18,17 @@
 //!   (`logprobs`, `tools`, `response_format`, `n` > 1, ...) are refused (400), not ignored.
 //! - `GET /health`: liveness (200 while the server runs).
 //! - `GET /metrics`: Prometheus text: requests by status, time to first token and
-//!   inter-token latency histograms, queue length, running sequences, tokens generated.
+//!   inter-token latency histograms, queue length, running sequences, the decode batch's size
+//!   and bound, tokens generated.
 //!
 //! Every answer carries `x-request-id` (the client's, or a new one), and every request ends with
 //! one JSON access-log line on stderr (method, path, status, duration, request id).
 //!
 //! Errors are OpenAI's JSON (`{"error": {"message", "type", "param", "code"}}`): 4xx for a bad
-//! request, 5xx for the server's own failures. Requests wait in a bounded queue for the
-//! model thread, which answers one at a time (no batching); a full queue answers 503 with
+//! request, 5xx for the server's own failures. Requests wait in a bounded queue (`--queue`) for the
+//! model thread, which decodes up to `--max-batch-size` answers together (continuous batching:
+//! a request joins the running batch between decode steps and leaves it as soon as its answer
+//! ends; greedy answers are the same as one at a time); a full queue answers 503 with
 //! `Retry-After`.
 //! Bounds: the request body (`--body-limit`, read within `--body-timeout`), the message text
 //! (measured before tokenizing: at most the context times the longest token's bytes), the
@@ -116,6 +119,10 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 16)]
     queue: usize,
 
+    /// Answers decoded together (continuous batching); 1 answers one request at a time.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    max_batch_size: usize,
+
     /// Requests parsed, tokenized or image-decoded at once; more wait their turn.
     #[arg(long, value_name = "N", default_value_t = 4)]
     max_preprocess: usize,
@@ -171,7 +178,8 @@ fn run(args: Args) -> Result<(), ServeError> {
     let (ready, loaded) = std::sync::mpsc::sync_channel(1);
     let model_args = args.model.clone();
     let prompter_limits = limits(&args);
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(args.max_batch_size));
+    let max_batch_size = args.max_batch_size;
     let worker_metrics = Arc::clone(&metrics);
     let model_thread = std::thread::spawn(move || {
         let dev = device();
@@ -185,6 +193,7 @@ fn run(args: Args) -> Result<(), ServeError> {
                     tokenizer: loaded.tokenizer,
                     device: dev,
                     metrics: worker_metrics,
+                    max_batch_size,
                 }
             }
             Err(err) => {
@@ -231,6 +240,9 @@ fn check(args: &Args) -> Result<(), ServeError> {
     }
     if args.queue == 0 || args.max_image_side == 0 || args.body_limit == 0 {
         return usage("--queue, --max-image-side and --body-limit must be at least 1");
+    }
+    if args.max_batch_size == 0 {
+        return usage("--max-batch-size must be at least 1");
     }
     if args.max_preprocess == 0 || args.max_connections == 0 {
         return usage("--max-preprocess and --max-connections must be at least 1");

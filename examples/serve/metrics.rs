@@ -1,6 +1,7 @@
 //! The server's counters, gauges and latency histograms, written in Prometheus' text
 //! exposition format (version 0.0.4) for `GET /metrics`: requests by status code, time to
-//! first token, inter-token latency, queue length, running sequences and tokens generated.
+//! first token, inter-token latency, queue length, running sequences, the decode batch's
+//! size and its bound, and tokens generated.
 //!
 //! The format is a few lines of text, written here by hand rather than through a metrics
 //! library: `# HELP` and `# TYPE` for each family, then `name{labels} value` samples.
@@ -65,11 +66,28 @@ pub struct Metrics {
     pub inter_token_latency: Histogram,
     /// Answers being generated now.
     running: AtomicU64,
+    /// Answers in the running decode batch.
+    batch_size: AtomicU64,
+    /// The most answers decoded together (`--max-batch-size`).
+    max_batch_size: u64,
     /// Tokens generated since the server started.
     tokens_generated: AtomicU64,
 }
 
 impl Metrics {
+    /// Empty metrics of a server decoding at most `max_batch_size` answers together.
+    pub fn new(max_batch_size: usize) -> Self {
+        Self {
+            max_batch_size: max_batch_size as u64,
+            ..Self::default()
+        }
+    }
+
+    /// Records how many answers the running decode batch holds.
+    pub fn set_batch_size(&self, answers: usize) {
+        self.batch_size.store(answers as u64, Ordering::Relaxed);
+    }
+
     /// Counts one answered request.
     pub fn count_request(&self, status: u16) {
         // A poisoned lock only means another thread panicked mid-increment: keep counting.
@@ -122,6 +140,16 @@ impl Metrics {
                 "vlm_running_sequences",
                 "Answers being generated.",
                 self.running.load(Ordering::Relaxed),
+            ),
+            (
+                "vlm_batch_size",
+                "Answers in the running decode batch.",
+                self.batch_size.load(Ordering::Relaxed),
+            ),
+            (
+                "vlm_max_batch_size",
+                "The most answers decoded together.",
+                self.max_batch_size,
             ),
         ];
         for (name, help, value) in gauges {

@@ -1,12 +1,13 @@
-//! The model thread: requests wait in a bounded queue and are answered one at a time, in
-//! order of arrival (no batching), each token's text sent back as soon as it is decoded.
+//! The model thread: continuous batching. Requests wait in a bounded queue; between decode
+//! steps the waiting ones join the running batch (up to `--max-batch-size` answers), each
+//! prefilled alone with its image, and every step then decodes one token of every running
+//! answer in one forward pass. Each token's text is sent back as soon as it is decoded.
 //!
-//! One generation at a time keeps memory flat and latency predictable on one device; the
-//! HTTP side stays responsive because decoding images and tokenizing happen on its own
-//! threads before a request joins the queue.
-//!
-//! Generation ends early when a stop string appears or when the client has gone away (its
-//! receiving end is closed), so an abandoned request does not hold the model.
+//! An answer leaves the batch as soon as it ends: a stop token, its `max_tokens`, one of its
+//! stop strings, or its client gone away (the receiving end closed), so an abandoned request
+//! does not hold the model. Greedy answers are the same tokens as one at a time
+//! (`--max-batch-size 1`). The HTTP side stays responsive because decoding images and
+//! tokenizing happen on its own threads before a request joins the queue.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -17,10 +18,12 @@ use vlm::backend::Inference;
 use vlm::burn::tensor::{Device, Tensor, TensorData};
 use vlm::data::{TextStreamer, Tokenizer};
 use vlm::model::{QwenVlm, VlmBatch};
-use vlm::qwen::{Decoding, GenerationConfig, SamplingParams};
+use vlm::qwen::{
+    ContinuousBatch, Decoding, FinishReason, Finished, GenerationConfig, QwenModel, SamplingParams,
+};
 
 use crate::api::Sampling;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Running};
 use crate::prompt::Prompt;
 use crate::stop::StopText;
 
@@ -72,70 +75,134 @@ pub struct Worker {
     pub device: Device<B>,
     /// Where token counts and latencies go.
     pub metrics: Arc<Metrics>,
+    /// The most answers decoded together.
+    pub max_batch_size: usize,
+}
+
+/// The running answers, each tagged with its [`Answer`].
+type Batch<'w> = ContinuousBatch<'w, B, QwenModel<B>, Answer<'w>>;
+
+/// An answer under way: its job and the state of its text.
+struct Answer<'w> {
+    job: Job,
+    streamer: TextStreamer<'w>,
+    stop: StopText,
+    completion_tokens: usize,
+    last_token: Option<Instant>,
+    failure: Option<String>,
+    /// Counted in `vlm_running_sequences` until the answer is complete.
+    running: Running<'w>,
 }
 
 impl Worker {
-    /// Answers jobs until every sender is gone (the server shut down).
+    /// Answers jobs until every sender is gone (the server shut down) and the last answer is
+    /// complete.
     pub fn run(self, mut jobs: Receiver<Job>) {
-        while let Some(job) = jobs.blocking_recv() {
-            // Counted as running until its answer is complete, before the client hears so.
-            let running = self.metrics.running();
-            let answer = self.answer(&job);
-            drop(running);
-            let event = match answer {
-                Ok(finish) => Event::Done(finish),
-                Err(message) => Event::Failed(message),
-            };
-            // The client may be gone; nothing is left to tell it.
-            let _ = job.events.send(event);
+        let mut batch = ContinuousBatch::new(self.model.language_model());
+        while self.admit(&mut batch, &mut jobs) {
+            self.metrics.set_batch_size(batch.len());
+            match batch.step(|answer, token| self.on_token(answer, token)) {
+                Ok(finished) => finished.into_iter().for_each(|f| self.complete(f)),
+                Err(err) => {
+                    for answer in batch.clear() {
+                        answer.send_last(Event::Failed(err.to_string()));
+                    }
+                }
+            }
+            self.metrics.set_batch_size(batch.len());
         }
     }
 
-    /// Generates one answer, sending its text as it comes.
-    fn answer(&self, job: &Job) -> Result<Finish, String> {
+    /// Lets waiting jobs join until the batch is full or none waits, waiting for one while
+    /// nothing runs; `false` once the queue has closed and nothing runs.
+    fn admit<'w>(&'w self, batch: &mut Batch<'w>, jobs: &mut Receiver<Job>) -> bool {
+        while batch.len() < self.max_batch_size {
+            let job = match batch.is_empty() {
+                true => match jobs.blocking_recv() {
+                    Some(job) => job,
+                    None => return false,
+                },
+                false => match jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+            };
+            self.start(batch, job);
+        }
+        true
+    }
+
+    /// Prefills a job's prompt and lets it join the batch after its first token.
+    fn start<'w>(&'w self, batch: &mut Batch<'w>, job: Job) {
         let config = self.generation_config(&job.sampling);
-        let mut streamer = TextStreamer::new(&self.tokenizer, true);
-        let mut stop = StopText::new(job.sampling.stop.clone());
-        let mut completion_tokens = 0;
-        let mut stopped_by_token = false;
-        let mut failure = None;
-        let mut last_token = None;
-        let send = |text: String| {
-            if !text.is_empty() {
-                let _ = job.events.send(Event::Text(text));
-            }
+        let events = job.events.clone();
+        let prompt = self.model.prompt(self.batch(&job.prompt));
+        let answer = Answer {
+            streamer: TextStreamer::new(&self.tokenizer, true),
+            stop: StopText::new(job.sampling.stop.clone()),
+            job,
+            completion_tokens: 0,
+            last_token: None,
+            failure: None,
+            running: self.metrics.running(),
         };
-        self.model
-            .generate_until(self.batch(&job.prompt), &config, |tokens| {
-                completion_tokens += 1;
-                self.observe_token(job.arrived, &mut last_token);
-                stopped_by_token = config.stop_token_ids.contains(&tokens[0]);
-                match streamer.push(tokens[0]) {
-                    Ok(Some(chunk)) => send(stop.push(&chunk)),
-                    Ok(None) => {}
-                    Err(err) => {
-                        failure.get_or_insert(err.to_string());
-                    }
-                }
-                match stop.stopped() || failure.is_some() || job.events.is_closed() {
-                    true => ControlFlow::Break(()),
-                    false => ControlFlow::Continue(()),
-                }
-            })
-            .map_err(|err| err.to_string())?;
-        if let Some(message) = failure {
-            return Err(message);
+        let joined = prompt.map_err(|err| err.to_string()).and_then(|prompt| {
+            let on_token = |answer: &mut Answer<'w>, token| self.on_token(answer, token);
+            batch
+                .join(prompt, &config, answer, on_token)
+                .map_err(|err| err.to_string())
+        });
+        match joined {
+            Ok(Some(finished)) => self.complete(finished),
+            Ok(None) => {}
+            // The client may be gone; nothing is left to tell it.
+            Err(message) => {
+                let _ = events.send(Event::Failed(message));
+            }
         }
-        if let Some(rest) = streamer.finish().map_err(|err| err.to_string())? {
-            send(stop.push(&rest));
+    }
+
+    /// Takes an answer's next token: counts it, sends its text, and says whether the answer
+    /// must end here (a stop string, a failure, its client gone).
+    fn on_token(&self, answer: &mut Answer<'_>, token: u32) -> ControlFlow<()> {
+        answer.completion_tokens += 1;
+        self.observe_token(answer.job.arrived, &mut answer.last_token);
+        match answer.streamer.push(token) {
+            Ok(Some(chunk)) => {
+                let text = answer.stop.push(&chunk);
+                answer.send_text(text);
+            }
+            Ok(None) => {}
+            Err(err) => {
+                answer.failure.get_or_insert(err.to_string());
+            }
         }
-        send(stop.finish());
-        let stopped = stop.stopped() || stopped_by_token;
-        Ok(Finish {
-            reason: if stopped { "stop" } else { "length" },
-            prompt_tokens: job.prompt.ids.len(),
-            completion_tokens,
-        })
+        let done =
+            answer.stop.stopped() || answer.failure.is_some() || answer.job.events.is_closed();
+        match done {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
+        }
+    }
+
+    /// Sends the rest of a finished answer's text and how it ended.
+    fn complete(&self, finished: Finished<Answer<'_>>) {
+        let Finished {
+            tag: mut answer,
+            reason,
+        } = finished;
+        let event = match answer.flush() {
+            Ok(()) => {
+                let stopped = answer.stop.stopped() || reason == FinishReason::StopToken;
+                Event::Done(Finish {
+                    reason: if stopped { "stop" } else { "length" },
+                    prompt_tokens: answer.job.prompt.ids.len(),
+                    completion_tokens: answer.completion_tokens,
+                })
+            }
+            Err(message) => Event::Failed(message),
+        };
+        answer.send_last(event);
     }
 
     /// Counts a token and records its latency: from the request's arrival for the first,
@@ -149,6 +216,7 @@ impl Worker {
         self.metrics.count_token();
     }
 
+    /// The decode loop's settings for a request.
     fn generation_config(&self, sampling: &Sampling) -> GenerationConfig {
         let mut config = GenerationConfig::greedy(sampling.max_tokens);
         config.stop_token_ids = self.stop_token_ids.clone();
@@ -178,5 +246,37 @@ impl Worker {
             attention_mask: None,
             pixel_values,
         }
+    }
+}
+
+impl Answer<'_> {
+    /// Sends a piece of text, unless empty.
+    fn send_text(&self, text: String) {
+        if !text.is_empty() {
+            // The client may be gone; generation stops at the next token.
+            let _ = self.job.events.send(Event::Text(text));
+        }
+    }
+
+    /// Sends the text held back by the streamer and the stop-string filter, or the failure
+    /// seen while decoding.
+    fn flush(&mut self) -> Result<(), String> {
+        if let Some(message) = self.failure.take() {
+            return Err(message);
+        }
+        if let Some(rest) = self.streamer.finish().map_err(|err| err.to_string())? {
+            let text = self.stop.push(&rest);
+            self.send_text(text);
+        }
+        let text = self.stop.finish();
+        self.send_text(text);
+        Ok(())
+    }
+
+    /// Ends the answer with `event`: no longer counted as running, then its client hears.
+    fn send_last(self, event: Event) {
+        drop(self.running);
+        // The client may be gone; nothing is left to tell it.
+        let _ = self.job.events.send(event);
     }
 }

@@ -47,10 +47,18 @@ where
         config: &GenerationConfig,
         on_token: impl FnMut(&[u32]) -> ControlFlow<()>,
     ) -> Result<Vec<Vec<u32>>, ModelError> {
-        let mask = self.attention_mask(&batch.input_ids, batch.attention_mask)?;
-        let embeds = self.inputs_embeds(batch.input_ids.clone(), batch.pixel_values)?;
-        let prompt = Prompt::new(embeds, &batch.input_ids, mask);
+        let prompt = self.prompt(batch)?;
         let mut decoder = Decoder::new(self.language_model(), config.use_cache);
         Ok(decode(&mut decoder, prompt, config, on_token)?)
+    }
+
+    /// Where the decode loop starts for `batch`: its embeddings with the image features
+    /// spliced in (the prefill's input), its mask, and the tokens the repetition penalty sees.
+    /// [`generate`](Self::generate) decodes it; a server hands each request's prompt to a
+    /// [`ContinuousBatch`](vlm_qwen::ContinuousBatch) instead.
+    pub fn prompt(&self, batch: VlmBatch<B>) -> Result<Prompt<B>, ModelError> {
+        let mask = self.attention_mask(&batch.input_ids, batch.attention_mask)?;
+        let embeds = self.inputs_embeds(batch.input_ids.clone(), batch.pixel_values)?;
+        Ok(Prompt::new(embeds, &batch.input_ids, mask))
     }
 }

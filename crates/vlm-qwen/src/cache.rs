@@ -1,7 +1,10 @@
 //! The key/value cache that lets decoding feed one new token per step.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
+
+use crate::rows::{row_indices, stack_aligned};
+use crate::RowCache;
 
 /// Keys and values of every layer for the tokens seen so far.
 ///
@@ -73,6 +76,26 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
+impl<B: Backend> RowCache for KvCache<B> {
+    fn join_rows(&mut self, other: Self) {
+        for (layer, theirs) in self.layers.iter_mut().zip(other.layers) {
+            layer.entries = match (layer.entries.take(), theirs.entries) {
+                (Some(mine), Some(theirs)) => Some(mine.joined(theirs)),
+                (mine, theirs) => mine.or(theirs),
+            };
+        }
+    }
+
+    fn select_rows(&mut self, rows: &[usize], skip: usize) {
+        for layer in &mut self.layers {
+            layer.entries = layer.entries.take().map(|buffers| {
+                let indices = row_indices(rows, &buffers.keys.device());
+                buffers.selected(&indices, skip)
+            });
+        }
+    }
+}
+
 impl<B: Backend> LayerCache<B> {
     /// Appends this step's keys and values (`[batch, kv_heads, seq, head_dim]`) and returns
     /// all of them, as views of the buffers.
@@ -126,6 +149,32 @@ impl<B: Backend> Buffers<B> {
                 self.filled(&self.values),
             ),
             len: self.len,
+        }
+    }
+
+    /// These rows then `other`'s, right-aligned to the longer length, with room made past it.
+    fn joined(self, other: Self) -> Self {
+        let len = self.len.max(other.len);
+        let stack = |mine, theirs| stack_aligned(mine, theirs, 2, len + INITIAL_ROOM);
+        Self {
+            keys: stack(self.filled(&self.keys), other.filled(&other.keys)),
+            values: stack(self.filled(&self.values), other.filled(&other.values)),
+            len,
+        }
+    }
+
+    /// The rows `rows` without their first `skip` positions (a copy; the next write makes
+    /// room).
+    fn selected(&self, rows: &Tensor<B, 1, Int>, skip: usize) -> Self {
+        let pick = |buffer: &Tensor<B, 4>| {
+            self.filled(buffer)
+                .select(0, rows.clone())
+                .narrow(2, skip, self.len - skip)
+        };
+        Self {
+            keys: pick(&self.keys),
+            values: pick(&self.values),
+            len: self.len - skip,
         }
     }
 

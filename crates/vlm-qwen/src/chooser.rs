@@ -8,22 +8,22 @@ use crate::{GenerationConfig, QwenError};
 /// A running sequence's token is sampled (with the repetition penalty over its history);
 /// a sequence that has emitted a stop token continues with `pad_token_id`.
 #[derive(Debug)]
-pub(crate) struct TokenChooser<'c> {
-    config: &'c GenerationConfig,
+pub(crate) struct TokenChooser {
+    config: GenerationConfig,
     sampler: Sampler,
     history: Vec<Vec<u32>>,
     finished: Vec<bool>,
     generated: Vec<Vec<u32>>,
 }
 
-impl<'c> TokenChooser<'c> {
+impl TokenChooser {
     /// A chooser for one sequence per `history` entry (the tokens the repetition penalty
     /// sees before generation starts), over a vocabulary of `vocab_size`.
     ///
     /// Fails with [`QwenError::InvalidGeneration`] when the settings are invalid or the
     /// pad id is outside the vocabulary.
     pub(crate) fn new(
-        config: &'c GenerationConfig,
+        config: &GenerationConfig,
         history: Vec<Vec<u32>>,
         vocab_size: usize,
     ) -> Result<Self, QwenError> {
@@ -35,7 +35,7 @@ impl<'c> TokenChooser<'c> {
         }
         let batch = history.len();
         Ok(Self {
-            config,
+            config: config.clone(),
             sampler: Sampler::new(config.decoding.clone(), config.repetition_penalty)?,
             history,
             finished: vec![false; batch],

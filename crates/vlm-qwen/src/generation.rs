@@ -11,8 +11,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::chooser::TokenChooser;
 use crate::mask::position_ids_from_mask;
+use crate::rows::{row_indices, stack_aligned};
 use crate::sampling::Decoding;
-use crate::{LanguageModel, QwenError, QwenModel};
+use crate::{LanguageModel, QwenError, QwenModel, RowCache};
 
 /// Settings of the decode loop ([`decode`], behind [`QwenModel::generate`] and the VLM's
 /// generation and chat).
@@ -196,7 +197,13 @@ enum Context<B: Backend, C> {
 pub struct Decoder<'a, B: Backend, L: LanguageModel<B>> {
     language_model: &'a L,
     context: Context<B, L::Cache>,
-    mask: Option<Tensor<B, 2, Int>>,
+    /// `[batch, total]`: which positions so far are real tokens (1) or padding (0).
+    pub(crate) mask: Option<Tensor<B, 2, Int>>,
+    /// Whether the LM head takes the rows' last hidden states as one matrix `[rows, hidden]`
+    /// (set once rows have joined: a continuous batch) rather than one `[1, hidden]` product
+    /// per row, as the decode loop computes them; the same logits up to rounding, much faster
+    /// for many rows on CPU backends.
+    stacked_head: bool,
 }
 
 impl<'a, B: Backend, L: LanguageModel<B>> Decoder<'a, B, L> {
@@ -211,12 +218,13 @@ impl<'a, B: Backend, L: LanguageModel<B>> Decoder<'a, B, L> {
             language_model,
             context,
             mask: None,
+            stacked_head: false,
         }
     }
 
     /// Feeds embeddings `[batch, n, hidden]` with their mask `[batch, n]` and returns each
     /// sequence's logits at its last position.
-    fn feed(
+    pub(crate) fn feed(
         &mut self,
         embeds: Tensor<B, 3>,
         new_mask: Tensor<B, 2, Int>,
@@ -255,7 +263,7 @@ impl<'a, B: Backend, L: LanguageModel<B>> Decoder<'a, B, L> {
     }
 
     /// Feeds one token per sequence.
-    fn feed_tokens(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, QwenError> {
+    pub(crate) fn feed_tokens(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, QwenError> {
         let device = match &self.mask {
             Some(mask) => mask.device(),
             None => Default::default(),
@@ -270,9 +278,61 @@ impl<'a, B: Backend, L: LanguageModel<B>> Decoder<'a, B, L> {
     fn last_logits(&self, hidden: Tensor<B, 3>) -> Vec<Vec<f32>> {
         let [batch, len, width] = hidden.dims();
         let last = hidden.slice([0..batch, len - 1..len, 0..width]);
+        let last = match self.stacked_head {
+            true => last.reshape([1, batch, width]),
+            false => last,
+        };
         let logits = self.language_model.logits(last);
         let values: Vec<f32> = logits.into_data().iter::<f32>().collect();
         let vocab = self.language_model.vocab_size();
         values.chunks(vocab).map(<[f32]>::to_vec).collect()
     }
+}
+
+impl<B: Backend, L: LanguageModel<B>> Decoder<'_, B, L>
+where
+    L::Cache: RowCache,
+{
+    /// Takes `other`'s sequences as rows after this decoder's own, both having been fed
+    /// through a cache: the shorter side's mask and cache are left-padded, so each row keeps
+    /// its positions and attends to its own tokens only.
+    pub(crate) fn join(&mut self, other: Self) -> Result<(), QwenError> {
+        let (Context::Cached(cache), Context::Cached(theirs), Some(mask), Some(their_mask)) =
+            (&mut self.context, other.context, &self.mask, other.mask)
+        else {
+            return Err(not_regroupable());
+        };
+        let mask = stack_aligned(mask.clone(), their_mask, 1, 0);
+        cache.join_rows(theirs);
+        self.mask = Some(mask);
+        self.stacked_head = true;
+        Ok(())
+    }
+
+    /// Keeps the sequences `rows`, in that order, and drops the positions that are padding
+    /// in every one of them.
+    pub(crate) fn retain(&mut self, rows: &[usize]) -> Result<(), QwenError> {
+        let (Context::Cached(cache), Some(mask)) = (&mut self.context, &self.mask) else {
+            return Err(not_regroupable());
+        };
+        let mask = mask.clone().select(0, row_indices(rows, &mask.device()));
+        let [batch, total] = mask.dims();
+        let skip = leading_padding(&mask);
+        cache.select_rows(rows, skip);
+        self.mask = Some(mask.slice([0..batch, skip..total]));
+        Ok(())
+    }
+}
+
+fn not_regroupable() -> QwenError {
+    QwenError::InvalidInput("only decoders fed through a cache join or leave a batch".into())
+}
+
+/// How many leading positions of a `[batch, total]` mask are padding in every row.
+fn leading_padding<B: Backend>(mask: &Tensor<B, 2, Int>) -> usize {
+    let columns: Vec<i64> = mask.clone().sum_dim(0).into_data().iter::<i64>().collect();
+    columns
+        .iter()
+        .position(|&count| count != 0)
+        .unwrap_or(columns.len())
 }

@@ -60,6 +60,19 @@ pub trait LanguageModel<B: Backend>: Module<B> {
     }
 }
 
+/// A decode cache whose rows are independent sequences, each ending at the last cached
+/// position (left padding before it): what [`ContinuousBatch`](crate::ContinuousBatch) needs
+/// to let sequences join and leave a running batch between decode steps.
+pub trait RowCache {
+    /// Appends `other`'s rows after these; the shorter side is left-padded (with zeros, which
+    /// the attention mask hides) so that every row still ends at the last position.
+    fn join_rows(&mut self, other: Self);
+
+    /// Keeps the rows `rows`, in that order, without their first `skip` positions (padding
+    /// in every kept row).
+    fn select_rows(&mut self, rows: &[usize], skip: usize);
+}
+
 /// The [`LoraConfig`] that describes the adapters `model` carries, `None` when it carries
 /// none: the adapted module paths as exact targets, their rank, `lora_alpha = scaling * r`
 /// (plain LoRA) and their dropout. Adapters of different ranks or scalings are reported by

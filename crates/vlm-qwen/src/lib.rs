@@ -5,6 +5,9 @@
 //! implements to be generated from and to serve as a VLM's language model: the plain LLM
 //! ([`QwenModel::generate`]) and `vlm-model`'s VLM (image features spliced into the prompt's
 //! embeddings, then the same loop) both run it.
+//! A server decodes many independent requests together with [`ContinuousBatch`]: each
+//! prompt is prefilled alone, then joins the running batch between decode steps and leaves it
+//! when it ends, with the tokens it would get alone.
 //!
 //! One implementation serves the three checkpoint layouts; they differ only in
 //! [`QwenConfig`] and in tensor names. Numbers match Hugging Face transformers (eager
@@ -46,6 +49,7 @@ mod attention;
 mod cache;
 mod chooser;
 mod config;
+mod continuous;
 mod decoder;
 mod error;
 mod generation;
@@ -60,16 +64,18 @@ mod names;
 mod norm;
 mod qkv;
 mod rope;
+mod rows;
 mod sampling;
 mod save;
 
 pub use attention::QwenAttention;
 pub use cache::KvCache;
 pub use config::{QwenConfig, QwenVariant};
+pub use continuous::{ContinuousBatch, FinishReason, Finished};
 pub use decoder::QwenDecoder;
 pub use error::QwenError;
 pub use generation::{decode, left_pad, Decoder, GenerationConfig, PaddedBatch, Prompt};
-pub use language_model::{inferred_lora_config, LanguageModel};
+pub use language_model::{inferred_lora_config, LanguageModel, RowCache};
 pub use layer::QwenDecoderLayer;
 pub use mask::position_ids_from_mask;
 pub use mlp::QwenMlp;

@@ -1,7 +1,8 @@
 //! `serve`'s continuous batching: 16 clients at once, with and without images, streamed or
 //! not, each with its own `max_tokens` and `stop`, get the same greedy answers as one request
-//! at a time (`--max-batch-size 1`); `/metrics` reports the batch bound. Loopback only, on
-//! the small test model.
+//! at a time (`--max-batch-size 1`); `/metrics` reports the batch bound. An image sent again
+//! takes its features from the cache (`--image-cache-size`) and gets the same answer.
+//! Loopback only, on the small test model.
 
 mod common;
 
@@ -85,4 +86,40 @@ fn concurrent_greedy_answers_equal_one_at_a_time() {
     assert_eq!(sample(&metrics, "vlm_max_batch_size"), Some(16.0));
     assert_eq!(sample(&metrics, "vlm_batch_size"), Some(0.0), "{metrics}");
     assert_eq!(sample(&metrics, "vlm_running_sequences"), Some(0.0));
+}
+
+#[test]
+fn an_image_sent_again_skips_the_tower_with_the_same_answer() {
+    let body = request(1);
+    let cached = Server::start(&[]);
+    let first = answer(&cached, &body);
+    let again = answer(&cached, &body);
+    let (_, metrics) = cached.get("/metrics");
+    assert_eq!(
+        sample(&metrics, "vlm_image_cache_misses_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "vlm_image_cache_hits_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    let other = answer(&cached, &request(3));
+    let (_, metrics) = cached.get("/metrics");
+    assert_eq!(
+        sample(&metrics, "vlm_image_cache_misses_total"),
+        Some(2.0),
+        "{metrics}"
+    );
+    let uncached = Server::start(&["--image-cache-size", "0"]);
+    assert_eq!(first, answer(&uncached, &body));
+    assert_eq!(again, first);
+    assert_eq!(other, answer(&uncached, &request(3)));
+    let (_, metrics) = uncached.get("/metrics");
+    assert_eq!(
+        sample(&metrics, "vlm_image_cache_hits_total"),
+        Some(0.0),
+        "{metrics}"
+    );
 }

@@ -49,6 +49,7 @@ mod server;
 mod stop;
 mod worker;
 
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
@@ -59,6 +60,7 @@ use clap::Parser;
 use vlm::backend::{device, Inference};
 use vlm::cli::{stop_token_ids, LoadError, ModelArgs};
 use vlm::image::{DecodeLimits, ImageProcessor};
+use vlm::model::ImageFeatureCache;
 use vlm::vision::VisionEncoder;
 
 use crate::api::RequestLimits;
@@ -123,6 +125,11 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 8)]
     max_batch_size: usize,
 
+    /// Images whose projected features are kept (least recently used leaves first), so an
+    /// image sent again skips the vision tower; 0 keeps none.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    image_cache_size: usize,
+
     /// Requests parsed, tokenized or image-decoded at once; more wait their turn.
     #[arg(long, value_name = "N", default_value_t = 4)]
     max_preprocess: usize,
@@ -180,6 +187,7 @@ fn run(args: Args) -> Result<(), ServeError> {
     let prompter_limits = limits(&args);
     let metrics = Arc::new(Metrics::new(args.max_batch_size));
     let max_batch_size = args.max_batch_size;
+    let image_cache_size = args.image_cache_size;
     let worker_metrics = Arc::clone(&metrics);
     let model_thread = std::thread::spawn(move || {
         let dev = device();
@@ -194,6 +202,7 @@ fn run(args: Args) -> Result<(), ServeError> {
                     device: dev,
                     metrics: worker_metrics,
                     max_batch_size,
+                    image_features: RefCell::new(ImageFeatureCache::new(image_cache_size)),
                 }
             }
             Err(err) => {

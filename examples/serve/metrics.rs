@@ -1,7 +1,7 @@
 //! The server's counters, gauges and latency histograms, written in Prometheus' text
 //! exposition format (version 0.0.4) for `GET /metrics`: requests by status code, time to
 //! first token, inter-token latency, queue length, running sequences, the decode batch's
-//! size and its bound, and tokens generated.
+//! size and its bound, tokens generated, and the image-feature cache's hits and misses.
 //!
 //! The format is a few lines of text, written here by hand rather than through a metrics
 //! library: `# HELP` and `# TYPE` for each family, then `name{labels} value` samples.
@@ -72,6 +72,10 @@ pub struct Metrics {
     max_batch_size: u64,
     /// Tokens generated since the server started.
     tokens_generated: AtomicU64,
+    /// Images whose features came from the cache.
+    image_cache_hits: AtomicU64,
+    /// Images the vision tower encoded.
+    image_cache_misses: AtomicU64,
 }
 
 impl Metrics {
@@ -93,6 +97,12 @@ impl Metrics {
         // A poisoned lock only means another thread panicked mid-increment: keep counting.
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         *requests.entry(status).or_default() += 1;
+    }
+
+    /// Records the image-feature cache's totals.
+    pub fn set_image_cache(&self, hits: u64, misses: u64) {
+        self.image_cache_hits.store(hits, Ordering::Relaxed);
+        self.image_cache_misses.store(misses, Ordering::Relaxed);
     }
 
     /// Counts one generated token.
@@ -156,18 +166,27 @@ impl Metrics {
             header(&mut out, name, help, "gauge");
             let _ = writeln!(out, "{name} {value}");
         }
-        let name = "vlm_generated_tokens_total";
-        header(
-            &mut out,
-            name,
-            "Tokens generated since the server started.",
-            "counter",
-        );
-        let _ = writeln!(
-            out,
-            "{name} {}",
-            self.tokens_generated.load(Ordering::Relaxed)
-        );
+        let counters = [
+            (
+                "vlm_generated_tokens_total",
+                "Tokens generated since the server started.",
+                &self.tokens_generated,
+            ),
+            (
+                "vlm_image_cache_hits_total",
+                "Images whose features came from the image-feature cache.",
+                &self.image_cache_hits,
+            ),
+            (
+                "vlm_image_cache_misses_total",
+                "Images the vision tower encoded.",
+                &self.image_cache_misses,
+            ),
+        ];
+        for (name, help, value) in counters {
+            header(&mut out, name, help, "counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
         out
     }
 }

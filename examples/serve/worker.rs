@@ -9,6 +9,7 @@
 //! (`--max-batch-size 1`). The HTTP side stays responsive because decoding images and
 //! tokenizing happen on its own threads before a request joins the queue.
 
+use std::cell::RefCell;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,9 +18,10 @@ use tokio::sync::mpsc::{Receiver, UnboundedSender};
 use vlm::backend::Inference;
 use vlm::burn::tensor::{Device, Tensor, TensorData};
 use vlm::data::{TextStreamer, Tokenizer};
-use vlm::model::{QwenVlm, VlmBatch};
+use vlm::model::{ImageFeatureCache, ModelError, QwenVlm};
 use vlm::qwen::{
-    ContinuousBatch, Decoding, FinishReason, Finished, GenerationConfig, QwenModel, SamplingParams,
+    ContinuousBatch, Decoding, FinishReason, Finished, GenerationConfig, Prompt as ModelPrompt,
+    QwenModel, SamplingParams,
 };
 
 use crate::api::Sampling;
@@ -77,6 +79,8 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
     /// The most answers decoded together.
     pub max_batch_size: usize,
+    /// Projected features of recent images (`--image-cache-size`).
+    pub image_features: RefCell<ImageFeatureCache<B>>,
 }
 
 /// The running answers, each tagged with its [`Answer`].
@@ -136,7 +140,7 @@ impl Worker {
     fn start<'w>(&'w self, batch: &mut Batch<'w>, job: Job) {
         let config = self.generation_config(&job.sampling);
         let events = job.events.clone();
-        let prompt = self.model.prompt(self.batch(&job.prompt));
+        let prompt = self.model_prompt(&job.prompt);
         let answer = Answer {
             streamer: TextStreamer::new(&self.tokenizer, true),
             stop: StopText::new(job.sampling.stop.clone()),
@@ -231,21 +235,34 @@ impl Worker {
         config
     }
 
-    /// The prompt as a batch of one.
-    fn batch(&self, prompt: &Prompt) -> VlmBatch<B> {
+    /// Where the decode loop starts for `prompt`: its ids with its image's features (from
+    /// the cache when the same pixels came before) spliced in.
+    fn model_prompt(&self, prompt: &Prompt) -> Result<ModelPrompt<B>, ModelError> {
         let ids: Vec<i64> = prompt.ids.iter().map(|&id| i64::from(id)).collect();
         let len = ids.len();
         let input_ids = Tensor::from_data(TensorData::new(ids, [1, len]), &self.device);
-        let pixel_values = prompt.pixels.as_ref().map(|pixels| {
-            let [channels, height, width] = pixels.shape;
-            let data = TensorData::new(pixels.data.clone(), [1, channels, height, width]);
-            Tensor::from_data(data, &self.device)
+        let features = match &prompt.pixels {
+            Some(pixels) => Some(self.image_features(&pixels.data, pixels.shape)?),
+            None => None,
+        };
+        self.model.prompt_with_features(input_ids, features)
+    }
+
+    /// The projected features of one preprocessed image `[channels, height, width]`.
+    fn image_features(
+        &self,
+        pixels: &[f32],
+        shape: [usize; 3],
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        let mut cache = self.image_features.borrow_mut();
+        let features = cache.get_or_compute(pixels, shape, || {
+            let [channels, height, width] = shape;
+            let data = TensorData::new(pixels.to_vec(), [1, channels, height, width]);
+            self.model
+                .image_features(Tensor::from_data(data, &self.device))
         });
-        VlmBatch {
-            input_ids,
-            attention_mask: None,
-            pixel_values,
-        }
+        self.metrics.set_image_cache(cache.hits(), cache.misses());
+        features
     }
 }
 

@@ -4,6 +4,7 @@
 use std::ops::ControlFlow;
 
 use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
 use vlm_qwen::{decode, Decoder, GenerationConfig, Prompt};
 use vlm_vision::VisionEncoder;
 
@@ -60,5 +61,19 @@ where
         let mask = self.attention_mask(&batch.input_ids, batch.attention_mask)?;
         let embeds = self.inputs_embeds(batch.input_ids.clone(), batch.pixel_values)?;
         Ok(Prompt::new(embeds, &batch.input_ids, mask))
+    }
+
+    /// [`prompt`](Self::prompt) of one unpadded prompt `input_ids` `[1, seq]` whose images
+    /// come as projected `features` (`[images, tokens_per_image, hidden]`, from
+    /// [`image_features`](Self::image_features), e.g. kept by an
+    /// [`ImageFeatureCache`](crate::ImageFeatureCache)) rather than pixels.
+    pub fn prompt_with_features(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        features: Option<Tensor<B, 3>>,
+    ) -> Result<Prompt<B>, ModelError> {
+        let mask = self.attention_mask(&input_ids, None)?;
+        let embeds = self.inputs_embeds_with_features(input_ids.clone(), features)?;
+        Ok(Prompt::new(embeds, &input_ids, mask))
     }
 }

@@ -56,6 +56,7 @@ mod config;
 mod error;
 mod evaluation;
 mod export;
+mod feature_cache;
 mod generation;
 mod llava;
 mod loss;
@@ -75,6 +76,7 @@ pub use config::{ChatTemplateConfig, VisionTowerConfig, VlmConfig};
 pub use error::ModelError;
 pub use evaluation::{normalize, Answerer, EvaluationError, Grade, Prompt, Question};
 pub use export::{export_llava, LlavaExport, DEFAULT_MAX_SHARD_BYTES};
+pub use feature_cache::ImageFeatureCache;
 pub use llava::{
     llava_vision_tower, load_language_model, load_llava_hf, LlavaLayout, TransformersLayout,
 };

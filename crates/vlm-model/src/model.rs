@@ -125,9 +125,30 @@ where
         input_ids: Tensor<B, 2, Int>,
         pixel_values: Option<Tensor<B, 4>>,
     ) -> Result<Tensor<B, 3>, ModelError> {
+        self.embeds_with(input_ids, Images::from_pixels(pixel_values))
+    }
+
+    /// [`inputs_embeds`](Self::inputs_embeds) with the images' projected features
+    /// `[images, tokens_per_image, hidden]` given instead of their pixels: features computed
+    /// once by [`image_features`](Self::image_features) and kept (a server's cache of recent
+    /// images) splice in exactly as their pixels would.
+    pub fn inputs_embeds_with_features(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        features: Option<Tensor<B, 3>>,
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        self.embeds_with(input_ids, Images::from_features(features))
+    }
+
+    /// Token embeddings of `input_ids` with `images` spliced in.
+    fn embeds_with(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        images: Images<B>,
+    ) -> Result<Tensor<B, 3>, ModelError> {
         check_not_empty(&input_ids)?;
         let ids = input_ids.to_data().iter::<i64>().collect::<Vec<_>>();
-        self.spliced_embeds(input_ids, &ids, pixel_values)
+        self.spliced_embeds(input_ids, &ids, images)
     }
 
     /// [`inputs_embeds`](Self::inputs_embeds) of `input_ids`, given them read to the host
@@ -136,21 +157,22 @@ where
         &self,
         input_ids: Tensor<B, 2, Int>,
         ids: &[i64],
-        pixel_values: Option<Tensor<B, 4>>,
+        images: Images<B>,
     ) -> Result<Tensor<B, 3>, ModelError> {
         let [_, seq] = input_ids.dims();
         let placeholder = i64::from(self.image_token_id);
         let plan = SplicePlan::new(ids, seq, placeholder, self.tokens_per_image)?;
-        let given = pixel_values.as_ref().map_or(0, |pixels| pixels.dims()[0]);
+        let given = images.count();
         if given != plan.images() {
             return Err(ModelError::ImageCount {
                 in_ids: plan.images(),
                 given,
             });
         }
-        let features = match pixel_values {
-            Some(pixels) if given > 0 => Some(self.image_features(pixels)?),
-            _ => None,
+        let features = match images {
+            Images::Pixels(pixels) => Some(self.image_features(pixels)?),
+            Images::Features(features) => Some(features),
+            Images::None => None,
         };
         // Placeholder ids may lie outside the vocabulary: embed them as token 0, then replace.
         let text_ids = input_ids
@@ -177,7 +199,11 @@ where
         let inputs_embeds = match ids {
             Some(ids) => {
                 check_not_empty(&batch.input_ids)?;
-                self.spliced_embeds(batch.input_ids, &ids, batch.pixel_values)?
+                self.spliced_embeds(
+                    batch.input_ids,
+                    &ids,
+                    Images::from_pixels(batch.pixel_values),
+                )?
             }
             None => self.inputs_embeds(batch.input_ids, batch.pixel_values)?,
         };
@@ -312,5 +338,40 @@ where
             .with(Role::Projector, &self.projector)
             .with(Role::LanguageModel, &self.language_model)
             .with_ids(Role::Adapter, adapter_params(&self.language_model))
+    }
+}
+
+/// A batch's images, as pixels to encode or as features already projected.
+enum Images<B: Backend> {
+    /// No image (or an empty batch of them).
+    None,
+    /// Pixels `[images, channels, side, side]`.
+    Pixels(Tensor<B, 4>),
+    /// Projected features `[images, tokens_per_image, hidden]`.
+    Features(Tensor<B, 3>),
+}
+
+impl<B: Backend> Images<B> {
+    fn from_pixels(pixels: Option<Tensor<B, 4>>) -> Self {
+        match pixels {
+            Some(pixels) if pixels.dims()[0] > 0 => Self::Pixels(pixels),
+            _ => Self::None,
+        }
+    }
+
+    fn from_features(features: Option<Tensor<B, 3>>) -> Self {
+        match features {
+            Some(features) if features.dims()[0] > 0 => Self::Features(features),
+            _ => Self::None,
+        }
+    }
+
+    /// How many images there are.
+    fn count(&self) -> usize {
+        match self {
+            Self::None => 0,
+            Self::Pixels(pixels) => pixels.dims()[0],
+            Self::Features(features) => features.dims()[0],
+        }
     }
 }

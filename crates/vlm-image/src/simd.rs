@@ -1,5 +1,4 @@
-//! Runtime CPU dispatch for the pixel kernels (IDCT, upsampling, colour conversion,
-//! resampling).
+//! Runtime CPU dispatch for the pixel kernels (today: the resampling passes).
 //!
 //! The kernels are plain integer Rust written so that LLVM vectorises them. The portable build
 //! targets baseline x86-64 (SSE2, which has no 32-bit vector multiply), so [`kernel!`] compiles

@@ -6,10 +6,14 @@
 //! downscaling cost more). `vlm-data`'s `loader` bench runs a whole epoch of the data loader on
 //! the same files: the difference is the loader's own cost (reading the manifest, tokenising,
 //! ordering, collating).
+//!
+//! `single_core/*` decodes (and resizes to CLIP's 298 x 224 before the crop) the 640 x 480
+//! photo-like Pillow JPEG of `tests/image_data/photo640.jpg` (baseline 4:2:0, quality 85) on
+//! one thread: the per-core figure of BENCHMARKS.md's "Image decoding".
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use vlm_hf::PreprocessorConfig;
-use vlm_image::ImageProcessor;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use vlm_hf::{PreprocessorConfig, Resample};
+use vlm_image::{decode_image_bytes, resize, DecodeLimits, ImageProcessor};
 
 #[path = "common/setup.rs"]
 mod setup;
@@ -42,5 +46,23 @@ fn preprocess(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, preprocess);
+fn single_core(c: &mut Criterion) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/image_data/photo640.jpg");
+    let bytes = std::fs::read(path).expect("photo640.jpg");
+    let limits = DecodeLimits::default();
+    let mut group = c.benchmark_group("single_core");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("decode/jpeg_640x480", |b| {
+        b.iter(|| decode_image_bytes(&bytes, path, &limits).expect("decode"))
+    });
+    group.bench_function("decode_resize/jpeg_640x480_to_298x224", |b| {
+        b.iter(|| {
+            let img = decode_image_bytes(&bytes, path, &limits).expect("decode");
+            resize(&img, 298, 224, Resample::Bicubic)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, preprocess, single_core);
 criterion_main!(benches);

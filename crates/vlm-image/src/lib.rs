@@ -32,6 +32,7 @@ mod error;
 mod jpeg;
 mod processor;
 mod resample;
+mod simd;
 
 pub use decode::{decode_image_bytes, decode_image_path, DecodeLimits};
 pub use error::ImageError;

@@ -11,7 +11,7 @@
 
 use vlm_hf::Resample;
 
-use crate::RgbImage;
+use crate::{simd, RgbImage};
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
@@ -147,18 +147,17 @@ fn precompute_coeffs(in_size: usize, in0: f64, in1: f64, out_size: usize, f: &Fi
     }
 }
 
-#[inline]
+/// Pillow's `clip8`: the 8-bit value of a fixed-point sum, clamped to 0..=255 (written as a
+/// shift and a clamp, which vectorise).
+#[inline(always)]
 fn clip8(v: i32) -> u8 {
-    if v >= (1 << PRECISION_BITS << 8) {
-        255
-    } else if v <= 0 {
-        0
-    } else {
-        (v >> PRECISION_BITS) as u8
-    }
+    (v >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
 /// Horizontal pass over rows `row0..row0 + rows` of `src` (width `in_w`).
+///
+/// Each input row is first widened to one `[i32; 4]` per pixel (the fourth lane unused), so the
+/// multiply-adds of a tap run on all channels at once (vectorised); the sums are Pillow's.
 fn resample_horizontal(
     src: &[u8],
     in_w: usize,
@@ -168,48 +167,62 @@ fn resample_horizontal(
     c: &Coeffs,
 ) -> Vec<u8> {
     let mut out = vec![0u8; rows * out_w * 3];
-    let half = 1i32 << (PRECISION_BITS - 1);
-    for y in 0..rows {
-        let line = &src[(row0 + y) * in_w * 3..(row0 + y + 1) * in_w * 3];
-        let out_line = &mut out[y * out_w * 3..(y + 1) * out_w * 3];
-        for xx in 0..out_w {
-            let k = &c.k[xx * c.ksize..xx * c.ksize + c.len[xx]];
-            let px = &line[c.start[xx] * 3..(c.start[xx] + c.len[xx]) * 3];
-            let (mut s0, mut s1, mut s2) = (half, half, half);
-            for (p, &w) in px.chunks_exact(3).zip(k) {
-                s0 = s0.wrapping_add(i32::from(p[0]).wrapping_mul(w));
-                s1 = s1.wrapping_add(i32::from(p[1]).wrapping_mul(w));
-                s2 = s2.wrapping_add(i32::from(p[2]).wrapping_mul(w));
-            }
-            out_line[xx * 3] = clip8(s0);
-            out_line[xx * 3 + 1] = clip8(s1);
-            out_line[xx * 3 + 2] = clip8(s2);
-        }
+    let mut wide = vec![[0i32; 4]; in_w];
+    let rows_in = src[row0 * in_w * 3..(row0 + rows) * in_w * 3].chunks_exact(in_w * 3);
+    for (line, out_line) in rows_in.zip(out.chunks_exact_mut(out_w * 3)) {
+        horizontal_row(line, &mut wide, out_line, c);
     }
     out
+}
+
+simd::kernel! {
+/// One output row of [`resample_horizontal`]; `wide` is scratch of the input width.
+fn horizontal_row(line: &[u8], wide: &mut [[i32; 4]], out_line: &mut [u8], c: &Coeffs) {
+    for (w, p) in wide.iter_mut().zip(line.chunks_exact(3)) {
+        *w = [i32::from(p[0]), i32::from(p[1]), i32::from(p[2]), 0];
+    }
+    let half = 1i32 << (PRECISION_BITS - 1);
+    for (xx, o) in out_line.chunks_exact_mut(3).enumerate() {
+        let k = &c.k[xx * c.ksize..xx * c.ksize + c.len[xx]];
+        let px = &wide[c.start[xx]..c.start[xx] + c.len[xx]];
+        let mut s = [half; 4];
+        for (p, &w) in px.iter().zip(k) {
+            for (a, &v) in s.iter_mut().zip(p) {
+                *a = a.wrapping_add(v.wrapping_mul(w));
+            }
+        }
+        o.copy_from_slice(&[clip8(s[0]), clip8(s[1]), clip8(s[2])]);
+    }
+}
 }
 
 /// Vertical pass: `src` is `width` wide; coefficient starts are relative to row `row0`.
 fn resample_vertical(src: &[u8], width: usize, row0: usize, out_h: usize, c: &Coeffs) -> Vec<u8> {
     let stride = width * 3;
     let mut out = vec![0u8; out_h * stride];
-    let half = 1i32 << (PRECISION_BITS - 1);
     let mut acc = vec![0i32; stride];
-    for yy in 0..out_h {
+    for (yy, out_line) in out.chunks_exact_mut(stride).enumerate() {
         let k = &c.k[yy * c.ksize..yy * c.ksize + c.len[yy]];
-        acc.fill(half);
-        for (y, &w) in k.iter().enumerate() {
-            let row = c.start[yy] - row0 + y;
-            let line = &src[row * stride..(row + 1) * stride];
-            for (a, &p) in acc.iter_mut().zip(line) {
-                *a = a.wrapping_add(i32::from(p).wrapping_mul(w));
-            }
-        }
-        for (o, &a) in out[yy * stride..(yy + 1) * stride].iter_mut().zip(&acc) {
-            *o = clip8(a);
-        }
+        let first = (c.start[yy] - row0) * stride;
+        let lines = &src[first..first + k.len() * stride];
+        vertical_row(lines, k, &mut acc, out_line);
     }
     out
+}
+
+simd::kernel! {
+/// One output row of [`resample_vertical`]: `lines` holds the `k.len()` input rows it reads.
+fn vertical_row(lines: &[u8], k: &[i32], acc: &mut [i32], out_line: &mut [u8]) {
+    acc.fill(1i32 << (PRECISION_BITS - 1));
+    for (line, &w) in lines.chunks_exact(acc.len()).zip(k) {
+        for (a, &p) in acc.iter_mut().zip(line) {
+            *a = a.wrapping_add(i32::from(p).wrapping_mul(w));
+        }
+    }
+    for (o, &a) in out_line.iter_mut().zip(acc.iter()) {
+        *o = clip8(a);
+    }
+}
 }
 
 /// Pillow's nearest-neighbour resize (`ImagingScaleAffine`): output pixel `x` reads input

@@ -125,3 +125,50 @@ fn resizes_equal_pillow() {
         );
     }
 }
+
+#[derive(Deserialize)]
+struct PhotoRefs {
+    file: String,
+    width: u32,
+    height: u32,
+    decoded_fnv1a64: String,
+    resized: Vec<PhotoResize>,
+}
+
+#[derive(Deserialize)]
+struct PhotoResize {
+    width: u32,
+    height: u32,
+    filter: u64,
+    fnv1a64: String,
+}
+
+/// 64-bit FNV-1a, as `make_photo.py` hashes Pillow's outputs.
+fn fnv1a64(data: &[u8]) -> String {
+    let h = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{h:016x}")
+}
+
+/// The 640 x 480 photo-like baseline 4:2:0 JPEG (the COCO case the fast paths are tuned for):
+/// decoded and resized bytes hash to Pillow's (`make_photo.py`).
+#[test]
+fn photo_decodes_and_resizes_equal_pillow() {
+    let text = std::fs::read_to_string(data_dir().join("photo640.json")).unwrap();
+    let refs: PhotoRefs = serde_json::from_str(&text).unwrap();
+    let img = decode_image_path(data_dir().join(&refs.file), &DecodeLimits::default()).unwrap();
+    assert_eq!((img.width(), img.height()), (refs.width, refs.height));
+    assert_eq!(fnv1a64(img.as_raw()), refs.decoded_fnv1a64, "decoded bytes");
+    for case in &refs.resized {
+        let filter = Resample::from_pil_code(case.filter).unwrap();
+        let out = resize(&img, case.width, case.height, filter);
+        assert_eq!(
+            fnv1a64(out.as_raw()),
+            case.fnv1a64,
+            "{}x{} {filter:?}",
+            case.width,
+            case.height
+        );
+    }
+}

@@ -44,13 +44,16 @@ impl TokenChooser {
     }
 
     /// One token per sequence from its last logits, recorded as generated.
-    pub(crate) fn choose(&mut self, logits: Vec<Vec<f32>>) -> Vec<u32> {
-        let mut tokens = Vec::with_capacity(logits.len());
-        for (row, mut row_logits) in logits.into_iter().enumerate() {
+    pub(crate) fn choose<'a>(
+        &mut self,
+        logits: impl IntoIterator<Item = &'a mut [f32]>,
+    ) -> Vec<u32> {
+        let mut tokens = Vec::with_capacity(self.finished.len());
+        for (row, row_logits) in logits.into_iter().enumerate() {
             let token = if self.finished[row] {
                 self.config.pad_token_id
             } else {
-                let token = self.sampler.next_token(&mut row_logits, &self.history[row]);
+                let token = self.sampler.next_token(row_logits, &self.history[row]);
                 self.history[row].push(token);
                 self.finished[row] = self.config.stop_token_ids.contains(&token);
                 token

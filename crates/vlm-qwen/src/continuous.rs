@@ -118,7 +118,8 @@ where
         }
         let mut decoder = Decoder::new(self.language_model, true);
         let mut logits = decoder.feed(prompt.embeds, prompt.attention_mask)?;
-        if let Some(reason) = sequence.advance(logits.remove(0), on_token) {
+        let first = logits.rows_mut().next();
+        if let Some(reason) = first.and_then(|row| sequence.advance(row, on_token)) {
             return Ok(Some(sequence.finish(reason)));
         }
         match &mut self.decoder {
@@ -142,10 +143,12 @@ where
             return Ok(Vec::new());
         };
         let tokens: Vec<u32> = self.sequences.iter().map(|s| s.pending).collect();
-        let logits = decoder.feed_tokens(&tokens)?;
+        let mut logits = decoder.feed_tokens(&tokens)?;
         let mut kept = Vec::with_capacity(self.sequences.len());
         let mut finished = Vec::new();
-        for (row, (mut sequence, logits)) in self.sequences.drain(..).zip(logits).enumerate() {
+        for (row, (mut sequence, logits)) in
+            self.sequences.drain(..).zip(logits.rows_mut()).enumerate()
+        {
             match sequence.advance(logits, &mut on_token) {
                 Some(reason) => finished.push(sequence.finish(reason)),
                 None => kept.push((row, sequence)),
@@ -173,10 +176,10 @@ impl<T> Sequence<T> {
     /// sequence ends with it.
     fn advance(
         &mut self,
-        logits: Vec<f32>,
+        logits: &mut [f32],
         on_token: impl FnOnce(&mut T, u32) -> ControlFlow<()>,
     ) -> Option<FinishReason> {
-        let token = self.chooser.choose(vec![logits])[0];
+        let token = self.chooser.choose([logits])[0];
         self.pending = token;
         self.generated += 1;
         let flow = on_token(&mut self.tag, token);
@@ -209,19 +212,16 @@ mod tests {
 
     type B = TestBackend;
 
-    /// A decoder that has been fed the prompt `ids`, and its last logits.
-    fn prefilled<'m>(
-        model: &'m QwenModel<B>,
-        ids: &[u32],
-    ) -> (Decoder<'m, B, QwenModel<B>>, Vec<f32>) {
+    /// A decoder that has been fed the prompt `ids`.
+    fn prefilled<'m>(model: &'m QwenModel<B>, ids: &[u32]) -> Decoder<'m, B, QwenModel<B>> {
         let ids: Vec<i64> = ids.iter().map(|&id| i64::from(id)).collect();
         let len = ids.len();
         let ids = Tensor::from_data(TensorData::new(ids, [1, len]), &device());
         let embeds = model.embed(ids).expect("embed");
         let mut decoder = Decoder::new(model, true);
         let mask = Tensor::ones([1, len], &device());
-        let logits = decoder.feed(embeds, mask).expect("prefill");
-        (decoder, logits.concat())
+        decoder.feed(embeds, mask).expect("prefill");
+        decoder
     }
 
     fn assert_close(what: &str, actual: &[f32], expected: &[f32]) {
@@ -238,10 +238,10 @@ mod tests {
         for name in ["qwen2_tied", "qwen3", "qwen_v1"] {
             let model = QwenModel::<B>::load(fixture(name), &device()).expect("model");
             let (short, long) = ([5, 9, 2], [7, 1, 4, 4, 8, 3, 6, 2]);
-            let (mut short_alone, _) = prefilled(&model, &short);
-            let (mut long_alone, _) = prefilled(&model, &long);
-            let (mut batch, _) = prefilled(&model, &short);
-            batch.join(prefilled(&model, &long).0).expect("join");
+            let mut short_alone = prefilled(&model, &short);
+            let mut long_alone = prefilled(&model, &long);
+            let mut batch = prefilled(&model, &short);
+            batch.join(prefilled(&model, &long)).expect("join");
             for (step, tokens) in [[3u32, 6], [1, 2], [8, 5]].iter().enumerate() {
                 let both = batch.feed_tokens(tokens).expect("batched step");
                 let short_logits = short_alone.feed_tokens(&tokens[..1]).expect("short");

@@ -6,7 +6,7 @@
 //! file, the tensor key and what was expected, and it streams: tensors are read one at a time
 //! from memory-mapped files, so loading a checkpoint never holds two copies of it in RAM.
 //! [`WeightStore::linear`] is the one place PyTorch's `[out, in]` linear layout becomes Burn's
-//! `[in, out]`, and [`join_key`] how a composed model's key prefix goes on top of a module's
+//! `[in, out]` ([`apply_linear`] applies one as a single 2-D product), and [`join_key`] how a composed model's key prefix goes on top of a module's
 //! own names.
 //! Saving goes back through the same crate: [`SafetensorsWriter`] and [`write_json`] write
 //! files atomically, [`StagedDir`] whole folders (checkpoints). [`resolve_model_path`] turns a Hugging Face hub id
@@ -19,6 +19,7 @@ mod config;
 mod dtype;
 mod error;
 mod hub;
+mod linear;
 mod precision;
 mod preprocessor;
 mod read;
@@ -33,6 +34,7 @@ pub use config::{
 pub use dtype::{torch_dtype_from_name, torch_dtype_name};
 pub use error::HfError;
 pub use hub::{is_model_file, resolve_model_path, HubCache, HubError, HubId, ModelSource};
+pub use linear::{apply_linear, flat_matmul};
 pub use precision::{Precision, UnknownPrecision};
 pub use preprocessor::{
     CropSize, ImageProcessorType, ImageSize, PreprocessorConfig, Resample, IMAGENET_STANDARD_MEAN,

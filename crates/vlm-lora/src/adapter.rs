@@ -3,8 +3,8 @@
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::linear;
 use burn::tensor::{Distribution, Tensor};
+use vlm_hf::flat_matmul;
 
 use crate::freeze::trainable;
 
@@ -45,7 +45,12 @@ impl<B: Backend> LoraAdapter<B> {
 
     /// An adapter from PEFT's tensors: `lora_A.weight` `[r, in]` and `lora_B.weight` `[out, r]`.
     pub fn from_peft(a: Tensor<B, 2>, b: Tensor<B, 2>, scaling: f64, dropout: f64) -> Self {
-        Self::from_transposed(a.transpose(), b.transpose(), scaling, dropout)
+        Self::from_transposed(
+            contiguous(a.transpose()),
+            contiguous(b.transpose()),
+            scaling,
+            dropout,
+        )
     }
 
     fn from_transposed(a: Tensor<B, 2>, b: Tensor<B, 2>, scaling: f64, dropout: f64) -> Self {
@@ -78,8 +83,8 @@ impl<B: Backend> LoraAdapter<B> {
     /// measurements behind this choice); the scaling is applied to the rank-`r` intermediate,
     /// the cheapest place.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let hidden = linear(self.dropout.forward(x), self.lora_a.val(), None);
-        linear(hidden.mul_scalar(self.scaling), self.lora_b.val(), None)
+        let hidden = flat_matmul(self.dropout.forward(x), self.lora_a.val());
+        flat_matmul(hidden.mul_scalar(self.scaling), self.lora_b.val())
     }
 
     /// `scaling * A^T B^T`, the change of the base weight in Burn's `[in, out]` layout, cut
@@ -89,4 +94,13 @@ impl<B: Backend> LoraAdapter<B> {
         let b = self.lora_b.val().detach();
         a.matmul(b).mul_scalar(self.scaling)
     }
+}
+
+/// `tensor` copied into its own contiguous storage (same values and dtype): a transposed view
+/// would reach the matrix products as a strided operand, whose results CPU backends round
+/// differently from those of the same values stored contiguously, so an adapter read from a
+/// file would not compute bit-identically to the one that was saved.
+fn contiguous<B: Backend>(tensor: Tensor<B, 2>) -> Tensor<B, 2> {
+    let (device, dtype) = (tensor.device(), tensor.dtype());
+    Tensor::from_data(tensor.into_data(), (&device, dtype))
 }

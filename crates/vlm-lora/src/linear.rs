@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use vlm_hf::apply_linear;
 
 use crate::LoraAdapter;
 
@@ -56,8 +57,8 @@ impl<B: Backend> LoraLinear<B> {
     /// Applies the layer to `[..., in]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self.active_adapter() {
-            Some(adapter) => self.base.forward(x.clone()) + adapter.forward(x),
-            None => self.base.forward(x),
+            Some(adapter) => apply_linear(&self.base, x.clone()) + adapter.forward(x),
+            None => apply_linear(&self.base, x),
         }
     }
 

@@ -3,6 +3,7 @@ use burn::nn::Linear;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{backend::Backend, Tensor};
+use vlm_hf::apply_linear;
 use vlm_hf::HfError;
 
 use crate::vit::VitDims;
@@ -37,12 +38,12 @@ impl<B: Backend> VitAttention<B> {
     /// `[batch, tokens, hidden]` -> `[batch, tokens, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [batch, tokens, hidden] = x.dims();
-        let q = self.split_heads(self.q_proj.forward(x.clone()));
-        let k = self.split_heads(self.k_proj.forward(x.clone()));
-        let v = self.split_heads(self.v_proj.forward(x));
+        let q = self.split_heads(apply_linear(&self.q_proj, x.clone()));
+        let k = self.split_heads(apply_linear(&self.k_proj, x.clone()));
+        let v = self.split_heads(apply_linear(&self.v_proj, x));
         let context = attention(q, k, v, None, None, AttentionModuleOptions::default());
         let merged = context.swap_dims(1, 2).reshape([batch, tokens, hidden]);
-        self.out_proj.forward(merged)
+        apply_linear(&self.out_proj, merged)
     }
 
     /// `[batch, tokens, hidden]` -> `[batch, heads, tokens, head_dim]`.

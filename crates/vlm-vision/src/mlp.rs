@@ -1,6 +1,7 @@
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{backend::Backend, Tensor};
+use vlm_hf::apply_linear;
 use vlm_hf::HfError;
 
 use crate::vit::VitDims;
@@ -27,7 +28,7 @@ impl<B: Backend> VitMlp<B> {
 
     /// `[batch, tokens, hidden]` -> `[batch, tokens, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.fc2
-            .forward(self.activation.forward(self.fc1.forward(x)))
+        let hidden = self.activation.forward(apply_linear(&self.fc1, x));
+        apply_linear(&self.fc2, hidden)
     }
 }

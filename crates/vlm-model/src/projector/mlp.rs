@@ -2,6 +2,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::gelu;
 use burn::tensor::{backend::Backend, Tensor, TensorCreationOptions};
+use vlm_hf::apply_linear;
 use vlm_hf::{join_key, WeightStore};
 
 use super::linear::{init_linear, linear_dims};
@@ -70,8 +71,8 @@ impl<B: Backend> MlpProjector<B> {
 impl<B: Backend> Projector<B> for MlpProjector<B> {
     fn forward(&self, features: Tensor<B, 3>) -> Result<Tensor<B, 3>, ModelError> {
         check_input_width(&features, self.input_dim(), "the MLP projector")?;
-        let hidden = gelu(self.linear_1.forward(features));
-        Ok(self.linear_2.forward(hidden))
+        let hidden = gelu(apply_linear(&self.linear_1, features));
+        Ok(apply_linear(&self.linear_2, hidden))
     }
 
     fn input_dim(&self) -> usize {

@@ -1,6 +1,7 @@
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{backend::Backend, Tensor, TensorCreationOptions};
+use vlm_hf::apply_linear;
 use vlm_hf::{join_key, WeightStore};
 
 use super::linear::{init_linear, linear_dims};
@@ -74,7 +75,7 @@ impl<B: Backend> PixelShuffleProjector<B> {
 impl<B: Backend> Projector<B> for PixelShuffleProjector<B> {
     fn forward(&self, features: Tensor<B, 3>) -> Result<Tensor<B, 3>, ModelError> {
         check_input_width(&features, self.input_dim(), "the pixel-shuffle projector")?;
-        Ok(self.linear.forward(self.shuffle(features)?))
+        Ok(apply_linear(&self.linear, self.shuffle(features)?))
     }
 
     fn input_dim(&self) -> usize {

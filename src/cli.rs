@@ -92,19 +92,26 @@ pub struct PrecisionArgs {
     /// Float type to load the weights in and compute in: f32, bf16 or f16. bf16 and f16
     /// halve the weights' memory (norms, softmax and the loss stay in f32, as in
     /// transformers); logits then differ from f32 by the type's rounding (BENCHMARKS.md,
-    /// "Half precision"). The ndarray backend has no half types and refuses them.
-    #[arg(long = "dtype", value_name = "DTYPE", default_value_t = Precision::F32)]
-    pub precision: Precision,
+    /// "Half precision"). The ndarray backend has no half types and refuses them
+    /// [default: the type a checkpoint records (`dtype` in its vlm_config.json, what
+    /// `train --dtype` trained it in), else f32].
+    #[arg(long = "dtype", value_name = "DTYPE")]
+    pub precision: Option<Precision>,
 }
 
 impl PrecisionArgs {
     /// Where and how the model's tensors are created on `device` (see [`Precision::on`]):
-    /// an error when this build's backend cannot compute in the precision.
+    /// an error when this build's backend cannot compute in the precision. Without
+    /// `--dtype`, options naming no type: loaders then use the type a checkpoint records
+    /// ([`vlm_model::load_checkpoint`]), else the default f32.
     pub fn on<B: Backend>(
         &self,
         device: &B::Device,
     ) -> Result<burn::tensor::TensorCreationOptions<B>, HfError> {
-        self.precision.on::<B>(device)
+        match self.precision {
+            Some(precision) => precision.on::<B>(device),
+            None => Ok(burn::tensor::TensorCreationOptions::new(device.clone())),
+        }
     }
 }
 

@@ -15,8 +15,11 @@ use crate::HfError;
 ///
 /// `F32` is the default and what every earlier release did. `Bf16` and `F16` halve the memory
 /// of the weights: a checkpoint stored in that type is read without an f32 copy on the way.
+///
+/// Configs (`dtype` in a training TOML, `vlm_config.json`) spell it as the flag does; another
+/// value is an [`UnknownPrecision`] error, whose message names the `dtype` and the choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Precision {
     /// 32-bit floats.
     #[default]
@@ -88,6 +91,14 @@ impl FromStr for Precision {
     }
 }
 
+impl TryFrom<String> for Precision {
+    type Error = UnknownPrecision;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +117,11 @@ mod tests {
             "unknown dtype \"fp8\": expected f32, bf16 or f16"
         );
         assert_eq!(Precision::default(), Precision::F32);
+        let error = serde_json::from_str::<Precision>("\"fp8\"").expect_err("no fp8");
+        assert!(
+            error.to_string().starts_with("unknown dtype \"fp8\""),
+            "{error}"
+        );
     }
 
     #[test]

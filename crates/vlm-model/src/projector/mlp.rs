@@ -4,7 +4,7 @@ use burn::tensor::activation::gelu;
 use burn::tensor::{backend::Backend, Tensor, TensorCreationOptions};
 use vlm_hf::{join_key, WeightStore};
 
-use super::linear::{init_linear, linear_dims};
+use super::linear::{in_dtype_of, init_linear, linear_dims};
 use super::{
     check_input_width, PersistentProjector, Projector, ProjectorConfig, ProjectorKind,
     HF_PROJECTOR_PREFIX,
@@ -70,7 +70,7 @@ impl<B: Backend> MlpProjector<B> {
 impl<B: Backend> Projector<B> for MlpProjector<B> {
     fn forward(&self, features: Tensor<B, 3>) -> Result<Tensor<B, 3>, ModelError> {
         check_input_width(&features, self.input_dim(), "the MLP projector")?;
-        let hidden = gelu(self.linear_1.forward(features));
+        let hidden = gelu(self.linear_1.forward(in_dtype_of(features, &self.linear_1)));
         Ok(self.linear_2.forward(hidden))
     }
 

@@ -594,18 +594,8 @@ fn dtype_bf16_trains_lora_over_a_half_base_records_it_for_chat_and_resume_keeps_
     let llm = llm_without_tokenizer();
     let work = tempfile::tempdir().expect("tempdir");
     let out = work.path().join("run");
-    let lora = [
-        "--mode",
-        "lora",
-        "--lora-rank",
-        "4",
-        "--max-steps",
-        "2",
-        "--save-steps",
-        "1",
-        "--dtype",
-        "bf16",
-    ];
+    let lora = "--mode lora --lora-rank 4 --max-steps 2 --save-steps 1 --dtype bf16";
+    let lora: Vec<&str> = lora.split(' ').collect();
     let first = train_with(llm.path(), &tokenizer_file(), &out, 2, &lora);
     assert!(first.status.success(), "{first:?}");
     let checkpoint = out.join("checkpoint-2");

@@ -7,10 +7,9 @@ mod common;
 
 use std::path::Path;
 
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{DType, Tensor};
-use common::{config, data, loss, model_in, rng_lock, samples, weights, Train, Vlm};
+use burn::tensor::{DType, TensorData};
+use common::{config, data, loss, model_in, rng_lock, samples, weights, Vlm};
 use vlm_hf::Precision;
 use vlm_testkit::TestBackend;
 use vlm_train::{
@@ -67,30 +66,12 @@ fn losses(steps: &[StepReport]) -> Vec<f64> {
 }
 
 /// Every float parameter's path, float type and whether it trains.
-fn dtypes<M: Module<Train>>(model: &M) -> Vec<(String, DType, bool)> {
-    struct Collect {
-        path: Vec<String>,
-        out: Vec<(String, DType, bool)>,
-    }
-    impl ModuleVisitor<Train> for Collect {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Train, D>>) {
-            let value = param.val();
-            let entry = (self.path.join("."), value.dtype(), value.is_require_grad());
-            self.out.push(entry);
-        }
-    }
-    let mut collect = Collect {
-        path: vec![],
-        out: vec![],
-    };
-    model.visit(&mut collect);
-    collect.out
+fn dtypes(model: &Vlm) -> Vec<(String, DType, bool)> {
+    let read = |value: TensorData, trains| (value.dtype, trains);
+    let params = common::params(model, read).into_iter();
+    params
+        .map(|(path, (dtype, trains))| (path, dtype, trains))
+        .collect()
 }
 
 /// The frozen parameters are all bf16, the trainable ones (projector and adapters) all f32.

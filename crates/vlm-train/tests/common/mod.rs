@@ -280,11 +280,20 @@ pub fn config(output_dir: &Path) -> TrainConfig {
 
 /// Every float parameter's path and values.
 pub fn weights<M: Module<Train>>(model: &M) -> Vec<(String, Vec<f32>)> {
-    struct Collect {
+    params(model, |value, _| value.iter::<f32>().collect())
+}
+
+/// Every float parameter's path and what `read` makes of its value and whether it trains.
+pub fn params<M: Module<Train>, T>(
+    model: &M,
+    read: impl Fn(TensorData, bool) -> T,
+) -> Vec<(String, T)> {
+    struct Collect<T, F> {
         path: Vec<String>,
-        out: Vec<(String, Vec<f32>)>,
+        read: F,
+        out: Vec<(String, T)>,
     }
-    impl ModuleVisitor<Train> for Collect {
+    impl<T, F: Fn(TensorData, bool) -> T> ModuleVisitor<Train> for Collect<T, F> {
         fn enter_module(&mut self, name: &str, _: &str) {
             self.path.push(name.to_string());
         }
@@ -292,12 +301,15 @@ pub fn weights<M: Module<Train>>(model: &M) -> Vec<(String, Vec<f32>)> {
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Train, D>>) {
-            let values = param.val().into_data().iter::<f32>().collect();
-            self.out.push((self.path.join("."), values));
+            let value = param.val();
+            let trains = value.is_require_grad();
+            let value = (self.read)(value.into_data(), trains);
+            self.out.push((self.path.join("."), value));
         }
     }
     let mut collect = Collect {
         path: vec![],
+        read,
         out: vec![],
     };
     model.visit(&mut collect);

@@ -51,13 +51,13 @@ use serde::{Deserialize, Serialize};
 use vlm::backend::{device, device_named, Train};
 use vlm::cli::checkpoint_path;
 use vlm::data::{ChatTemplate, Dataset, EncoderConfig, LoaderOptions, SampleEncoder, Tokenizer};
-use vlm::hf::resolve_model_path;
+use vlm::hf::{resolve_model_path, Precision};
 use vlm::image::ImageProcessor;
 use vlm::lora::LoraConfig;
 use vlm::model::{
     llava_vision_tower, load_llava_hf, load_projector, AnyProjector, ChatTemplateConfig,
-    LanguageModel, ProjectorConfig, ProjectorKind, QwenVlm, StagedCheckpoint, VisionLanguageModel,
-    VisionTower, VisionTowerConfig, VlmConfig, PROJECTOR_FILE, TOKENIZER_FILE,
+    LanguageModel, ProjectorConfig, ProjectorKind, QwenVlm, Role, StagedCheckpoint,
+    VisionLanguageModel, VisionTower, VisionTowerConfig, VlmConfig, PROJECTOR_FILE, TOKENIZER_FILE,
 };
 use vlm::qwen::QwenModel;
 use vlm::train::checkpoint::{TRAINER_STATE_FILE, TRAIN_CONFIG_FILE};
@@ -314,8 +314,8 @@ fn train_peer(
     let main = peer.is_main();
     let manifest = args.manifest.as_deref().ok_or("--manifest is required")?;
     let base = match &args.llava {
-        Some(dir) => BaseModel::llava(&absolute(dir)?, &dev)?,
-        None => BaseModel::separate(args, &dev)?,
+        Some(dir) => BaseModel::llava(&absolute(dir)?, &config, &dev)?,
+        None => BaseModel::separate(args, &config, &dev)?,
     };
     let (vision, tower, llm_dir) = (base.vision, base.tower, base.llm_dir);
     // Every draw of the run comes from the seed: the adapters' and the projector's initial
@@ -379,6 +379,7 @@ fn train_peer(
     let recorded = Recorded {
         mode: config.mode,
         train_vision: config.train_vision,
+        dtype: config.dtype,
         llm_dir,
         tower,
         template,
@@ -440,6 +441,8 @@ struct Recorded {
     mode: TrainMode,
     /// Whether the tower trains: the checkpoint then holds it (`vision_tower/`).
     train_vision: bool,
+    /// The frozen weights' float type, which programs load the checkpoint in by default.
+    dtype: Precision,
     /// The base language model folder.
     llm_dir: PathBuf,
     /// The frozen vision tower.
@@ -477,6 +480,7 @@ fn export_checkpoint(
     let template = recorded.template.clone();
     let mut config = VlmConfig::for_model(model, language_model, tower, template);
     config.tokenizer = Some(PathBuf::from(TOKENIZER_FILE));
+    config.dtype = Some(recorded.dtype);
     let staged = StagedCheckpoint::with_lora(&destination, model, &config, recorded.lora.as_ref())?;
     let tokenizer_copy = staged.path().join(TOKENIZER_FILE);
     std::fs::copy(&recorded.tokenizer, &tokenizer_copy).map_err(|e| {
@@ -519,9 +523,11 @@ struct BaseModel {
 }
 
 impl BaseModel {
-    /// `--llm` and `--vision` with the feature selection flags.
+    /// `--llm` and `--vision` with the feature selection flags, each loaded in the type
+    /// `config` keeps it in (a frozen part in `--dtype`, without an f32 copy).
     fn separate(
         args: &Program,
+        config: &TrainConfig,
         dev: &burn::tensor::Device<Train>,
     ) -> Result<Self, Box<dyn Error + Send + Sync>> {
         let llm_dir = absolute(args.llm.as_deref().ok_or("--llm is required")?)?;
@@ -541,9 +547,10 @@ impl BaseModel {
             &tower.path,
             tower.weight_prefix.as_deref(),
             tower.selection(),
-            dev,
+            config.precision_of(Some(Role::Vision)).on::<Train>(dev)?,
         )?;
-        let llm = QwenModel::<Train>::load(&llm_dir, dev)?;
+        let llm_type = config.precision_of(Some(Role::LanguageModel));
+        let llm = QwenModel::<Train>::load(&llm_dir, llm_type.on::<Train>(dev)?)?;
         Ok(Self {
             vision,
             llm,
@@ -553,12 +560,15 @@ impl BaseModel {
         })
     }
 
-    /// A Hugging Face LLaVA folder: all three parts and its settings.
+    /// A Hugging Face LLaVA folder: all three parts and its settings, read in the type
+    /// `config` keeps the language model in (the trainer then widens what trains to f32).
     fn llava(
         dir: &Path,
+        config: &TrainConfig,
         dev: &burn::tensor::Device<Train>,
     ) -> Result<Self, Box<dyn Error + Send + Sync>> {
-        let model = load_llava_hf::<Train>(dir, dev)?;
+        let llm_type = config.precision_of(Some(Role::LanguageModel));
+        let model = load_llava_hf::<Train>(dir, llm_type.on::<Train>(dev)?)?;
         let projector = (model.projector().clone(), model.image_token_id());
         Ok(Self {
             vision: model.vision().clone(),

@@ -47,6 +47,11 @@ pub type Inference = burn::backend::Flex;
 )))]
 compile_error!("vlm needs one backend feature: flex (default), ndarray, wgpu or cuda");
 
+/// Whether this build's backend computes half types natively (the GPU backends): a model
+/// stored in bf16 or f16 then loads in that type by default (`vlm_hf::Precision::default_for`,
+/// where the device supports it); the CPU backends load it in f32 unless `--dtype` asks.
+pub const NATIVE_HALF: bool = cfg!(any(feature = "cuda", feature = "wgpu"));
+
 /// Backend for training: [`Inference`] with reverse-mode autodiff.
 pub type Train = Autodiff<Inference>;
 

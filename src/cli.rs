@@ -13,12 +13,13 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
+use burn::tensor::TensorCreationOptions;
 use vlm_data::{
     ChatTemplate, EncoderConfig, EncoderError, SampleEncoder, Tokenizer, TokenizerError,
 };
-use vlm_hf::{resolve_model_path, HfError, HubError, Precision};
+use vlm_hf::{read_config, resolve_model_path, HfError, HubError, Precision, WeightStore};
 use vlm_model::{
-    load_checkpoint, load_llava_hf, ChatTemplateConfig, ModelError, QwenVlm, CONFIG_FILE,
+    load_checkpoint, load_llava_hf, ChatTemplateConfig, ModelError, QwenVlm, VlmConfig, CONFIG_FILE,
 };
 use vlm_train::checkpoint::MODEL_DIR;
 
@@ -92,20 +93,39 @@ pub struct PrecisionArgs {
     /// Float type to load the weights in and compute in: f32, bf16 or f16. bf16 and f16
     /// halve the weights' memory (norms, softmax and the loss stay in f32, as in
     /// transformers); logits then differ from f32 by the type's rounding (BENCHMARKS.md,
-    /// "Half precision"). The ndarray backend has no half types and refuses them.
-    #[arg(long = "dtype", value_name = "DTYPE", default_value_t = Precision::F32)]
-    pub precision: Precision,
+    /// "Half precision"). The ndarray backend has no half types and refuses them
+    /// [default: the type a checkpoint records (`dtype` in its vlm_config.json, what
+    /// `train --dtype` trained it in); else, on the GPU builds, the type the language model
+    /// is stored in (bf16 for most Hub checkpoints); else f32].
+    #[arg(long = "dtype", value_name = "DTYPE")]
+    pub precision: Option<Precision>,
 }
 
 impl PrecisionArgs {
     /// Where and how the model's tensors are created on `device` (see [`Precision::on`]):
-    /// an error when this build's backend cannot compute in the precision.
+    /// an error when this build's backend cannot compute in the precision. Without
+    /// `--dtype`, options naming no type: loaders then use the type a checkpoint records
+    /// ([`vlm_model::load_checkpoint`]), else the default f32.
     pub fn on<B: Backend>(
         &self,
         device: &B::Device,
     ) -> Result<burn::tensor::TensorCreationOptions<B>, HfError> {
-        self.precision.on::<B>(device)
+        match self.precision {
+            Some(precision) => precision.on::<B>(device),
+            None => Ok(burn::tensor::TensorCreationOptions::new(device.clone())),
+        }
     }
+}
+
+/// The precision a model whose language model weights are in the folder `weights` loads in
+/// without `--dtype`: the type they are stored in when this build's backend computes it
+/// natively ([`NATIVE_HALF`](crate::backend::NATIVE_HALF), the GPU builds, and the device
+/// supports it), else f32 ([`Precision::default_for`]). Unreadable weights say nothing (f32):
+/// loading them reports the error.
+pub fn default_precision<B: Backend>(weights: &Path, device: &B::Device) -> Precision {
+    let stored = WeightStore::open_dir(weights).ok();
+    let stored = stored.and_then(|store| store.stored_precision());
+    Precision::default_for::<B>(stored, device, crate::backend::NATIVE_HALF)
 }
 
 /// The flags that choose a model, to `#[command(flatten)]` into a program's arguments.
@@ -226,16 +246,23 @@ impl ModelArgs {
         &self,
         device: &B::Device,
     ) -> Result<(QwenVlm<B>, ModelSources), LoadError> {
-        let options = self.precision.on::<B>(device).map_err(ModelError::from)?;
         if let Some(dir) = &self.llava {
             let sources = ModelSources {
                 llm_dir: self.llm.clone().unwrap_or_else(|| dir.clone()),
                 recorded_tokenizer: None,
                 system_prompt: None,
             };
+            let options = self.options::<B>(Some(dir), device)?;
             return Ok((load_llava_hf::<B>(dir, options)?, sources));
         }
         let dir = self.checkpoint_dir()?;
+        let recorded: VlmConfig = read_config(dir.join(CONFIG_FILE)).map_err(ModelError::from)?;
+        // A checkpoint recording the type it trained in loads in it (`load_checkpoint`).
+        let stored_in = recorded
+            .dtype
+            .is_none()
+            .then(|| dir.join(&recorded.language_model));
+        let options = self.options::<B>(stored_in.as_deref(), device)?;
         let (model, config) = load_checkpoint::<B>(&dir, options)?;
         check_template(&config.chat_template, &dir.join(CONFIG_FILE))?;
         let named_llm = dir.join(&config.language_model);
@@ -248,6 +275,21 @@ impl ModelArgs {
             system_prompt: config.chat_template.system_prompt,
         };
         Ok((model, sources))
+    }
+
+    /// Where and how the model's tensors are created: in `--dtype`; without it, in the type
+    /// the language model weights in `stored_in` are stored in on a GPU build
+    /// ([`default_precision`]), else in no set type (f32, or what a checkpoint records).
+    fn options<B: Backend>(
+        &self,
+        stored_in: Option<&Path>,
+        device: &B::Device,
+    ) -> Result<TensorCreationOptions<B>, LoadError> {
+        let options = match (self.precision.precision, stored_in) {
+            (None, Some(weights)) => default_precision::<B>(weights, device).on::<B>(device),
+            _ => self.precision.on::<B>(device),
+        };
+        Ok(options.map_err(ModelError::from)?)
     }
 
     /// The checkpoint to load: `--checkpoint`, else (without `--llm`) the quickstart's.

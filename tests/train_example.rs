@@ -588,3 +588,51 @@ fn stage_one_stage_two_export_and_train_llava_chain_end_to_end() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn dtype_bf16_trains_lora_over_a_half_base_records_it_for_chat_and_resume_keeps_it() {
+    let llm = llm_without_tokenizer();
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = work.path().join("run");
+    let lora = "--mode lora --lora-rank 4 --max-steps 2 --save-steps 1 --dtype bf16";
+    let lora: Vec<&str> = lora.split(' ').collect();
+    let first = train_with(llm.path(), &tokenizer_file(), &out, 2, &lora);
+    assert!(first.status.success(), "{first:?}");
+    let checkpoint = out.join("checkpoint-2");
+    let settings = std::fs::read_to_string(checkpoint.join("train_config.toml")).expect("toml");
+    assert!(settings.contains("dtype = \"bf16\""), "{settings}");
+    let model = checkpoint.join("model");
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(model.join("vlm_config.json")).expect("config"))
+            .expect("config json");
+    assert_eq!(config["dtype"], "bf16", "{config}");
+    // What trained is saved in f32.
+    for file in [
+        model.join("projector.safetensors"),
+        model.join("adapter/adapter_model.safetensors"),
+        checkpoint.join("trainable.safetensors"),
+    ] {
+        let store = vlm::hf::WeightStore::open_file(&file).expect("weights");
+        for key in store.keys() {
+            let dtype = store.info(key).expect("info").dtype;
+            assert_eq!(dtype, "F32", "{} {key}", file.display());
+        }
+    }
+    // chat loads the checkpoint in the type it records (bf16) with no --dtype.
+    let output = chat(&model);
+    assert!(output.status.success(), "{output:?}");
+
+    let dir = out.to_str().expect("utf-8 path");
+    let refused = train_only(&["--resume", dir, "--dtype", "f32"]);
+    assert!(!refused.status.success(), "{refused:?}");
+    let err = stderr(&refused);
+    assert!(err.contains("`dtype` cannot change when resuming"), "{err}");
+    let resumed = train_only(&["--resume", dir, "--max-steps", "3"]);
+    assert!(resumed.status.success(), "{resumed:?}");
+    assert!(out.join("checkpoint-3").is_dir());
+
+    let bad = train_only(&["--dtype", "fp8", "--manifest", "x.jsonl"]);
+    assert!(!bad.status.success(), "{bad:?}");
+    let err = stderr(&bad);
+    assert!(err.contains("--dtype") && err.contains("fp8"), "{err}");
+}

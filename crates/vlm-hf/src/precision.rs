@@ -15,8 +15,11 @@ use crate::HfError;
 ///
 /// `F32` is the default and what every earlier release did. `Bf16` and `F16` halve the memory
 /// of the weights: a checkpoint stored in that type is read without an f32 copy on the way.
+///
+/// Configs (`dtype` in a training TOML, `vlm_config.json`) spell it as the flag does; another
+/// value is an [`UnknownPrecision`] error, whose message names the `dtype` and the choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Precision {
     /// 32-bit floats.
     #[default]
@@ -64,6 +67,24 @@ impl Precision {
         }
         Ok(TensorCreationOptions::new(device.clone()).with_dtype(dtype))
     }
+
+    /// The precision weights stored in `stored` ([`WeightStore::stored_precision`]) load in
+    /// when none is asked for: their half type where the backend computes in it natively
+    /// (`native_half`: the GPU backends) and supports it on `device`; otherwise f32. On the
+    /// CPU backends a half checkpoint still loads in f32: Flex computes bf16 through f32
+    /// conversions, slower than f32 (BENCHMARKS.md, "Half precision").
+    ///
+    /// [`WeightStore::stored_precision`]: crate::WeightStore::stored_precision
+    pub fn default_for<B: Backend>(
+        stored: Option<Self>,
+        device: &B::Device,
+        native_half: bool,
+    ) -> Self {
+        match stored {
+            Some(half) if native_half && B::supports_dtype(device, half.dtype()) => half,
+            _ => Self::F32,
+        }
+    }
 }
 
 impl fmt::Display for Precision {
@@ -88,6 +109,14 @@ impl FromStr for Precision {
     }
 }
 
+impl TryFrom<String> for Precision {
+    type Error = UnknownPrecision;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +135,22 @@ mod tests {
             "unknown dtype \"fp8\": expected f32, bf16 or f16"
         );
         assert_eq!(Precision::default(), Precision::F32);
+        let error = serde_json::from_str::<Precision>("\"fp8\"").expect_err("no fp8");
+        assert!(
+            error.to_string().starts_with("unknown dtype \"fp8\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_half_checkpoint_defaults_to_its_type_only_where_half_is_native() {
+        let default =
+            |stored, native| Precision::default_for::<TestBackend>(stored, &device(), native);
+        assert_eq!(default(Some(Precision::Bf16), true), Precision::Bf16);
+        assert_eq!(default(Some(Precision::F16), true), Precision::F16);
+        assert_eq!(default(Some(Precision::Bf16), false), Precision::F32);
+        assert_eq!(default(Some(Precision::F32), true), Precision::F32);
+        assert_eq!(default(None, true), Precision::F32);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
-use crate::HfError;
+use crate::{HfError, Precision};
 
 pub(crate) const SINGLE_FILE: &str = "model.safetensors";
 pub(crate) const SHARD_INDEX: &str = "model.safetensors.index.json";
@@ -165,6 +165,28 @@ impl WeightStore {
     /// Whether a tensor with this key exists.
     pub fn contains(&self, key: &str) -> bool {
         self.by_key.contains_key(key)
+    }
+
+    /// The one float type every float tensor is stored in, or `None` when they differ, one
+    /// is in f64, or there is none: how the folder was saved, which decides the type programs
+    /// load it in by default ([`Precision::default_for`]). Integer tensors are ignored.
+    pub fn stored_precision(&self) -> Option<Precision> {
+        let mut found = None;
+        for key in self.by_key.keys() {
+            let (_, info) = self.locate(key).ok()?;
+            let precision = match info.dtype {
+                Dtype::F32 => Precision::F32,
+                Dtype::BF16 => Precision::Bf16,
+                Dtype::F16 => Precision::F16,
+                Dtype::F64 => return None,
+                _ => continue,
+            };
+            if found.is_some_and(|seen| seen != precision) {
+                return None;
+            }
+            found = Some(precision);
+        }
+        found
     }
 
     /// Shape, dtype and file of a tensor, without reading its data.

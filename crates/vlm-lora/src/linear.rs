@@ -55,11 +55,20 @@ impl<B: Backend> LoraLinear<B> {
     }
 
     /// Applies the layer to `[..., in]`.
+    ///
+    /// When the adapter's float type is not the base's (a frozen bf16 base with f32
+    /// adapters, mixed-precision training), the update is computed as PEFT's `Linear.forward`
+    /// does: from `x` cast to the adapter's type, added to the base output in that type, and
+    /// the sum cast back to the base output's type. In one type every cast is a no-op.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        match self.active_adapter() {
-            Some(adapter) => apply_linear(&self.base, x.clone()) + adapter.forward(x),
-            None => apply_linear(&self.base, x),
-        }
+        let Some(adapter) = self.active_adapter() else {
+            return apply_linear(&self.base, x);
+        };
+        let adapter_dtype = adapter.lora_a.val().dtype();
+        let base = apply_linear(&self.base, x.clone());
+        let base_dtype = base.dtype();
+        let update = adapter.forward(x.cast(adapter_dtype));
+        (base.cast(adapter_dtype) + update).cast(base_dtype)
     }
 
     /// Attaches `adapter`, replacing (and first unmerging) any previous one.
@@ -107,7 +116,10 @@ impl<B: Backend> LoraLinear<B> {
     pub fn effective_weight(&self) -> Tensor<B, 2> {
         let weight = self.base.weight.val().detach();
         match self.active_adapter() {
-            Some(adapter) => weight + adapter.delta_weight(),
+            Some(adapter) => {
+                let dtype = weight.dtype();
+                weight + adapter.delta_weight().cast(dtype)
+            }
             None => weight,
         }
     }
@@ -118,10 +130,12 @@ impl<B: Backend> LoraLinear<B> {
     }
 }
 
-/// `W + delta`, keeping the parameter's id and its gradient requirement.
+/// `W + delta`, keeping the parameter's id, float type (as PEFT merges an f32 update into
+/// a half base) and gradient requirement.
 fn shift_weight<B: Backend>(base: Linear<B>, delta: Tensor<B, 2>) -> Linear<B> {
     let weight = base.weight.map(|w| {
         let require_grad = w.is_require_grad();
+        let delta = delta.cast(w.dtype());
         (w.detach() + delta).set_require_grad(require_grad)
     });
     Linear { weight, ..base }

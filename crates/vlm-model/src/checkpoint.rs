@@ -189,6 +189,10 @@ where
 /// names, its projector and, when the config names one, the LoRA adapter folder over the
 /// language model (adapters unmerged and frozen, as [`vlm_lora::load_adapter`] leaves them).
 ///
+/// Every part is created as `options` says; options without a dtype (a bare device) load
+/// the model in the type the config records ([`VlmConfig::dtype`]: what it trained in), else
+/// f32. A recorded half type the backend cannot compute in is an error.
+///
 /// A missing adapter folder, or one without `adapter_config.json`, is a
 /// [`ModelError::Adapter`] naming it; a bad adapter file is a [`ModelError::Lora`].
 ///
@@ -202,6 +206,10 @@ pub fn load_checkpoint<B: Backend>(
     let options = options.into();
     let config_path = dir.join(CONFIG_FILE);
     let config: VlmConfig = read_config(&config_path)?;
+    let options = match (options.dtype, config.dtype) {
+        (None, Some(recorded)) => recorded.on::<B>(&options.device)?,
+        _ => options,
+    };
     let adapter_dir = match &config.adapter {
         Some(adapter) => Some(checked_adapter_dir(dir, adapter)?),
         None => None,

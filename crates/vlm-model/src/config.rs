@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
+use vlm_hf::Precision;
 use vlm_vision::{FeatureSelection, SelectStrategy, VisionEncoder};
 
 use crate::{LanguageModel, ModelError, PersistentProjector, ProjectorConfig, VisionLanguageModel};
@@ -45,6 +46,14 @@ pub struct VlmConfig {
     /// [`TOKENIZER_FILE`]: crate::TOKENIZER_FILE
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<PathBuf>,
+    /// The float type the model ran in while it trained (`train --dtype`: its frozen
+    /// weights' type; what trained was f32), which [`load_checkpoint`] loads it in when the
+    /// caller asks for no type; absent: f32. Another value than `f32`, `bf16` or `f16` is an
+    /// error naming `dtype` and the file.
+    ///
+    /// [`load_checkpoint`]: crate::load_checkpoint
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<Precision>,
 }
 
 /// The vision tower of a checkpoint: a Hugging Face folder and LLaVA's feature selection.
@@ -135,6 +144,7 @@ impl VlmConfig {
             chat_template,
             adapter: None,
             tokenizer: None,
+            dtype: None,
         }
     }
 

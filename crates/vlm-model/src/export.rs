@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use burn::tensor::DType;
+use burn::tensor::{DType, TensorCreationOptions};
 use serde_json::{json, Map, Value};
 use vlm_data::chat::Marker;
 use vlm_data::{EncoderConfig, Tokenizer};
@@ -103,7 +103,10 @@ pub fn export_llava<B: Backend>(
         path: checkpoint.to_path_buf(),
         reason,
     };
-    let (model, config) = load_checkpoint::<B>(checkpoint, device)?;
+    // In f32 whatever type it trained in (its `dtype`): the adapter merges at full precision,
+    // and the folder is cast once, to the type asked for.
+    let f32 = TensorCreationOptions::new(device.clone()).with_dtype(DType::F32);
+    let (model, config) = load_checkpoint::<B>(checkpoint, f32)?;
     check_exportable(&model, &config).map_err(refuse)?;
     let text_config = read_config_section(
         checkpoint.join(&config.language_model).join(HF_CONFIG),

@@ -429,3 +429,45 @@ fn adapters_applied_in_training_are_saved_by_save_checkpoint() {
         .expect_err("no adapter to save");
     assert!(matches!(err, ModelError::Adapter { .. }), "{err}");
 }
+
+#[test]
+fn a_recorded_dtype_is_the_default_type_to_load_in_and_a_bad_one_is_named() {
+    use burn::tensor::{DType, TensorCreationOptions};
+    use vlm_hf::Precision;
+
+    let (llava, mut config) = llava_with_config();
+    config.dtype = Some(Precision::Bf16);
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = out.path().join("ckpt");
+    llava.model.save_checkpoint(&dir, &config).expect("save");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(CONFIG_FILE)).expect("read")).expect("json");
+    assert_eq!(json["dtype"], "bf16");
+
+    let embedding_dtype = |model: &vlm_model::QwenVlm<TestBackend>| {
+        let embeds = model
+            .language_model()
+            .embed(common::ids_tensor(&[vec![1, 2]]));
+        embeds.expect("embed").dtype()
+    };
+    let (recorded, loaded_config) = load_checkpoint::<TestBackend>(&dir, &device()).expect("bf16");
+    assert_eq!(loaded_config.dtype, Some(Precision::Bf16));
+    assert_eq!(embedding_dtype(&recorded), DType::BF16, "the recorded type");
+    let f32 = TensorCreationOptions::new(device()).with_dtype(DType::F32);
+    let (asked, _) = load_checkpoint::<TestBackend>(&dir, f32).expect("f32");
+    assert_eq!(
+        embedding_dtype(&asked),
+        DType::F32,
+        "the type asked for wins"
+    );
+
+    let text = std::fs::read_to_string(dir.join(CONFIG_FILE)).expect("read");
+    let bad = text.replace("\"bf16\"", "\"fp8\"");
+    std::fs::write(dir.join(CONFIG_FILE), bad).expect("write");
+    let message = load_err(&dir).to_string();
+    assert!(message.contains(CONFIG_FILE), "{message}");
+    assert!(
+        message.contains("unknown dtype \"fp8\": expected f32, bf16 or f16"),
+        "{message}"
+    );
+}

@@ -4,10 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use vlm_hf::Precision;
 use vlm_lora::{LoraConfig, TargetModules};
+use vlm_model::Role;
 use vlm_qwen::QwenVariant;
 
-use crate::{default_target_modules, ConfigError, TrainError};
+use crate::{default_target_modules, trains, ConfigError, TrainError};
 
 /// What training updates; the vision tower stays frozen unless
 /// [`train_vision`](TrainConfig::train_vision) is set.
@@ -66,6 +68,13 @@ pub struct TrainConfig {
     pub mode: TrainMode,
     /// Also train the vision tower (frozen by default).
     pub train_vision: bool,
+    /// The float type of the frozen weights (mixed-precision training, as PEFT with autocast
+    /// does it): the vision tower unless it trains, and the language model's base weights
+    /// unless the whole of it trains (mode `full`). What trains is f32 whatever this says
+    /// (the projector, LoRA adapters, the language model in mode `full`, the tower with
+    /// `train_vision`), and so are AdamW's moments, checkpoints and the loss; see
+    /// [`precision_of`](Self::precision_of).
+    pub dtype: Precision,
     /// LoRA rank `r` (mode `lora`).
     pub lora_rank: usize,
     /// LoRA `alpha`; the adapter's output is scaled by `alpha / r`.
@@ -144,6 +153,7 @@ impl Default for TrainConfig {
             overwrite_output_dir: false,
             mode: TrainMode::Lora,
             train_vision: false,
+            dtype: Precision::F32,
             lora_rank: 128,
             lora_alpha: 256.0,
             lora_dropout: 0.1,
@@ -212,6 +222,16 @@ impl TrainConfig {
     /// The config as TOML text (what a checkpoint stores beside its state).
     pub fn to_toml_string(&self) -> String {
         toml::to_string_pretty(self).expect("a TrainConfig always serialises")
+    }
+
+    /// The float type the parameters of `role` are kept in: f32 when they train (see
+    /// [`trains`]), else [`dtype`](Self::dtype). What a program loads each part in, and
+    /// what [`apply_mode`](crate::apply_mode) casts each parameter to.
+    pub fn precision_of(&self, role: Option<Role>) -> Precision {
+        match trains(role, self.mode, self.train_vision) {
+            true => Precision::F32,
+            false => self.dtype,
+        }
     }
 
     /// Peak learning rate of the projector.
@@ -427,6 +447,7 @@ impl TrainConfig {
             overwrite_output_dir,
             mode,
             train_vision,
+            dtype,
             lora_rank,
             lora_alpha,
             lora_dropout,
@@ -555,6 +576,13 @@ pub struct TrainArgs {
     /// Also train the vision tower [default: false].
     #[arg(long, alias = "train_vision", num_args = 0..=1, default_missing_value = "true")]
     pub train_vision: Option<bool>,
+    /// Float type of the frozen weights: f32, bf16 or f16 (mixed precision, as PEFT with
+    /// autocast). Only what does not train goes half: the tower (unless --train-vision) and
+    /// the language model's base weights in modes lora and projector; in mode full the whole
+    /// language model trains, so it stays f32. The projector, LoRA adapters, AdamW's moments,
+    /// checkpoints and the loss are always f32 [default: f32].
+    #[arg(long, value_name = "DTYPE")]
+    pub dtype: Option<Precision>,
     /// LoRA rank [default: 128, LLaVA-1.5's].
     #[arg(long, alias = "lora_rank")]
     pub lora_rank: Option<usize>,

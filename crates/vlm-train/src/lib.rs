@@ -7,7 +7,8 @@
 //!   projector and the whole language model; the vision tower frozen unless asked
 //!   ([`apply_mode`], by each parameter's `vlm_model::Role`). Frozen parameters never require
 //!   a gradient, so Burn's autodiff builds no graph through a frozen tower and the optimizer
-//!   keeps no state for them.
+//!   keeps no state for them. With [`TrainConfig::dtype`] bf16 or f16 the frozen parts are
+//!   kept in that type and what trains in f32 (mixed precision, as PEFT with autocast).
 //! - [`GroupedAdamW`]: the seed's four AdamW groups, projector at `feature_proj_lr` and the
 //!   rest at `learning_rate`, biases and norm parameters without weight decay.
 //! - [`Trainer`]: gradient accumulation (the exact token mean over the micro-batches of a

@@ -16,12 +16,12 @@ use burn::nn::conv::{
 };
 use burn::nn::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, Linear, RmsNorm};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor, TensorCreationOptions};
 use serde::{Deserialize, Serialize};
 use vlm_hf::{SafetensorsWriter, WeightStore};
 use vlm_model::{ParamRoles, Role, RoleModel};
 
-use crate::{TrainError, TrainMode};
+use crate::{TrainConfig, TrainError, TrainMode};
 
 /// The four AdamW parameter groups of the seed's trainer: projector or not, times weight
 /// decay or not (biases and norm parameters get no decay).
@@ -240,22 +240,21 @@ impl<B: Backend> ModuleVisitor<B> for Table {
     }
 }
 
-/// What trains in a vision-language model, by [`Role`]: the projector always; the language
-/// model's LoRA adapters, all of it, or none of it by `mode`; the vision tower when
-/// `train_vision`. A parameter without a role is frozen.
+/// What trains in a vision-language model, by [`Role`], and in which float type: the
+/// projector always; the language model's LoRA adapters, all of it, or none of it by
+/// `config.mode`; the vision tower when `config.train_vision`. A parameter without a role is
+/// frozen. What trains is cast to f32 and the rest to `config.dtype`
+/// ([`TrainConfig::precision_of`]): parameters already in their type are kept as they are
+/// (a program loads each part in its type, so no f32 copy of a half part is ever made).
 ///
 /// The one place a run decides what trains: every parameter's flag is set here, whatever
 /// loading or attaching adapters set before. Frozen parameters never require a gradient, so
 /// Burn's autodiff records no operation on them alone (a frozen tower's forward pass builds
 /// no graph) and the optimizer keeps no state for them. Call it on a model on an autodiff
 /// backend.
-pub fn apply_mode<B: Backend, M: RoleModel<B>>(model: M, mode: TrainMode, train_vision: bool) -> M {
+pub fn apply_mode<B: Backend, M: RoleModel<B>>(model: M, config: &TrainConfig) -> M {
     let roles = model.param_roles();
-    model.map(&mut Freeze {
-        roles,
-        mode,
-        train_vision,
-    })
+    model.map(&mut Freeze { roles, config })
 }
 
 /// Whether a parameter with `role` trains under `mode`.
@@ -269,16 +268,26 @@ pub fn trains(role: Option<Role>, mode: TrainMode, train_vision: bool) -> bool {
     }
 }
 
-struct Freeze {
+struct Freeze<'a> {
     roles: ParamRoles,
-    mode: TrainMode,
-    train_vision: bool,
+    config: &'a TrainConfig,
 }
 
-impl<B: Backend> ModuleMapper<B> for Freeze {
+impl<B: Backend> ModuleMapper<B> for Freeze<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let train = trains(self.roles.of(param.id), self.mode, self.train_vision);
-        param.set_require_grad(train)
+        let role = self.roles.of(param.id);
+        let train = trains(role, self.config.mode, self.config.train_vision);
+        let dtype = self.config.precision_of(role).dtype();
+        let in_type = match param.is_initialized() {
+            true => param.val().dtype() == dtype,
+            // A fresh parameter not drawn yet is made in the default f32 when first read;
+            // reading it here would move its random draw.
+            false => dtype == DType::F32,
+        };
+        match in_type {
+            true => param.set_require_grad(train),
+            false => param.map(|tensor| tensor.detach().cast(dtype).set_require_grad(train)),
+        }
     }
 }
 
@@ -370,7 +379,7 @@ impl<B: Backend> ModuleMapper<B> for Restore<'_> {
             return Param::from_mapped_value(id, tensor, mapper);
         }
         let name = self.path.joined();
-        match self.read(&name, tensor.dims(), &tensor.device()) {
+        match self.read(&name, tensor.dims(), &tensor.device(), tensor.dtype()) {
             Ok(loaded) => {
                 self.restored.insert(name);
                 Param::from_mapped_value(id, loaded.require_grad(), mapper)
@@ -384,12 +393,14 @@ impl<B: Backend> ModuleMapper<B> for Restore<'_> {
 }
 
 impl Restore<'_> {
-    /// The saved value of the trainable parameter `name`, which must have `dims`.
+    /// The saved value of the trainable parameter `name`, which must have `dims`, in the
+    /// parameter's float type `dtype`.
     fn read<B: Backend, const D: usize>(
         &self,
         name: &str,
         dims: [usize; D],
         device: &B::Device,
+        dtype: DType,
     ) -> Result<Tensor<B, D>, String> {
         let info = self
             .store
@@ -401,8 +412,9 @@ impl Restore<'_> {
                 info.shape
             ));
         }
+        let options = TensorCreationOptions::new(device.clone()).with_dtype(dtype);
         self.store
-            .float(name, dims, device)
+            .float(name, dims, options)
             .map_err(|e| e.to_string())
     }
 }

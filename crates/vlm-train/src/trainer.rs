@@ -241,7 +241,7 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
         link: Option<PeerLink<B::InnerBackend>>,
     ) -> Result<Run<B, M>, TrainError> {
         let config = self.config.clone();
-        let mut model = apply_mode(model, config.mode, config.train_vision);
+        let mut model = apply_mode(model, &config);
         let mut table = param_table(&model);
         check_trainable(&table, &config)?;
         let mut optimizer = GroupedAdamW::<M, B>::new(&config, group_ids(&table).keys().copied());

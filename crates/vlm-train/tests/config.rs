@@ -275,3 +275,47 @@ fn invalid_settings_are_typed_errors_naming_the_setting() {
     let err = base().with_args(&cli.train).expect_err("zero accumulation");
     assert_eq!(err.field, "gradient_accumulation_steps");
 }
+
+#[test]
+fn dtype_comes_from_the_file_or_the_flag_and_decides_what_stays_half() {
+    use vlm_hf::Precision;
+    use vlm_model::Role;
+
+    let config = TrainConfig::from_toml_str("dtype = \"bf16\"").expect("valid");
+    assert_eq!(config.dtype, Precision::Bf16);
+    assert_eq!(TrainConfig::default().dtype, Precision::F32);
+    let flag = Cli::parse_from(["train", "--dtype", "f16"]);
+    let config = config.with_args(&flag.train).expect("valid");
+    assert_eq!(config.dtype, Precision::F16);
+    let saved = TrainConfig::from_toml_str(&config.to_toml_string()).expect("round trip");
+    assert_eq!(saved.dtype, Precision::F16);
+
+    // What trains is f32; only the frozen parts take the dtype.
+    let half = |mode, train_vision| TrainConfig {
+        mode,
+        train_vision,
+        dtype: Precision::Bf16,
+        ..TrainConfig::default()
+    };
+    let lora = half(TrainMode::Lora, false);
+    assert_eq!(
+        lora.precision_of(Some(Role::LanguageModel)),
+        Precision::Bf16
+    );
+    assert_eq!(lora.precision_of(Some(Role::Vision)), Precision::Bf16);
+    assert_eq!(lora.precision_of(Some(Role::Adapter)), Precision::F32);
+    assert_eq!(lora.precision_of(Some(Role::Projector)), Precision::F32);
+    let full = half(TrainMode::Full, true);
+    assert_eq!(full.precision_of(Some(Role::LanguageModel)), Precision::F32);
+    assert_eq!(full.precision_of(Some(Role::Vision)), Precision::F32);
+    assert_eq!(full.precision_of(None), Precision::Bf16);
+
+    let error = TrainConfig::from_toml_str("dtype = \"fp8\"").expect_err("no fp8");
+    let message = error.to_string();
+    assert!(message.contains("dtype = \"fp8\""), "{message}");
+    assert!(
+        message.contains("unknown dtype \"fp8\": expected f32, bf16 or f16"),
+        "{message}"
+    );
+    assert!(Cli::try_parse_from(["train", "--dtype", "fp8"]).is_err());
+}

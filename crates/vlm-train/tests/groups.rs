@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{config, data, loss, model, rng_lock, samples, weights, Train};
-use vlm_train::{apply_mode, param_table, ParamGroup, Resume, TrainMode, Trainer};
+use vlm_train::{apply_mode, param_table, ParamGroup, Resume, TrainConfig, TrainMode, Trainer};
 
 /// Every parameter's path and values.
 type Weights = Vec<(String, Vec<f32>)>;
@@ -24,7 +24,7 @@ fn one_step(
     cfg.warmup_steps = 0;
     cfg.save_steps = 0;
     let _lock = rng_lock();
-    let before_model = apply_mode::<Train, _>(model(lora, 1), mode, train_vision);
+    let before_model = apply_mode::<Train, _>(model(lora, 1), &cfg);
     let before = weights(&before_model);
     let mut trainer = Trainer::new(cfg, Default::default(), loss).expect("config");
     let outcome = trainer
@@ -89,7 +89,7 @@ fn a_step_leaves_frozen_weights_bit_identical() {
 #[test]
 fn biases_and_norms_are_in_the_no_decay_groups() {
     let _lock = rng_lock();
-    let vlm = apply_mode::<Train, _>(model(false, 1), TrainMode::Full, false);
+    let vlm = apply_mode::<Train, _>(model(false, 1), &mode(TrainMode::Full, false));
     let table = param_table(&vlm);
     // Matched by suffix: the language model's inner layout is vlm-qwen's business.
     let group = |path: &str| {
@@ -135,7 +135,7 @@ fn groups_follow_the_part_and_the_layer_holding_each_parameter() {
     // projector groups, everyone else's in the model groups; biases and normalisation
     // parameters (gamma, beta) of every part never decay; weights, embeddings and adapters do.
     let _lock = rng_lock();
-    let vlm = apply_mode::<Train, _>(model(true, 1), TrainMode::Full, true);
+    let vlm = apply_mode::<Train, _>(model(true, 1), &mode(TrainMode::Full, true));
     let table = param_table(&vlm);
     assert!(table.iter().all(|p| p.trainable));
     for p in &table {
@@ -179,7 +179,7 @@ fn each_group_moves_with_its_own_learning_rate() {
     cfg.feature_proj_lr = Some(3e-3);
     cfg.save_steps = 0;
     let _lock = rng_lock();
-    let start = apply_mode::<Train, _>(model(false, 1), TrainMode::Full, false);
+    let start = apply_mode::<Train, _>(model(false, 1), &cfg);
     let table = param_table(&start);
     let before = weights(&start);
     let mut trainer = Trainer::new(cfg, Default::default(), loss).expect("config");
@@ -222,5 +222,14 @@ fn each_group_moves_with_its_own_learning_rate() {
             (moved - lr).abs() <= lr * 0.02 + 1e-6,
             "group {group:?}: largest update {moved:e}, learning rate {lr:e}"
         );
+    }
+}
+
+/// The default settings with `mode` and `train_vision`.
+fn mode(mode: TrainMode, train_vision: bool) -> TrainConfig {
+    TrainConfig {
+        mode,
+        train_vision,
+        ..TrainConfig::default()
     }
 }

@@ -186,7 +186,7 @@ fn a_failed_checkpoint_keeps_the_previous_one_and_says_why() {
 fn a_full_disk_while_saving_the_optimizer_state_names_the_file_and_the_os_cause() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = quick_config(dir.path(), 1);
-    let model = vlm_train::apply_mode(model(false, 1), config.mode, false);
+    let model = vlm_train::apply_mode(model(false, 1), &config);
     let table = param_table(&model);
     let optimizer = GroupedAdamW::<Vlm, Train>::new(&config, group_ids(&table).keys().copied());
     let state = dir.path().join("optimizer");

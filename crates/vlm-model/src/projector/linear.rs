@@ -2,7 +2,7 @@
 
 use burn::module::Initializer;
 use burn::nn::Linear;
-use burn::tensor::{backend::Backend, TensorData};
+use burn::tensor::{backend::Backend, Tensor, TensorData};
 
 /// Standard deviation of the normal distribution new projector weights are drawn from.
 const INIT_STD: f64 = 0.01;
@@ -41,4 +41,14 @@ pub(crate) fn linear_tensors<B: Backend>(
 /// `[d_in, d_out]` of a Burn linear.
 pub(crate) fn linear_dims<B: Backend>(linear: &Linear<B>) -> [usize; 2] {
     linear.weight.val().dims()
+}
+
+/// `x` in the float type of `linear`'s weight: in mixed-precision training the projector
+/// trains in f32 over a frozen half tower, and takes the tower's features cast to its type
+/// (a no-op when both are in one type).
+pub(crate) fn in_dtype_of<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    linear: &Linear<B>,
+) -> Tensor<B, D> {
+    x.cast(linear.weight.val().dtype())
 }

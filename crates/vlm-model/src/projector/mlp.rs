@@ -5,7 +5,7 @@ use burn::tensor::{backend::Backend, Tensor, TensorCreationOptions};
 use vlm_hf::apply_linear;
 use vlm_hf::{join_key, WeightStore};
 
-use super::linear::{init_linear, linear_dims};
+use super::linear::{in_dtype_of, init_linear, linear_dims};
 use super::{
     check_input_width, PersistentProjector, Projector, ProjectorConfig, ProjectorKind,
     HF_PROJECTOR_PREFIX,
@@ -71,7 +71,10 @@ impl<B: Backend> MlpProjector<B> {
 impl<B: Backend> Projector<B> for MlpProjector<B> {
     fn forward(&self, features: Tensor<B, 3>) -> Result<Tensor<B, 3>, ModelError> {
         check_input_width(&features, self.input_dim(), "the MLP projector")?;
-        let hidden = gelu(apply_linear(&self.linear_1, features));
+        let hidden = gelu(apply_linear(
+            &self.linear_1,
+            in_dtype_of(features, &self.linear_1),
+        ));
         Ok(apply_linear(&self.linear_2, hidden))
     }
 

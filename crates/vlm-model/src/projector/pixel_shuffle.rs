@@ -4,7 +4,7 @@ use burn::tensor::{backend::Backend, Tensor, TensorCreationOptions};
 use vlm_hf::apply_linear;
 use vlm_hf::{join_key, WeightStore};
 
-use super::linear::{init_linear, linear_dims};
+use super::linear::{in_dtype_of, init_linear, linear_dims};
 use super::{
     check_input_width, PersistentProjector, Projector, ProjectorConfig, ProjectorKind,
     HF_PROJECTOR_PREFIX,
@@ -75,7 +75,8 @@ impl<B: Backend> PixelShuffleProjector<B> {
 impl<B: Backend> Projector<B> for PixelShuffleProjector<B> {
     fn forward(&self, features: Tensor<B, 3>) -> Result<Tensor<B, 3>, ModelError> {
         check_input_width(&features, self.input_dim(), "the pixel-shuffle projector")?;
-        Ok(apply_linear(&self.linear, self.shuffle(features)?))
+        let shuffled = in_dtype_of(self.shuffle(features)?, &self.linear);
+        Ok(apply_linear(&self.linear, shuffled))
     }
 
     fn input_dim(&self) -> usize {

@@ -11,7 +11,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use vlm_hf::{ImageSize, PreprocessorConfig};
+use vlm_hf::{ImageSize, Precision, PreprocessorConfig};
 use vlm_lora::{LoraConfig, TargetModules};
 use vlm_model::{CausalLmLoss, MlpProjector, ModelError, VisionLanguageModel, VlmBatch};
 use vlm_qwen::QwenModel;
@@ -82,6 +82,8 @@ impl<B: Backend> VisionEncoder<B> for LinearPatches<B> {
     fn forward(&self, pixels: Tensor<B, 4>) -> Result<Tensor<B, 3>, VisionError> {
         let [batch, _, _, _] = pixels.dims();
         let (grid, p) = (self.image_size / self.patch, self.patch);
+        // In the weights' float type, as the CLIP / SigLIP towers take pixels.
+        let pixels = pixels.cast(self.proj.weight.val().dtype());
         let tiles = pixels
             .reshape([batch, 3, grid, p, grid, p])
             .permute([0, 2, 4, 1, 3, 5])
@@ -127,9 +129,18 @@ pub fn model(lora: bool, init_seed: u64) -> Vlm {
 
 /// [`model`] with the adapters' dropout `dropout`.
 pub fn model_with_dropout(lora: bool, init_seed: u64, dropout: f64) -> Vlm {
+    model_in(Precision::F32, lora, init_seed, dropout)
+}
+
+/// [`model_with_dropout`] with the language model loaded in `precision` (the adapters and
+/// the projector are made in f32 whatever it is; the toy tower too, `apply_mode` casts it).
+pub fn model_in(precision: Precision, lora: bool, init_seed: u64, dropout: f64) -> Vlm {
     let device = Default::default();
     TestBackend::seed(&device, init_seed);
-    let llm = QwenModel::<Train>::load(fixture("qwen2_tied"), &device).expect("qwen2_tied");
+    let options = precision
+        .on::<Train>(&device)
+        .expect("the test backend takes it");
+    let llm = QwenModel::<Train>::load(fixture("qwen2_tied"), options).expect("qwen2_tied");
     let llm = if lora {
         let config = LoraConfig::new(
             4,
@@ -269,11 +280,20 @@ pub fn config(output_dir: &Path) -> TrainConfig {
 
 /// Every float parameter's path and values.
 pub fn weights<M: Module<Train>>(model: &M) -> Vec<(String, Vec<f32>)> {
-    struct Collect {
+    params(model, |value, _| value.iter::<f32>().collect())
+}
+
+/// Every float parameter's path and what `read` makes of its value and whether it trains.
+pub fn params<M: Module<Train>, T>(
+    model: &M,
+    read: impl Fn(TensorData, bool) -> T,
+) -> Vec<(String, T)> {
+    struct Collect<T, F> {
         path: Vec<String>,
-        out: Vec<(String, Vec<f32>)>,
+        read: F,
+        out: Vec<(String, T)>,
     }
-    impl ModuleVisitor<Train> for Collect {
+    impl<T, F: Fn(TensorData, bool) -> T> ModuleVisitor<Train> for Collect<T, F> {
         fn enter_module(&mut self, name: &str, _: &str) {
             self.path.push(name.to_string());
         }
@@ -281,12 +301,15 @@ pub fn weights<M: Module<Train>>(model: &M) -> Vec<(String, Vec<f32>)> {
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Train, D>>) {
-            let values = param.val().into_data().iter::<f32>().collect();
-            self.out.push((self.path.join("."), values));
+            let value = param.val();
+            let trains = value.is_require_grad();
+            let value = (self.read)(value.into_data(), trains);
+            self.out.push((self.path.join("."), value));
         }
     }
     let mut collect = Collect {
         path: vec![],
+        read,
         out: vec![],
     };
     model.visit(&mut collect);

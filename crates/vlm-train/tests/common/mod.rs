@@ -9,8 +9,8 @@ use std::sync::{Mutex, MutexGuard};
 use burn::backend::Autodiff;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use vlm_hf::{ImageSize, PreprocessorConfig};
 use vlm_lora::{LoraConfig, TargetModules};
 use vlm_model::{CausalLmLoss, MlpProjector, ModelError, VisionLanguageModel, VlmBatch};
@@ -106,9 +106,11 @@ impl<B: Backend> VisionEncoder<B> for LinearPatches<B> {
     }
 }
 
+/// The test VLM on autodiff backend `B`.
+pub type VlmOn<B> = VisionLanguageModel<B, LinearPatches<B>, MlpProjector<B>, QwenModel<B>>;
+
 /// The test VLM.
-pub type Vlm =
-    VisionLanguageModel<Train, LinearPatches<Train>, MlpProjector<Train>, QwenModel<Train>>;
+pub type Vlm = VlmOn<Train>;
 
 /// Tests that draw from the backend's global random generator (model initialisation,
 /// dropout) hold this lock, so that tests running in parallel threads do not interleave
@@ -127,9 +129,18 @@ pub fn model(lora: bool, init_seed: u64) -> Vlm {
 
 /// [`model`] with the adapters' dropout `dropout`.
 pub fn model_with_dropout(lora: bool, init_seed: u64, dropout: f64) -> Vlm {
+    model_on(lora, init_seed, dropout)
+}
+
+/// [`model_with_dropout`] on autodiff backend `B`.
+pub fn model_on<B: AutodiffBackend<Device = Device<TestBackend>>>(
+    lora: bool,
+    init_seed: u64,
+    dropout: f64,
+) -> VlmOn<B> {
     let device = Default::default();
     TestBackend::seed(&device, init_seed);
-    let llm = QwenModel::<Train>::load(fixture("qwen2_tied"), &device).expect("qwen2_tied");
+    let llm = QwenModel::<B>::load(fixture("qwen2_tied"), &device).expect("qwen2_tied");
     let llm = if lora {
         let config = LoraConfig::new(
             4,
@@ -148,7 +159,7 @@ pub fn model_with_dropout(lora: bool, init_seed: u64, dropout: f64) -> Vlm {
 
 /// The loss the trainer minimises.
 pub fn loss(model: &Vlm, batch: TrainBatch<Train>) -> Result<CausalLmLoss<Train>, ModelError> {
-    Ok(model.forward_loss(batch.inputs, batch.labels)?.1)
+    model.forward_loss(batch.inputs, batch.labels)
 }
 
 /// A synthetic sample: a few prompt tokens, an image, a few answer tokens (supervised).
@@ -197,8 +208,16 @@ pub fn samples(n: usize, seed: u64, masked: Option<usize>) -> Vec<ToySample> {
 /// Right-pads samples into a batch.
 pub fn collate(
     samples: &[&ToySample],
-    device: &burn::tensor::Device<Train>,
+    device: &Device<Train>,
 ) -> Result<TrainBatch<Train>, TrainError> {
+    collate_on(samples, device)
+}
+
+/// [`collate`] on backend `B`.
+pub fn collate_on<B: Backend>(
+    samples: &[&ToySample],
+    device: &B::Device,
+) -> Result<TrainBatch<B>, TrainError> {
     let seq = samples.iter().map(|s| s.ids.len()).max().unwrap_or(1);
     let (mut ids, mut labels, mut mask, mut pixels) = (vec![], vec![], vec![], vec![]);
     for s in samples {
@@ -214,8 +233,7 @@ pub fn collate(
         pixels.extend_from_slice(&s.pixels);
     }
     let n = samples.len();
-    let int =
-        |v: Vec<i64>| Tensor::<Train, 2, Int>::from_data(TensorData::new(v, [n, seq]), device);
+    let int = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [n, seq]), device);
     let inputs = VlmBatch {
         input_ids: int(ids),
         attention_mask: Some(int(mask)),
@@ -227,8 +245,7 @@ pub fn collate(
     Ok(TrainBatch::new(inputs, int(labels)))
 }
 
-type Collate =
-    fn(&[&ToySample], &burn::tensor::Device<Train>) -> Result<TrainBatch<Train>, TrainError>;
+type Collate = fn(&[&ToySample], &Device<Train>) -> Result<TrainBatch<Train>, TrainError>;
 
 /// The samples served two at a time, shuffled by seed 3.
 pub fn data(samples: Vec<ToySample>) -> ShuffledData<ToySample, Collate> {
@@ -268,19 +285,19 @@ pub fn config(output_dir: &Path) -> TrainConfig {
 }
 
 /// Every float parameter's path and values.
-pub fn weights<M: Module<Train>>(model: &M) -> Vec<(String, Vec<f32>)> {
+pub fn weights<B: Backend, M: Module<B>>(model: &M) -> Vec<(String, Vec<f32>)> {
     struct Collect {
         path: Vec<String>,
         out: Vec<(String, Vec<f32>)>,
     }
-    impl ModuleVisitor<Train> for Collect {
+    impl<B: Backend> ModuleVisitor<B> for Collect {
         fn enter_module(&mut self, name: &str, _: &str) {
             self.path.push(name.to_string());
         }
         fn exit_module(&mut self, _: &str, _: &str) {
             self.path.pop();
         }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Train, D>>) {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             let values = param.val().into_data().iter::<f32>().collect();
             self.out.push((self.path.join("."), values));
         }

@@ -42,7 +42,8 @@ fn setup() -> Setup {
 
 fn train_step(c: &mut Criterion, s: &Setup) {
     let out = tempfile::tempdir().expect("a temporary folder");
-    let mut bench = TrainBench::<Train>::new(&s.config, &s.dirs, out.path(), false).expect("the VLM");
+    let mut bench =
+        TrainBench::<Train>::new(&s.config, &s.dirs, out.path(), false).expect("the VLM");
     c.bench_function("train_step", |b| {
         b.iter_custom(|iters| {
             let steps = bench.steps(iters as usize).expect("training steps");

@@ -159,8 +159,7 @@ fn train_batch<B: Backend<Device = Device<Inference>>>(config: &BenchConfig) -> 
         .enumerate()
         .map(|(i, &id)| if i % seq >= supervised_from { id } else { -100 })
         .collect();
-    let int =
-        |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [batch, seq]), &dev);
+    let int = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [batch, seq]), &dev);
     let inputs = VlmBatch {
         input_ids: int(ids),
         attention_mask: None,

@@ -70,8 +70,10 @@ def run_child(cmd: list, env: dict) -> dict:
     stderr = child.stderr.read().decode()
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{stderr[-3000:]}")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        why = f"killed by signal {-code} (out of memory?)" if code < 0 else f"status {code}"
+        sys.exit(f"{' '.join(cmd)} failed ({why}):\n{stderr[-3000:]}")
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     return {"peak_rss_kb": usage.ru_maxrss, "wall_s": round(wall, 1),
             "step_s": json.loads(lines[-1])["train_step"] if lines else None}
@@ -84,7 +86,8 @@ def main():
     parser.add_argument("--ours", type=Path, default=OURS, help="the bench_run binary")
     parser.add_argument("--threads", type=int, default=2, help="threads of both sides")
     parser.add_argument("--variants", help="comma-separated subset of: " + ", ".join(VARIANTS))
-    parser.add_argument("--out", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--out", type=Path,
+                        help="also write the results to this JSON file (kept between runs)")
     args = parser.parse_args()
     args.models.mkdir(parents=True, exist_ok=True)
     config = bench_config(args.ours, args.models / "bench_config.json")
@@ -96,7 +99,8 @@ def main():
         env[name] = str(args.threads)
     step = ["--figures", "train_step", "--iters", "1"]
     wanted = args.variants.split(",") if args.variants else list(VARIANTS)
-    results = {}
+    # Variants measured before (--variants runs a subset) stay in the --out file.
+    results = json.loads(args.out.read_text()) if args.out and args.out.is_file() else {}
     for name in wanted:
         side, flags = VARIANTS[name]
         if side == "ours":

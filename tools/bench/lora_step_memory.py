@@ -39,10 +39,10 @@ VISION_CONFIG = ROOT / "data" / "configs" / "google--siglip-so400m-patch14-384" 
 SEQUENCE = 1024
 
 VARIANTS = {
-    "vlm, chunked loss": ("ours", []),
-    "vlm, full-logits loss": ("ours", ["--full-logits-loss"]),
-    "vlm, chunked loss + checkpointing": ("ours", ["--gradient-checkpointing"]),
-    "vlm, full-logits loss + checkpointing": (
+    "vlm chunked loss": ("ours", []),
+    "vlm full-logits loss": ("ours", ["--full-logits-loss"]),
+    "vlm chunked loss + checkpointing": ("ours", ["--gradient-checkpointing"]),
+    "vlm full-logits loss + checkpointing": (
         "ours", ["--full-logits-loss", "--gradient-checkpointing"]),
     "PyTorch + peft": ("torch", []),
     "PyTorch + peft + checkpointing": ("torch", ["--gradient-checkpointing"]),

@@ -17,7 +17,7 @@ use common::figures::{
 };
 use common::models::{write_models, ModelDirs};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use vlm::backend::Inference;
+use vlm::backend::{Inference, Train};
 
 /// The config, and the model folders written into a temporary folder kept for the run.
 struct Setup {
@@ -42,7 +42,8 @@ fn setup() -> Setup {
 
 fn train_step(c: &mut Criterion, s: &Setup) {
     let out = tempfile::tempdir().expect("a temporary folder");
-    let mut bench = TrainBench::new(&s.config, &s.dirs, out.path()).expect("the VLM");
+    let mut bench =
+        TrainBench::<Train>::new(&s.config, &s.dirs, out.path(), false).expect("the VLM");
     c.bench_function("train_step", |b| {
         b.iter_custom(|iters| {
             let steps = bench.steps(iters as usize).expect("training steps");

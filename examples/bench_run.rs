@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use common::config::{BenchConfig, LlmDims, VisionDims, CONFIG_FILE};
 use common::figures::{
@@ -32,7 +33,7 @@ use common::figures::{
 };
 use common::models::{write_models, ModelDirs};
 use serde::{Deserialize, Serialize};
-use vlm::backend::{device, Inference};
+use vlm::backend::{device, CheckpointedTrain, Inference, Train};
 use vlm::hf::read_config;
 
 #[derive(Parser)]
@@ -55,6 +56,18 @@ struct Args {
     command: Command,
 }
 
+/// How `train_step` trains: what the memory figures compare.
+#[derive(clap::Args, Clone, Copy)]
+struct TrainStepOptions {
+    /// Recompute activations in the backward pass, as `train --gradient-checkpointing`.
+    #[arg(long)]
+    gradient_checkpointing: bool,
+    /// Compute the loss from full `[batch, seq, vocab]` logits instead of in chunks (the
+    /// form training used before; to measure what the chunked loss saves).
+    #[arg(long)]
+    full_logits_loss: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Writes the random-weight vision and LLM folders (`OUT/vision`, `OUT/llm`).
@@ -75,6 +88,8 @@ enum Command {
         /// Timed repetitions of each figure.
         #[arg(long, default_value_t = 3)]
         iters: usize,
+        #[command(flatten)]
+        train: TrainStepOptions,
     },
     /// Prints the config in use (after --llm-config / --vision-config) as a bench config file.
     ShowConfig,
@@ -112,9 +127,10 @@ fn run_command(args: Args) -> Result<(), Box<dyn Error>> {
             models,
             figures,
             iters,
+            train,
         } => {
             let wanted = figures.unwrap_or_else(|| all_figures(&config));
-            let results = run(&config, &ModelDirs::under(&models), &wanted, iters)?;
+            let results = run(&config, &ModelDirs::under(&models), &wanted, iters, train)?;
             println!("{}", serde_json::to_string(&results)?);
         }
         Command::ShowConfig => println!("{}", serde_json::to_string_pretty(&config)?),
@@ -267,14 +283,16 @@ fn run(
     dirs: &ModelDirs,
     wanted: &[String],
     iters: usize,
+    train: TrainStepOptions,
 ) -> BenchResult<BTreeMap<String, Vec<f64>>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut results = BTreeMap::new();
     if wanted.iter().any(|f| f == "train_step") {
-        let scratch = std::env::temp_dir().join(format!("vlm-bench-{}", std::process::id()));
-        let mut bench = TrainBench::new(config, dirs, &scratch)?;
-        results.insert("train_step".into(), bench.steps(iters)?);
-        std::fs::remove_dir_all(&scratch)?;
+        let seconds = match train.gradient_checkpointing {
+            true => train_steps::<CheckpointedTrain>(config, dirs, iters, train),
+            false => train_steps::<Train>(config, dirs, iters, train),
+        }?;
+        results.insert("train_step".into(), seconds);
     }
     let inference: Vec<&String> = wanted.iter().filter(|f| *f != "train_step").collect();
     if inference.is_empty() {
@@ -301,6 +319,20 @@ fn run(
         results.insert(figure.clone(), values);
     }
     Ok(results)
+}
+
+/// `train_step` on autodiff backend `B`: seconds per timed step.
+fn train_steps<B: AutodiffBackend<Device = Device<Inference>>>(
+    config: &BenchConfig,
+    dirs: &ModelDirs,
+    iters: usize,
+    options: TrainStepOptions,
+) -> BenchResult<Vec<f64>> {
+    let scratch = std::env::temp_dir().join(format!("vlm-bench-{}", std::process::id()));
+    let mut bench = TrainBench::<B>::new(config, dirs, &scratch, options.full_logits_loss)?;
+    let seconds = bench.steps(iters)?;
+    std::fs::remove_dir_all(&scratch)?;
+    Ok(seconds)
 }
 
 /// `decode_bN`: seconds per decode step at batch `N`.

@@ -192,7 +192,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let outcome = Trainer::new(
         train_config(&args),
         dev,
-        |m: &CnnVlm<Train>, b: TrainBatch<Train>| Ok(m.forward_loss(b.inputs, b.labels)?.1),
+        |m: &CnnVlm<Train>, b: TrainBatch<Train>| m.forward_loss(b.inputs, b.labels),
     )?
     .fit(model, &mut DatasetSource::new(dataset), Resume::No)?;
     println!(

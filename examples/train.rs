@@ -26,6 +26,9 @@
 //! `--llava DIR` continues a Hugging Face LLaVA folder (one `export` wrote, say) instead of
 //! `--llm` / `--vision`: its language model, tower, projector and image token.
 //! `--train-vision` trains the tower too; each checkpoint then holds it (`model/vision_tower/`).
+//! `--gradient-checkpointing` (TOML `gradient_checkpointing = true`) recomputes activations in
+//! the backward pass instead of keeping them (Burn's balanced checkpointing): less memory,
+//! more time, the same gradients.
 //!
 //! Settings come from `--config train.toml` (every key of `vlm_train::TrainConfig`), then the
 //! `--flags` (kebab-case; transformers' `TrainingArguments` spellings such as
@@ -44,11 +47,12 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Device;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
-use vlm::backend::{device, device_named, Train};
+use vlm::backend::{device, device_named, CheckpointedTrain, Inference, Train};
 use vlm::cli::checkpoint_path;
 use vlm::data::{ChatTemplate, Dataset, EncoderConfig, LoaderOptions, SampleEncoder, Tokenizer};
 use vlm::hf::{resolve_model_path, Precision};
@@ -172,7 +176,7 @@ fn projector_file(text: &str) -> Result<PathBuf, Box<dyn Error + Send + Sync>> {
 const PROJECTOR: ProjectorKind = ProjectorKind::Mlp2xGelu;
 
 /// The [`PROJECTOR`] from `vision`'s width to `llm`'s.
-fn projector_config(vision: &VisionTower<Train>, llm: &QwenModel<Train>) -> ProjectorConfig {
+fn projector_config<B: Backend>(vision: &VisionTower<B>, llm: &QwenModel<B>) -> ProjectorConfig {
     ProjectorConfig {
         kind: PROJECTOR,
         input_dim: vision.output_dim(),
@@ -210,8 +214,9 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), Box<dyn Error + Send + Sy
     let peers = Peer::local_peers(&config)?;
     let resume = &resume;
     let stop = stop_on_signals()?;
-    let summaries = run_local_peers(peers, |peer| {
-        train_peer(&args, &config, resume.clone(), peer, stop.clone())
+    let summaries = run_local_peers(peers, |peer| match config.gradient_checkpointing {
+        true => train_peer::<CheckpointedTrain>(&args, &config, resume.clone(), peer, stop.clone()),
+        false => train_peer::<Train>(&args, &config, resume.clone(), peer, stop.clone()),
     })?;
     for summary in summaries.iter().flatten() {
         println!("{summary}");
@@ -298,8 +303,9 @@ fn resumed(
 
 /// Trains as data-parallel `peer` (the only one without `--devices` / `--num_nodes`): loads
 /// the model on the peer's device and reads the peer's shard of every global batch. The
-/// main peer's summary line comes back.
-fn train_peer(
+/// main peer's summary line comes back. `B` is [`Train`], or [`CheckpointedTrain`] with
+/// `gradient_checkpointing`.
+fn train_peer<B: AutodiffBackend<Device = Device<Inference>>>(
     args: &Program,
     config: &TrainConfig,
     resume: Resume,
@@ -320,7 +326,7 @@ fn train_peer(
     let (vision, tower, llm_dir) = (base.vision, base.tower, base.llm_dir);
     // Every draw of the run comes from the seed: the adapters' and the projector's initial
     // weights here, dropout and the data order in the trainer.
-    Train::seed(&dev, config.seed);
+    B::seed(&dev, config.seed);
     let (llm, lora) = attach_lora(base.llm, &config)?;
     let lora = lora.map(|lora| lora.with_base_model(llm_dir.display().to_string()));
 
@@ -387,7 +393,7 @@ fn train_peer(
         tokenizer: tokenizer_file,
     };
     let program = serde_json::to_vec_pretty(args)?;
-    let export = |model: &QwenVlm<Train>, dir: &Path| {
+    let export = |model: &QwenVlm<B>, dir: &Path| {
         let path = dir.join(PROGRAM_FILE);
         std::fs::write(&path, &program).map_err(|e| TrainError::Checkpoint {
             path: path.clone(),
@@ -395,7 +401,7 @@ fn train_peer(
         })?;
         export_checkpoint(model, dir, &recorded)
     };
-    let loss = |m: &QwenVlm<Train>, b: TrainBatch<Train>| Ok(m.forward_loss(b.inputs, b.labels)?.1);
+    let loss = |m: &QwenVlm<B>, b: TrainBatch<B>| m.forward_loss(b.inputs, b.labels);
     let outcome = Trainer::new(config, dev, loss)?
         .with_export(export)
         .with_peer(peer)
@@ -458,8 +464,8 @@ struct Recorded {
 /// Writes the `vlm-model` checkpoint into `dir/model`: projector, config and a copy of the
 /// tokenizer (so `chat`, `serve` and `eval` need no `--tokenizer`), plus the PEFT adapter
 /// (LoRA) or the merged language model (full).
-fn export_checkpoint(
-    model: &QwenVlm<Train>,
+fn export_checkpoint<B: Backend>(
+    model: &QwenVlm<B>,
     dir: &Path,
     recorded: &Recorded,
 ) -> Result<(), TrainError> {
@@ -511,24 +517,24 @@ const VISION_TOWER_DIR: &str = "vision_tower";
 
 /// What a run starts from, before LoRA and the projector: the tower, the language model and
 /// where they came from; with `--llava`, also the folder's projector and image token id.
-struct BaseModel {
-    vision: VisionTower<Train>,
-    llm: QwenModel<Train>,
+struct BaseModel<B: Backend> {
+    vision: VisionTower<B>,
+    llm: QwenModel<B>,
     /// How checkpoints record the tower.
     tower: VisionTowerConfig,
     /// The base language model folder (a LLaVA folder's language model is read from it).
     llm_dir: PathBuf,
     /// The LLaVA folder's projector and image token id.
-    projector: Option<(AnyProjector<Train>, u32)>,
+    projector: Option<(AnyProjector<B>, u32)>,
 }
 
-impl BaseModel {
+impl<B: Backend> BaseModel<B> {
     /// `--llm` and `--vision` with the feature selection flags, each loaded in the type
     /// `config` keeps it in (a frozen part in `--dtype`, without an f32 copy).
     fn separate(
         args: &Program,
         config: &TrainConfig,
-        dev: &burn::tensor::Device<Train>,
+        dev: &B::Device,
     ) -> Result<Self, Box<dyn Error + Send + Sync>> {
         let llm_dir = absolute(args.llm.as_deref().ok_or("--llm is required")?)?;
         let vision_dir = absolute(args.vision.as_deref().ok_or("--vision is required")?)?;
@@ -543,14 +549,14 @@ impl BaseModel {
             feature_layer: args.vision_feature_layer,
             feature_strategy,
         };
-        let vision = VisionTower::<Train>::load(
+        let vision = VisionTower::<B>::load(
             &tower.path,
             tower.weight_prefix.as_deref(),
             tower.selection(),
-            config.precision_of(Some(Role::Vision)).on::<Train>(dev)?,
+            config.precision_of(Some(Role::Vision)).on::<B>(dev)?,
         )?;
         let llm_type = config.precision_of(Some(Role::LanguageModel));
-        let llm = QwenModel::<Train>::load(&llm_dir, llm_type.on::<Train>(dev)?)?;
+        let llm = QwenModel::<B>::load(&llm_dir, llm_type.on::<B>(dev)?)?;
         Ok(Self {
             vision,
             llm,
@@ -565,10 +571,10 @@ impl BaseModel {
     fn llava(
         dir: &Path,
         config: &TrainConfig,
-        dev: &burn::tensor::Device<Train>,
+        dev: &B::Device,
     ) -> Result<Self, Box<dyn Error + Send + Sync>> {
         let llm_type = config.precision_of(Some(Role::LanguageModel));
-        let model = load_llava_hf::<Train>(dir, llm_type.on::<Train>(dev)?)?;
+        let model = load_llava_hf::<B>(dir, llm_type.on::<B>(dev)?)?;
         let projector = (model.projector().clone(), model.image_token_id());
         Ok(Self {
             vision: model.vision().clone(),

@@ -17,6 +17,7 @@
 //! logits differ from the full forward by up to 4.5 on Wgpu; README "Backends"), while the
 //! unfused backend matches transformers within 3e-6.
 
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::backend::Autodiff;
 
 #[cfg(feature = "cuda")]
@@ -54,6 +55,12 @@ pub const NATIVE_HALF: bool = cfg!(any(feature = "cuda", feature = "wgpu"));
 
 /// Backend for training: [`Inference`] with reverse-mode autodiff.
 pub type Train = Autodiff<Inference>;
+
+/// [`Train`] with gradient checkpointing (`--gradient-checkpointing`): Burn's balanced
+/// strategy keeps the outputs of compute-bound operations (matmuls) for the backward pass but
+/// recomputes those of memory-bound ones (element-wise ops, activations, norms) from their
+/// inputs when the backward pass needs them, so fewer activations stay alive.
+pub type CheckpointedTrain = Autodiff<Inference, BalancedCheckpointing>;
 
 /// The default device of the selected backend (the first GPU, or the CPU).
 pub fn device() -> burn::tensor::Device<Inference> {

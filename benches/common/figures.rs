@@ -6,13 +6,15 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use vlm::backend::{device, Inference, Train};
+use vlm::backend::{device, Inference};
 use vlm::hf::PreprocessorConfig;
 use vlm::image::ImageProcessor;
 use vlm::lora::TargetModules;
-use vlm::model::{ProjectorKind, QwenVlm, VisionLanguageModel, VisionTower, VlmBatch};
+use vlm::model::{
+    causal_lm_loss, ProjectorKind, QwenVlm, VisionLanguageModel, VisionTower, VlmBatch,
+};
 use vlm::qwen::{GenerationConfig, QwenModel};
 use vlm::train::{
     attach_lora, LrSchedule, Resume, ShuffledData, TrainBatch, TrainConfig, TrainMode, Trainer,
@@ -44,21 +46,32 @@ pub fn load_vision<B: Backend>(dirs: &ModelDirs, dev: &B::Device) -> BenchResult
 }
 
 /// The training step: the VLM (frozen tower, MLP projector, LoRA on the LLM) and one fixed
-/// batch, stepped by `vlm-train`'s [`Trainer`].
-pub struct TrainBench {
-    model: Option<QwenVlm<Train>>,
-    batch: TrainBatch<Train>,
+/// batch, stepped by `vlm-train`'s [`Trainer`] on autodiff backend `B`
+/// ([`Train`](vlm::backend::Train), or [`CheckpointedTrain`](vlm::backend::CheckpointedTrain)
+/// as `train --gradient-checkpointing` runs).
+pub struct TrainBench<B: AutodiffBackend> {
+    model: Option<QwenVlm<B>>,
+    batch: TrainBatch<B>,
     config: TrainConfig,
+    full_logits: bool,
 }
 
-impl TrainBench {
+impl<B: AutodiffBackend<Device = Device<Inference>>> TrainBench<B> {
     /// Loads the models of `dirs` as the `train` program does; the trainer writes its logs
-    /// under `out`.
-    pub fn new(config: &BenchConfig, dirs: &ModelDirs, out: &Path) -> BenchResult<Self> {
+    /// under `out`. With `full_logits`, the loss is computed from full `[batch, seq, vocab]`
+    /// logits ([`causal_lm_loss`] of [`forward`](VisionLanguageModel::forward)) instead of by
+    /// `forward_loss`'s chunks: the form training used before, kept to measure what the
+    /// chunked loss saves.
+    pub fn new(
+        config: &BenchConfig,
+        dirs: &ModelDirs,
+        out: &Path,
+        full_logits: bool,
+    ) -> BenchResult<Self> {
         let dev = device();
         let train_config = train_config(config, out.to_path_buf());
-        let vision = load_vision::<Train>(dirs, &dev)?;
-        let (llm, _) = attach_lora(QwenModel::<Train>::load(&dirs.llm, &dev)?, &train_config)?;
+        let vision = load_vision::<B>(dirs, &dev)?;
+        let (llm, _) = attach_lora(QwenModel::<B>::load(&dirs.llm, &dev)?, &train_config)?;
         let kind = ProjectorKind::Mlp2xGelu;
         let image_token_id = config.image_token_id();
         let model =
@@ -67,6 +80,7 @@ impl TrainBench {
             model: Some(model),
             batch: train_batch(config),
             config: train_config,
+            full_logits,
         })
     }
 
@@ -80,10 +94,13 @@ impl TrainBench {
         };
         let batch = self.batch.clone();
         let size = config.per_device_train_batch_size;
-        let collate = move |_: &[&()], _: &Device<Train>| Ok(batch.clone());
+        let collate = move |_: &[&()], _: &Device<B>| Ok(batch.clone());
         let mut data = ShuffledData::new(vec![(); size], size, 0, collate);
-        let loss =
-            |m: &QwenVlm<Train>, b: TrainBatch<Train>| Ok(m.forward_loss(b.inputs, b.labels)?.1);
+        let full_logits = self.full_logits;
+        let loss = move |m: &QwenVlm<B>, b: TrainBatch<B>| match full_logits {
+            true => causal_lm_loss(m.forward(b.inputs)?, b.labels),
+            false => m.forward_loss(b.inputs, b.labels),
+        };
         let mut ends = vec![Instant::now()];
         let outcome = Trainer::new(config, device(), loss)?
             .on_step(|_| ends.push(Instant::now()))
@@ -129,7 +146,7 @@ fn train_config(config: &BenchConfig, output_dir: PathBuf) -> TrainConfig {
 
 /// The training batch: [`sample_ids`] per sample, labels on the text after the image, random
 /// pixels.
-fn train_batch(config: &BenchConfig) -> TrainBatch<Train> {
+fn train_batch<B: Backend<Device = Device<Inference>>>(config: &BenchConfig) -> TrainBatch<B> {
     let dev = device();
     let (batch, seq) = (config.train.batch_size, config.sequence_len());
     let ids: Vec<i64> = (0..batch)
@@ -142,12 +159,11 @@ fn train_batch(config: &BenchConfig) -> TrainBatch<Train> {
         .enumerate()
         .map(|(i, &id)| if i % seq >= supervised_from { id } else { -100 })
         .collect();
-    let int =
-        |v: Vec<i64>| Tensor::<Train, 2, Int>::from_data(TensorData::new(v, [batch, seq]), &dev);
+    let int = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [batch, seq]), &dev);
     let inputs = VlmBatch {
         input_ids: int(ids),
         attention_mask: None,
-        pixel_values: Some(pixels::<Train>(config, batch)),
+        pixel_values: Some(pixels::<B>(config, batch)),
     };
     TrainBatch::new(inputs, int(labels))
 }

@@ -143,7 +143,7 @@ def timed(iters, work, sync):
 class TrainStep:
     """LoRA on the LLM + MLP projector, frozen tower, AdamW, clipping: the seed's recipe."""
 
-    def __init__(self, torch, config, models, device):
+    def __init__(self, torch, config, models, device, checkpointing=False):
         from peft import LoraConfig, get_peft_model
         from transformers import Qwen2ForCausalLM, SiglipVisionModel
 
@@ -151,6 +151,10 @@ class TrainStep:
         self.vision = SiglipVisionModel.from_pretrained(models / "vision").eval().to(device)
         self.vision.requires_grad_(False)
         llm = Qwen2ForCausalLM.from_pretrained(models / "llm").to(device)
+        if checkpointing:
+            # transformers checkpoints the decoder layers only in training mode.
+            llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            llm.train()
         lora = LoraConfig(r=train["lora_rank"], lora_alpha=train["lora_alpha"], lora_dropout=0.0,
                           target_modules=train["lora_targets"])
         self.llm = get_peft_model(llm, lora)
@@ -229,8 +233,8 @@ def torch_worker(args):
         + [f"decode_b{b}" for b in figures_cfg["decode_batches"]] + ["preprocess"])
     results = {}
     if "train_step" in wanted:
-        results["train_step"] = timed(args.iters, TrainStep(torch, config, models, device).step,
-                                      sync)
+        step = TrainStep(torch, config, models, device, args.gradient_checkpointing).step
+        results["train_step"] = timed(args.iters, step, sync)
     if all(name == "train_step" for name in wanted):
         print(json.dumps(results))
         return
@@ -286,6 +290,9 @@ def main():
                         help="run only the PyTorch side, print its timings as JSON")
     parser.add_argument("--device", default="cpu",
                         help="torch device of --torch-worker (cpu, cuda, cuda:N)")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="--torch-worker's train_step recomputes the decoder layers' "
+                             "activations in the backward pass")
     args = parser.parse_args()
     if args.torch_worker:
         torch_worker(args)

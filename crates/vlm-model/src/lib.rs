@@ -36,7 +36,8 @@
 //! named by the same [`LlavaLayout`] the loader detects.
 //!
 //! Training computes [`VisionLanguageModel::forward_loss`] (Hugging Face's shifted, mean
-//! cross-entropy with the supervised-token count) on an autodiff backend; a checkpoint
+//! cross-entropy with the supervised-token count, from the last hidden state a chunk of
+//! positions at a time, never as full logits) on an autodiff backend; a checkpoint
 //! ([`VisionLanguageModel::save_checkpoint`], [`load_checkpoint`]) stores what training
 //! changes, the projector, the language model's LoRA adapters (a PEFT folder `adapter/`) and
 //! `vlm_config.json`, written atomically.
@@ -80,7 +81,7 @@ pub use feature_cache::ImageFeatureCache;
 pub use llava::{
     llava_vision_tower, load_language_model, load_llava_hf, LlavaLayout, TransformersLayout,
 };
-pub use loss::{causal_lm_loss, CausalLmLoss};
+pub use loss::{causal_lm_loss, chunked_causal_lm_loss, loss_chunk_rows, CausalLmLoss};
 pub use model::VisionLanguageModel;
 pub use projector::{
     AnyProjector, MlpProjector, PersistentProjector, PixelShuffleProjector, Projector,
@@ -88,4 +89,4 @@ pub use projector::{
 };
 pub use roles::{ParamRoles, Role, RoleModel};
 pub use vision_tower::VisionTower;
-pub use vlm_qwen::{inferred_lora_config, LanguageModel};
+pub use vlm_qwen::{inferred_lora_config, LanguageModel, LmHead};

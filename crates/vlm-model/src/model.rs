@@ -10,7 +10,7 @@ use vlm_qwen::position_ids_from_mask;
 use vlm_vision::VisionEncoder;
 
 use crate::batch::read_together;
-use crate::loss::{causal_lm_loss_read, CausalLmLoss};
+use crate::loss::{hidden_causal_lm_loss, loss_chunk_rows, CausalLmLoss};
 use crate::splice::SplicePlan;
 use crate::{
     AnyProjector, LanguageInputs, LanguageModel, ModelError, ParamRoles, Projector,
@@ -233,38 +233,47 @@ where
 
     /// Logits `[batch, seq, vocab]` of a batch of prompts with images.
     pub fn forward(&self, batch: VlmBatch<B>) -> Result<Tensor<B, 3>, ModelError> {
-        self.logits(self.prepare(batch)?)
+        Ok(self.language_model.logits(self.last_hidden_state(batch)?))
     }
 
-    /// Logits and the shifted cross-entropy against `labels` `[batch, seq]` (-100 where
-    /// nothing is learned: prompt, image and padding positions); see
-    /// [`causal_lm_loss`](crate::causal_lm_loss).
+    /// The language model's last hidden state `[batch, seq, hidden]` of a batch of prompts
+    /// with images: what [`forward`](Self::forward) applies the LM head to.
+    pub fn last_hidden_state(&self, batch: VlmBatch<B>) -> Result<Tensor<B, 3>, ModelError> {
+        self.hidden(self.prepare(batch)?)
+    }
+
+    /// The shifted cross-entropy against `labels` `[batch, seq]` (-100 where nothing is
+    /// learned: prompt, image and padding positions), as
+    /// [`causal_lm_loss`](crate::causal_lm_loss) of the logits would give it, computed by
+    /// [`chunked_causal_lm_loss`](crate::chunked_causal_lm_loss) so that training never
+    /// holds `[batch, seq, vocab]` logits.
     ///
     /// Reads the batch back to the host once: the ids (for the splice) and the labels (for
-    /// the loss's token count) together.
+    /// the loss's targets) together.
     pub fn forward_loss(
         &self,
         batch: VlmBatch<B>,
         labels: Tensor<B, 2, Int>,
-    ) -> Result<(Tensor<B, 3>, CausalLmLoss<B>), ModelError> {
+    ) -> Result<CausalLmLoss<B>, ModelError> {
+        let label_dims = labels.dims();
         let (ids, host_labels) = match read_together(&batch.input_ids, &labels) {
-            Some((ids, labels)) if !ids.is_empty() => (Some(ids), Some(labels)),
-            _ => (None, None),
+            Some((ids, host_labels)) if !ids.is_empty() => (Some(ids), host_labels),
+            _ => (None, labels.to_data().iter::<i64>().collect()),
         };
-        let logits = self.logits(self.prepare_read(batch, ids)?)?;
-        let loss = causal_lm_loss_read(logits.clone(), labels, host_labels)?;
-        Ok((logits, loss))
+        let hidden = self.hidden(self.prepare_read(batch, ids)?)?;
+        let head = self.language_model.lm_head();
+        let rows_per_chunk = loss_chunk_rows(head.vocab_size());
+        hidden_causal_lm_loss(hidden, &head, label_dims, &host_labels, rows_per_chunk)
     }
 
-    /// The language model's logits of its prepared inputs.
-    fn logits(&self, inputs: LanguageInputs<B>) -> Result<Tensor<B, 3>, ModelError> {
-        let hidden = self.language_model.forward_hidden(
+    /// The language model's last hidden state of its prepared inputs.
+    fn hidden(&self, inputs: LanguageInputs<B>) -> Result<Tensor<B, 3>, ModelError> {
+        Ok(self.language_model.forward_hidden(
             inputs.inputs_embeds,
             inputs.attention_mask,
             inputs.position_ids,
             None,
-        )?;
-        Ok(self.language_model.logits(hidden))
+        )?)
     }
 }
 

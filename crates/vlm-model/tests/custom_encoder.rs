@@ -164,7 +164,7 @@ fn a_user_encoder_runs_forward_loss_and_generation() {
                 .collect()
         })
         .collect();
-    let (_, loss) = model
+    let loss = model
         .forward_loss(batch.clone(), ids_tensor(&labels))
         .expect("loss");
     assert_eq!(loss.supervised_tokens, 4);
@@ -242,7 +242,7 @@ fn the_loss_trains_the_projector() {
         .collect();
     let labels: Tensor<Train, 2, Int> =
         Tensor::from_data(ids_tensor(&labels).into_data(), &device());
-    let (_, loss) = model.forward_loss(batch::<Train>(), labels).expect("loss");
+    let loss = model.forward_loss(batch::<Train>(), labels).expect("loss");
     let grads = loss.loss.backward();
     let mut audit = WithGradient::<Train> {
         grads: &grads,

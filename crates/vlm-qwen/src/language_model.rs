@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use vlm_lora::{adapted_modules, AdaptableModel, LoraConfig, TargetModules};
 
-use crate::{KvCache, QwenError, QwenModel};
+use crate::{KvCache, LmHead, QwenError, QwenModel};
 
 /// A causal language model that can run from input embeddings, which is what splicing image
 /// features into a prompt requires.
@@ -43,6 +43,11 @@ pub trait LanguageModel<B: Backend>: Module<B> {
 
     /// Logits `[batch, seq, vocab]` of hidden states `[batch, seq, hidden]`.
     fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3>;
+
+    /// The LM head that [`logits`](Self::logits) applies, as a matrix: what a training loss
+    /// computed from the last hidden state takes, a few positions at a time, instead of full
+    /// `[batch, seq, vocab]` logits.
+    fn lm_head(&self) -> LmHead<B>;
 
     /// An empty cache.
     fn new_cache(&self) -> Self::Cache;
@@ -121,6 +126,10 @@ impl<B: Backend> LanguageModel<B> for QwenModel<B> {
 
     fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         QwenModel::logits(self, hidden)
+    }
+
+    fn lm_head(&self) -> LmHead<B> {
+        QwenModel::lm_head(self)
     }
 
     fn new_cache(&self) -> KvCache<B> {

@@ -10,6 +10,7 @@ use vlm_hf::WeightStore;
 
 use crate::cache::KvCache;
 use crate::decoder::QwenDecoder;
+use crate::head::{vocab_blocks, LmHead};
 use crate::inputs::ForwardInputs;
 use crate::load::{KeyMap, Loader};
 use crate::names::LM_HEAD;
@@ -184,6 +185,27 @@ impl<B: Backend> QwenModel<B> {
         }
     }
 
+    /// The LM head as a matrix `[hidden, vocab]` (a view of the tied token embedding, or
+    /// the linear layer's weight) and its bias, for a loss that applies it to a few positions
+    /// at a time; on an autodiff backend, gradients flow back into the parameters.
+    pub fn lm_head(&self) -> LmHead<B> {
+        match &self.lm_head {
+            Some(head) => LmHead {
+                weight: head.weight.val(),
+                bias: head.bias.as_ref().map(|bias| bias.val()),
+                weight_trained: head.weight.val().is_require_grad(),
+            },
+            None => {
+                let table = self.model.embed_tokens.weight.val();
+                LmHead {
+                    weight_trained: table.is_require_grad(),
+                    weight: table.transpose(),
+                    bias: None,
+                }
+            }
+        }
+    }
+
     fn check_ids(&self, input_ids: &Tensor<B, 2, Int>) -> Result<(), QwenError> {
         if input_ids.dims().contains(&0) {
             return Err(QwenError::InvalidInput(format!(
@@ -212,26 +234,15 @@ impl<B: Backend> QwenModel<B> {
     }
 }
 
-/// Vocabulary entries per block of [`blockwise_head`].
-const HEAD_BLOCK: usize = 16_384;
-
 /// `hidden` `[batch, seq, width]` times the head `[width, vocab]` (a view of the tied
-/// table or a linear's weight) one block of [`HEAD_BLOCK`] vocabulary entries at a time.
-///
-/// Burn's CPU backend multiplies bf16 matrices by copying both operands into contiguous f32
-/// buffers: in one matmul that is a transient of twice the head's own size per call (545 MB
-/// for Qwen2.5-0.5B's tied table), more than a half-precision model saves. Per block it is a
-/// few tens of MB; every logit is still one dot product over `width`.
+/// table or a linear's weight) one block of vocabulary entries at a time (see
+/// [`vocab_blocks`], which says why).
 fn blockwise_head<B: Backend>(hidden: Tensor<B, 3>, head: Tensor<B, 2>) -> Tensor<B, 3> {
     let [batch, seq, width] = hidden.dims();
     let [_, vocab] = head.dims();
     let rows = hidden.reshape([batch * seq, width]);
-    let blocks = (0..vocab)
-        .step_by(HEAD_BLOCK)
-        .map(|start| {
-            let block = head.clone().narrow(1, start, HEAD_BLOCK.min(vocab - start));
-            rows.clone().matmul(block)
-        })
+    let blocks = vocab_blocks(&head)
+        .map(|block| rows.clone().matmul(block))
         .collect();
     Tensor::cat(blocks, 1).reshape([batch, seq, vocab])
 }

@@ -79,7 +79,7 @@ pub fn train_llava<B: AutodiffBackend>(
     let batch_size = config.per_device_train_batch_size;
     let collate = move |batch: &[&TrainSample], dev: &B::Device| llava_batch(batch, pad, dev);
     let mut data = ShuffledData::new(samples, batch_size, 0, collate);
-    let loss = |m: &TinyVlm<B>, b: TrainBatch<B>| Ok(m.forward_loss(b.inputs, b.labels)?.1);
+    let loss = |m: &TinyVlm<B>, b: TrainBatch<B>| m.forward_loss(b.inputs, b.labels);
     Trainer::new(config, device.clone(), loss)?.fit(model, &mut data, Resume::No)
 }
 

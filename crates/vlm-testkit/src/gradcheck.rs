@@ -16,8 +16,8 @@ pub const REL_TOL: f64 = 2e-2;
 /// Below this size a finite difference is compared absolutely (round-off dominates).
 pub const FLOOR: f64 = 1e-3;
 
-/// One float parameter of a module: its module path, id and flat row-major gradient
-/// (`None` when it received none).
+/// One float parameter of a module: its module path, id and flat row-major gradient, widened
+/// to f32 from a half-precision parameter's (`None` when it received none).
 #[derive(Debug, Clone)]
 pub struct ParamGradient {
     /// Dotted module path, e.g. `layers.0.self_attn.q_proj.weight`.
@@ -69,7 +69,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_, B> {
         let grad = param
             .val()
             .grad(self.grads)
-            .map(|g| g.into_data().into_vec::<f32>().expect("f32 gradient"));
+            .map(|g| g.into_data().iter::<f32>().collect());
         self.params.push(ParamGradient {
             path,
             id: param.id,

@@ -115,6 +115,10 @@ pub struct TrainConfig {
     pub lr_scheduler_type: LrSchedule,
     /// Global gradient-norm clipping threshold; 0 turns clipping off.
     pub max_grad_norm: f64,
+    /// Recompute activations in the backward pass instead of keeping them all (Burn's
+    /// balanced checkpointing strategy): less memory, more time, the same gradients. Read by
+    /// the program, which picks its autodiff backend by it.
+    pub gradient_checkpointing: bool,
     /// Checkpoint every this many optimizer steps (and at the end); 0: only at the end.
     pub save_steps: usize,
     /// Keep at most this many checkpoints, deleting the oldest; absent: keep all.
@@ -172,6 +176,7 @@ impl Default for TrainConfig {
             warmup_steps: 0,
             lr_scheduler_type: LrSchedule::Cosine,
             max_grad_norm: 1.0,
+            gradient_checkpointing: false,
             save_steps: 500,
             save_total_limit: Some(3),
             logging_steps: 10,
@@ -463,6 +468,7 @@ impl TrainConfig {
             warmup_steps,
             lr_scheduler_type,
             max_grad_norm,
+            gradient_checkpointing,
             save_steps,
             logging_steps,
             seed,
@@ -499,7 +505,8 @@ impl TrainConfig {
     }
 }
 
-/// The settings a resumed run may change: how long it runs and what it logs and keeps.
+/// The settings a resumed run may change: how long it runs, what it logs and keeps, and
+/// whether it recomputes activations (which changes memory and time, not the gradients).
 /// Everything else (model, data, optimizer, seed) must stay what the checkpoint trained with.
 pub const RESUMABLE_SETTINGS: &[&str] = &[
     "max_steps",
@@ -509,6 +516,7 @@ pub const RESUMABLE_SETTINGS: &[&str] = &[
     "save_total_limit",
     "disable_progress_bar",
     "collective_timeout_s",
+    "gradient_checkpointing",
 ];
 
 impl TrainConfig {
@@ -640,6 +648,10 @@ pub struct TrainArgs {
     /// Global gradient-norm clipping, 0: off [default: 1.0].
     #[arg(long, alias = "max_grad_norm")]
     pub max_grad_norm: Option<f64>,
+    /// Recompute activations in the backward pass: less memory, more time, the same
+    /// gradients [default: false].
+    #[arg(long, alias = "gradient_checkpointing", num_args = 0..=1, default_missing_value = "true")]
+    pub gradient_checkpointing: Option<bool>,
     /// Checkpoint every N steps, 0: only at the end [default: 500].
     #[arg(long, alias = "save_steps")]
     pub save_steps: Option<usize>,

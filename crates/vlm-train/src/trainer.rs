@@ -32,7 +32,7 @@ use log::StepLog;
 
 /// The loss the loop minimises: the mean cross-entropy of a batch over its supervised
 /// tokens, and their count. For a `VisionLanguageModel`:
-/// `|model, batch| Ok(model.forward_loss(batch.inputs, batch.labels)?.1)`.
+/// `|model, batch| model.forward_loss(batch.inputs, batch.labels)`.
 pub type LossFn<'a, B, M> =
     Box<dyn Fn(&M, TrainBatch<B>) -> Result<CausalLmLoss<B>, ModelError> + 'a>;
 

@@ -319,3 +319,18 @@ fn dtype_comes_from_the_file_or_the_flag_and_decides_what_stays_half() {
     );
     assert!(Cli::try_parse_from(["train", "--dtype", "fp8"]).is_err());
 }
+
+#[test]
+fn gradient_checkpointing_is_a_toml_key_a_flag_and_may_change_on_resume() {
+    assert!(!TrainConfig::default().gradient_checkpointing);
+    let file = TrainConfig::from_toml_str("gradient_checkpointing = true").expect("valid");
+    assert!(file.gradient_checkpointing);
+    for flag in ["--gradient-checkpointing", "--gradient_checkpointing"] {
+        let cli = Cli::parse_from(["train", flag]);
+        let config = TrainConfig::default().with_args(&cli.train).expect("valid");
+        assert!(config.gradient_checkpointing, "{flag}");
+    }
+    let off = Cli::parse_from(["train", "--gradient-checkpointing", "false"]);
+    let resumed = file.resumed_with(&off.train).expect("resumable");
+    assert!(!resumed.gradient_checkpointing);
+}

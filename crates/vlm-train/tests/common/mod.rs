@@ -9,8 +9,8 @@ use std::sync::{Mutex, MutexGuard};
 use burn::backend::Autodiff;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use vlm_hf::{ImageSize, Precision, PreprocessorConfig};
 use vlm_lora::{LoraConfig, TargetModules};
 use vlm_model::{CausalLmLoss, MlpProjector, ModelError, VisionLanguageModel, VlmBatch};
@@ -108,9 +108,11 @@ impl<B: Backend> VisionEncoder<B> for LinearPatches<B> {
     }
 }
 
+/// The test VLM on autodiff backend `B`.
+pub type VlmOn<B> = VisionLanguageModel<B, LinearPatches<B>, MlpProjector<B>, QwenModel<B>>;
+
 /// The test VLM.
-pub type Vlm =
-    VisionLanguageModel<Train, LinearPatches<Train>, MlpProjector<Train>, QwenModel<Train>>;
+pub type Vlm = VlmOn<Train>;
 
 /// Tests that draw from the backend's global random generator (model initialisation,
 /// dropout) hold this lock, so that tests running in parallel threads do not interleave
@@ -129,18 +131,30 @@ pub fn model(lora: bool, init_seed: u64) -> Vlm {
 
 /// [`model`] with the adapters' dropout `dropout`.
 pub fn model_with_dropout(lora: bool, init_seed: u64, dropout: f64) -> Vlm {
+    model_on(lora, init_seed, dropout)
+}
+
+/// [`model_with_dropout`] on autodiff backend `B`.
+pub fn model_on<B: AutodiffBackend<Device = Device<TestBackend>>>(
+    lora: bool,
+    init_seed: u64,
+    dropout: f64,
+) -> VlmOn<B> {
     model_in(Precision::F32, lora, init_seed, dropout)
 }
 
-/// [`model_with_dropout`] with the language model loaded in `precision` (the adapters and
-/// the projector are made in f32 whatever it is; the toy tower too, `apply_mode` casts it).
-pub fn model_in(precision: Precision, lora: bool, init_seed: u64, dropout: f64) -> Vlm {
+/// [`model_on`] with the language model loaded in `precision` (the adapters and the
+/// projector are made in f32 whatever it is; the toy tower too, `apply_mode` casts it).
+pub fn model_in<B: AutodiffBackend<Device = Device<TestBackend>>>(
+    precision: Precision,
+    lora: bool,
+    init_seed: u64,
+    dropout: f64,
+) -> VlmOn<B> {
     let device = Default::default();
     TestBackend::seed(&device, init_seed);
-    let options = precision
-        .on::<Train>(&device)
-        .expect("the test backend takes it");
-    let llm = QwenModel::<Train>::load(fixture("qwen2_tied"), options).expect("qwen2_tied");
+    let options = precision.on::<B>(&device).expect("the test backend takes it");
+    let llm = QwenModel::<B>::load(fixture("qwen2_tied"), options).expect("qwen2_tied");
     let llm = if lora {
         let config = LoraConfig::new(
             4,
@@ -159,7 +173,7 @@ pub fn model_in(precision: Precision, lora: bool, init_seed: u64, dropout: f64) 
 
 /// The loss the trainer minimises.
 pub fn loss(model: &Vlm, batch: TrainBatch<Train>) -> Result<CausalLmLoss<Train>, ModelError> {
-    Ok(model.forward_loss(batch.inputs, batch.labels)?.1)
+    model.forward_loss(batch.inputs, batch.labels)
 }
 
 /// A synthetic sample: a few prompt tokens, an image, a few answer tokens (supervised).
@@ -208,8 +222,16 @@ pub fn samples(n: usize, seed: u64, masked: Option<usize>) -> Vec<ToySample> {
 /// Right-pads samples into a batch.
 pub fn collate(
     samples: &[&ToySample],
-    device: &burn::tensor::Device<Train>,
+    device: &Device<Train>,
 ) -> Result<TrainBatch<Train>, TrainError> {
+    collate_on(samples, device)
+}
+
+/// [`collate`] on backend `B`.
+pub fn collate_on<B: Backend>(
+    samples: &[&ToySample],
+    device: &B::Device,
+) -> Result<TrainBatch<B>, TrainError> {
     let seq = samples.iter().map(|s| s.ids.len()).max().unwrap_or(1);
     let (mut ids, mut labels, mut mask, mut pixels) = (vec![], vec![], vec![], vec![]);
     for s in samples {
@@ -225,8 +247,7 @@ pub fn collate(
         pixels.extend_from_slice(&s.pixels);
     }
     let n = samples.len();
-    let int =
-        |v: Vec<i64>| Tensor::<Train, 2, Int>::from_data(TensorData::new(v, [n, seq]), device);
+    let int = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [n, seq]), device);
     let inputs = VlmBatch {
         input_ids: int(ids),
         attention_mask: Some(int(mask)),
@@ -238,8 +259,7 @@ pub fn collate(
     Ok(TrainBatch::new(inputs, int(labels)))
 }
 
-type Collate =
-    fn(&[&ToySample], &burn::tensor::Device<Train>) -> Result<TrainBatch<Train>, TrainError>;
+type Collate = fn(&[&ToySample], &Device<Train>) -> Result<TrainBatch<Train>, TrainError>;
 
 /// The samples served two at a time, shuffled by seed 3.
 pub fn data(samples: Vec<ToySample>) -> ShuffledData<ToySample, Collate> {
@@ -279,12 +299,12 @@ pub fn config(output_dir: &Path) -> TrainConfig {
 }
 
 /// Every float parameter's path and values.
-pub fn weights<M: Module<Train>>(model: &M) -> Vec<(String, Vec<f32>)> {
+pub fn weights<B: Backend, M: Module<B>>(model: &M) -> Vec<(String, Vec<f32>)> {
     params(model, |value, _| value.iter::<f32>().collect())
 }
 
 /// Every float parameter's path and what `read` makes of its value and whether it trains.
-pub fn params<M: Module<Train>, T>(
+pub fn params<B: Backend, M: Module<B>, T>(
     model: &M,
     read: impl Fn(TensorData, bool) -> T,
 ) -> Vec<(String, T)> {
@@ -293,14 +313,14 @@ pub fn params<M: Module<Train>, T>(
         read: F,
         out: Vec<(String, T)>,
     }
-    impl<T, F: Fn(TensorData, bool) -> T> ModuleVisitor<Train> for Collect<T, F> {
+    impl<B: Backend, T, F: Fn(TensorData, bool) -> T> ModuleVisitor<B> for Collect<T, F> {
         fn enter_module(&mut self, name: &str, _: &str) {
             self.path.push(name.to_string());
         }
         fn exit_module(&mut self, _: &str, _: &str) {
             self.path.pop();
         }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Train, D>>) {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             let value = param.val();
             let trains = value.is_require_grad();
             let value = (self.read)(value.into_data(), trains);

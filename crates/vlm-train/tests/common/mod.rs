@@ -153,7 +153,9 @@ pub fn model_in<B: AutodiffBackend<Device = Device<TestBackend>>>(
 ) -> VlmOn<B> {
     let device = Default::default();
     TestBackend::seed(&device, init_seed);
-    let options = precision.on::<B>(&device).expect("the test backend takes it");
+    let options = precision
+        .on::<B>(&device)
+        .expect("the test backend takes it");
     let llm = QwenModel::<B>::load(fixture("qwen2_tied"), options).expect("qwen2_tied");
     let llm = if lora {
         let config = LoraConfig::new(

@@ -62,6 +62,50 @@ const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
 #[cfg(feature = "rayon")]
 const BATCH_PARALLEL_THRESHOLD: usize = 128 * 128 * 128; // ~2M ops total
 
+/// Smallest right-hand side (`k * n` elements) whose columns are split over the threads
+/// when the product is below [`PARALLEL_THRESHOLD`] (see [`column_block_width`]).
+#[cfg(feature = "rayon")]
+const COLUMN_SPLIT_MIN_RHS: usize = 64 * 1024;
+
+/// Products of at most this many rows always take the column split (see
+/// [`column_block_width`]), whatever their size.
+#[cfg(feature = "rayon")]
+const FEW_ROWS: usize = 16;
+
+/// Column width of each thread's block for a product of few rows by a large right-hand side
+/// (patched in for vlm: a decode step multiplies 1-8 rows by every weight matrix), or `None`
+/// when the product is left to gemm as one call.
+///
+/// Such a product is too small for gemm's own threads (below [`PARALLEL_THRESHOLD`], or a
+/// matrix-vector product, which gemm never splits) but reads a whole weight matrix: it is
+/// bound by memory bandwidth, which one core cannot saturate. Each thread multiplies the
+/// rows by its own block of columns; every output element is still computed by one gemm call
+/// over the whole `k`.
+#[cfg(feature = "rayon")]
+fn column_block_width(m: usize, n: usize, k: usize) -> Option<usize> {
+    let threads = rayon::current_num_threads();
+    let ops = m.saturating_mul(n).saturating_mul(k);
+    let few_rows = (2..=FEW_ROWS).contains(&m);
+    if threads < 2
+        || !(few_rows || (m > 1 && ops < PARALLEL_THRESHOLD))
+        || k.saturating_mul(n) < COLUMN_SPLIT_MIN_RHS
+    {
+        return None;
+    }
+    let width = n.div_ceil(threads).next_multiple_of(16);
+    (width < n).then_some(width)
+}
+
+/// Runs `block(start, cols)` for the column blocks `[start, start + cols)` of width `width`
+/// covering `0..n`, in parallel over the rayon threads.
+#[cfg(feature = "rayon")]
+fn split_columns(n: usize, width: usize, block: impl Fn(usize, usize) + Sync) {
+    use rayon::prelude::*;
+    (0..n.div_ceil(width))
+        .into_par_iter()
+        .for_each(|i| block(i * width, width.min(n - i * width)));
+}
+
 /// Get parallelism setting based on matrix size.
 fn get_parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     let ops = m.saturating_mul(n).saturating_mul(k);
@@ -263,6 +307,50 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let out_shape = Shape::from(vec![m, n]);
     let mut output = FlexTensor::empty(out_shape, T::dtype());
     let out_data: &mut [T] = output.storage_mut();
+
+    #[cfg(feature = "rayon")]
+    if let Some(width) = column_block_width(m, n, k) {
+        // A column-major rhs (a transposed view, e.g. a tied embedding table) would be
+        // copied whole into gemm's packed layout for a row-major output; gemm reads it in
+        // place when the output is column-major, so write that and transpose the few rows.
+        let rhs_transposed = rhs_row_stride == 1 && rhs_col_stride != 1;
+        let mut column_major = if rhs_transposed {
+            vec![T::zero(); m * n]
+        } else {
+            Vec::new()
+        };
+        let (out_addr, out_cs, out_rs, column_step) = if rhs_transposed {
+            (column_major.as_mut_ptr() as usize, m as isize, 1, m)
+        } else {
+            (out_data.as_mut_ptr() as usize, 1, n as isize, 1)
+        };
+        let (lhs_addr, rhs_addr) = (lhs_ptr as usize, rhs_ptr as usize);
+        split_columns(n, width, |start, cols| unsafe {
+            gemm_call(
+                m,
+                cols,
+                k,
+                (out_addr as *mut T).add(start * column_step),
+                out_cs,
+                out_rs,
+                lhs_addr as *const T,
+                lhs_col_stride,
+                lhs_row_stride,
+                (rhs_addr as *const T).offset(start as isize * rhs_col_stride),
+                rhs_col_stride,
+                rhs_row_stride,
+                gemm::Parallelism::None,
+            );
+        });
+        if rhs_transposed {
+            for (i, row) in out_data.chunks_exact_mut(n).enumerate() {
+                for (j, value) in row.iter_mut().enumerate() {
+                    *value = column_major[j * m + i];
+                }
+            }
+        }
+        return output;
+    }
 
     let parallelism = get_parallelism(m, n, k);
 

@@ -17,6 +17,7 @@ use num_traits::ToPrimitive;
 
 use crate::ops::binary::binary_op;
 use crate::ops::unary::unary_op;
+use crate::simd::math::exp_f32;
 use crate::{Flex, FlexTensor, Layout};
 
 impl ActivationOps<Flex> for Flex {
@@ -80,7 +81,7 @@ impl ActivationOps<Flex> for Flex {
             grad,
             move |x: f32, g| {
                 let cdf = 0.5 * (1.0 + erf_f32(x / sqrt2_f32));
-                let pdf = inv_sqrt_2pi_f32 * (-0.5 * x * x).exp();
+                let pdf = inv_sqrt_2pi_f32 * exp_f32(-0.5 * x * x);
                 g * (cdf + x * pdf)
             },
             move |x: f64, g| {
@@ -123,15 +124,10 @@ impl ActivationOps<Flex> for Flex {
         // Numerically stable: -softplus(-x) = -log(1 + exp(-x))
         // For x >= 0: -log(1 + exp(-x))  (standard form, exp(-x) is small)
         // For x < 0: x - log(1 + exp(x))  (avoids exp of large positive)
+        // f32: both as min(x, 0) - log(1 + exp(-|x|)).
         unary_op(
             tensor,
-            |x: f32| {
-                if x >= 0.0 {
-                    -((-x).exp().ln_1p())
-                } else {
-                    x - x.exp().ln_1p()
-                }
-            },
+            |x: f32| x.min(0.0) - exp_f32(-x.abs()).ln_1p(),
             |x: f64| {
                 if x >= 0.0 {
                     -((-x).exp().ln_1p())
@@ -159,14 +155,14 @@ impl ActivationOps<Flex> for Flex {
     }
 }
 
-#[inline]
+/// Logistic sigmoid without overflow: `e = exp(-|x|) <= 1`, so
+/// `1 / (1 + e)` for `x >= 0` and `e / (1 + e)` below. Branch-free (a
+/// select), so it vectorises with [`exp_f32`].
+#[inline(always)]
 fn sigmoid_f32(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
+    let e = exp_f32(-x.abs());
+    let inv = 1.0 / (1.0 + e);
+    if x >= 0.0 { inv } else { e * inv }
 }
 
 #[inline]
@@ -325,7 +321,7 @@ fn softmax_row_f32_scalar(input: &[f32], output: &mut [f32]) {
     }
     let mut sum = 0.0f32;
     for (i, &x) in input.iter().enumerate() {
-        let e = (x - max_val).exp();
+        let e = exp_f32(x - max_val);
         output[i] = e;
         sum += e;
     }
@@ -366,16 +362,13 @@ fn softmax_row_f32_simd<S: macerator::Simd>(input: &[f32], output: &mut [f32]) {
         }
     }
 
-    // Pass 2: compute exp(x - max), store in output, accumulate sum.
-    // Scalar exp (no SIMD exp in macerator). This pass is the one that
-    // actually does memory reads + writes on the whole row, so scalar
-    // here still lands us at memory bandwidth.
-    let mut sum = 0.0f32;
-    for idx in 0..len {
-        let e = (input[idx] - max_val).exp();
-        output[idx] = e;
-        sum += e;
+    // Pass 2: exp(x - max) into the output (a plain loop over the
+    // branch-free `exp_f32`, which LLVM vectorises for S's instruction
+    // set), then its sum with SIMD accumulators.
+    for (o, &x) in output.iter_mut().zip(input) {
+        *o = exp_f32(x - max_val);
     }
+    let sum = sum_f32_simd::<S>(output);
 
     // Pass 3: normalize.
     // SIMD splat + multiply, scalar tail.
@@ -392,6 +385,35 @@ fn softmax_row_f32_simd<S: macerator::Simd>(input: &[f32], output: &mut [f32]) {
     for x in &mut output[i..] {
         *x *= inv;
     }
+}
+
+/// Sum of a row with four SIMD accumulators (the row is L1-resident after
+/// pass 2), scalar tail.
+#[cfg(feature = "simd")]
+#[inline(always)]
+fn sum_f32_simd<S: macerator::Simd>(row: &[f32]) -> f32 {
+    use macerator::{Scalar, vload_unaligned};
+    let lanes = <f32 as Scalar>::lanes::<S>();
+    let stride = 4 * lanes;
+    let zero = 0.0f32.splat::<S>();
+    let (mut s0, mut s1, mut s2, mut s3) = (zero, zero, zero, zero);
+    let mut chunks = row.chunks_exact(stride);
+    for c in &mut chunks {
+        unsafe {
+            let p = c.as_ptr();
+            s0 += vload_unaligned::<S, _>(p);
+            s1 += vload_unaligned::<S, _>(p.add(lanes));
+            s2 += vload_unaligned::<S, _>(p.add(2 * lanes));
+            s3 += vload_unaligned::<S, _>(p.add(3 * lanes));
+        }
+    }
+    let mut rest = chunks.remainder();
+    let mut acc = (s0 + s1) + (s2 + s3);
+    while rest.len() >= lanes {
+        acc += unsafe { vload_unaligned::<S, _>(rest.as_ptr()) };
+        rest = &rest[lanes..];
+    }
+    acc.reduce_add() + rest.iter().sum::<f32>()
 }
 
 // f64, f16, bf16 softmax share the same row-parallel dispatcher shell and
@@ -448,7 +470,7 @@ macro_rules! softmax_row_half {
             }
             let mut sum = 0.0f32;
             for (i, &x) in input.iter().enumerate() {
-                let e = (x.to_f32() - max_val).exp();
+                let e = exp_f32(x.to_f32() - max_val);
                 output[i] = <$T>::from_f32(e);
                 sum += e;
             }

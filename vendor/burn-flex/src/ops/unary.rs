@@ -1,5 +1,6 @@
 //! Unary tensor operations (exp, log, sqrt, sin, cos, etc.).
 
+use alloc::vec;
 use alloc::vec::Vec;
 use burn_backend::DType;
 use burn_std::{BoolDType, Bytes, bf16, f16};
@@ -8,6 +9,7 @@ use burn_std::{BoolDType, Bytes, bf16, f16};
 use num_traits::Float;
 
 use crate::layout::StridedBlocks;
+use crate::simd::math::{exp_f32, map_inplace, map_into};
 use crate::{FlexTensor, Layout};
 
 /// Apply a float predicate element-wise, producing a boolean tensor.
@@ -53,10 +55,14 @@ where
 }
 
 /// Apply a unary operation element-wise to a tensor.
+///
+/// Contiguous inputs run through [`crate::simd::math::map_inplace`] /
+/// [`crate::simd::math::map_into`]: vectorised when the op is plain
+/// arithmetic, and split over rayon's threads when large.
 pub fn unary_op<F32Op, F64Op>(tensor: FlexTensor, f32_op: F32Op, f64_op: F64Op) -> FlexTensor
 where
-    F32Op: Fn(f32) -> f32 + Copy,
-    F64Op: Fn(f64) -> f64 + Copy,
+    F32Op: Fn(f32) -> f32 + Copy + Send + Sync,
+    F64Op: Fn(f64) -> f64 + Copy + Send + Sync,
 {
     let dtype = tensor.dtype();
 
@@ -72,8 +78,8 @@ where
 /// Generic unary operation for any element type.
 fn unary_op_typed<E, Op>(mut tensor: FlexTensor, op: Op) -> FlexTensor
 where
-    E: burn_backend::Element + bytemuck::Pod,
-    Op: Fn(E) -> E,
+    E: burn_backend::Element + bytemuck::Pod + Send + Sync,
+    Op: Fn(E) -> E + Copy + Send + Sync,
 {
     let n = tensor.layout().num_elements();
 
@@ -81,9 +87,7 @@ where
     if tensor.is_unique() && tensor.layout().is_contiguous() && tensor.layout().start_offset() == 0
     {
         let storage: &mut [E] = tensor.storage_mut();
-        for x in storage[..n].iter_mut() {
-            *x = op(*x);
-        }
+        map_inplace(&mut storage[..n], op);
         return tensor;
     }
 
@@ -98,7 +102,7 @@ where
     // Iterate in storage order (contiguous) and preserve original layout.
     // Only valid when all strides are positive.
     if !has_negative_strides && layout.start_offset() == 0 && src.len() == n {
-        let result: Vec<E> = src.iter().map(|&x| op(x)).collect();
+        let result = map_to_vec(src, op);
         let bytes = Bytes::from_elems(result);
         return FlexTensor::new(bytes, layout, E::dtype());
     }
@@ -120,9 +124,7 @@ where
     let blocks = layout.strided_blocks();
     let result = match &blocks {
         // Single contiguous block (with offset)
-        StridedBlocks::Single { start, len } => {
-            src[*start..*start + *len].iter().map(|&x| op(x)).collect()
-        }
+        StridedBlocks::Single { start, len } => map_to_vec(&src[*start..*start + *len], op),
         // Strided: iterate over contiguous blocks
         StridedBlocks::Multiple {
             block_len,
@@ -157,13 +159,25 @@ where
     )
 }
 
+/// `op` applied to every element of `src`, into a new vector.
+fn map_to_vec<E, Op>(src: &[E], op: Op) -> Vec<E>
+where
+    E: bytemuck::Pod + Send + Sync,
+    Op: Fn(E) -> E + Copy + Send + Sync,
+{
+    let mut result = vec![<E as bytemuck::Zeroable>::zeroed(); src.len()];
+    map_into(src, &mut result, op);
+    result
+}
+
 // ============================================================================
 // Specific unary operations
 // ============================================================================
 
-/// Exponential: e^x
+/// Exponential: e^x (f32 and half precision through the vectorised
+/// [`exp_f32`]).
 pub fn exp(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.exp(), |x| x.exp())
+    unary_op(tensor, exp_f32, |x| x.exp())
 }
 
 /// Natural logarithm: ln(x)

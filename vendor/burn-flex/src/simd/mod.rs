@@ -9,6 +9,10 @@
 //!
 //! Enable with the `simd` feature flag (enabled by default).
 
+// Vectorisable exp and the parallel element-wise map (plain Rust, with a
+// macerator dispatch when the `simd` feature is on)
+pub mod math;
+
 // Portable SIMD kernels using macerator (reductions, scatter-add)
 #[cfg(feature = "simd")]
 pub mod kernels;

@@ -5,7 +5,7 @@
 //! each against a plain-Rust reference computed from the input `TensorData`.
 
 use burn::backend::Flex;
-use burn::tensor::{DType, Tensor, TensorData, bf16};
+use burn::tensor::{bf16, DType, Tensor, TensorData};
 
 type B = Flex<f32>;
 
@@ -66,10 +66,14 @@ impl View {
     /// The element at `index` of the broadcast of this view to `index.len()` dims.
     fn at(&self, index: &[usize]) -> f32 {
         let lead = index.len() - self.shape.len();
-        let pos = self.shape.iter().enumerate().fold(self.offset, |pos, (d, &size)| {
-            let i = if size == 1 { 0 } else { index[lead + d] };
-            pos + i as isize * self.strides[d]
-        });
+        let pos = self
+            .shape
+            .iter()
+            .enumerate()
+            .fold(self.offset, |pos, (d, &size)| {
+                let i = if size == 1 { 0 } else { index[lead + d] };
+                pos + i as isize * self.strides[d]
+            });
         self.data[pos as usize]
     }
 }
@@ -178,9 +182,7 @@ fn check_binary<const D: usize>(
 ) {
     let lhs = view_of(lhs_base.clone(), lhs_steps);
     let rhs = view_of(rhs_base.clone(), rhs_steps);
-    let out_shape: Vec<usize> = (0..D)
-        .map(|d| lhs.shape[d].max(rhs.shape[d]))
-        .collect();
+    let out_shape: Vec<usize> = (0..D).map(|d| lhs.shape[d].max(rhs.shape[d])).collect();
     for op in OPS {
         let actual = values(op.flex(
             tensor_of::<D>(lhs_base, lhs_steps, dtype),
@@ -190,7 +192,11 @@ fn check_binary<const D: usize>(
             .iter()
             .map(|i| round(op.reference(lhs.at(i), rhs.at(i)), dtype))
             .collect();
-        assert_eq!(actual.len(), expected.len(), "{case} {op:?} {dtype:?}: length");
+        assert_eq!(
+            actual.len(),
+            expected.len(),
+            "{case} {op:?} {dtype:?}: length"
+        );
         let bad = actual
             .iter()
             .zip(&expected)
@@ -273,7 +279,11 @@ fn permuted_narrowed_and_flipped_views() {
                 (&lhs, &[Step::Narrow(1, 1, 4), Step::Narrow(3, 2, 5)]),
                 (
                     &rhs,
-                    &[Step::Permute(&[1, 3, 2, 0]), Step::Narrow(1, 1, 4), Step::Narrow(3, 3, 5)],
+                    &[
+                        Step::Permute(&[1, 3, 2, 0]),
+                        Step::Narrow(1, 1, 4),
+                        Step::Narrow(3, 3, 5),
+                    ],
                 ),
                 dtype,
             );
@@ -309,9 +319,19 @@ fn nd_permuted_copies() {
         for seq in [5usize, 200] {
             let x = View::new(&[2, 3, seq, 64], 9, -1.0, dtype);
             // [b, heads, seq, dim] -> [b, seq, heads, dim]: contiguous inner runs of `dim`
-            check_copy::<4>("swap_dims(1, 2)", &x, &[Step::Permute(&[0, 2, 1, 3])], dtype);
+            check_copy::<4>(
+                "swap_dims(1, 2)",
+                &x,
+                &[Step::Permute(&[0, 2, 1, 3])],
+                dtype,
+            );
             // transposed inner dims under outer dims: the per-plane tiled copy
-            check_copy::<4>("permute [0, 3, 1, 2]", &x, &[Step::Permute(&[0, 3, 1, 2])], dtype);
+            check_copy::<4>(
+                "permute [0, 3, 1, 2]",
+                &x,
+                &[Step::Permute(&[0, 3, 1, 2])],
+                dtype,
+            );
             check_copy::<4>(
                 "narrowed, permute [3, 0, 2, 1]",
                 &x,
@@ -349,7 +369,11 @@ fn slice_assign_of_permuted_values_into_a_cache() {
                     }
                 })
                 .collect();
-            assert_eq!(values(updated), expected, "slice_assign {seq} {new} {dtype:?}");
+            assert_eq!(
+                values(updated),
+                expected,
+                "slice_assign {seq} {new} {dtype:?}"
+            );
         }
     }
 }

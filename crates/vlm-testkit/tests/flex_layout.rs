@@ -4,6 +4,8 @@
 //! strided cache, in f32 and bf16, on sizes below and above the rayon split (32768 elements),
 //! each against a plain-Rust reference computed from the input `TensorData`.
 
+use std::ops::{Add, Div, Mul, Sub};
+
 use burn::backend::Flex;
 use burn::tensor::{bf16, DType, Tensor, TensorData};
 
@@ -120,24 +122,33 @@ enum Op {
 
 const OPS: [Op; 5] = [Op::Add, Op::Sub, Op::Mul, Op::Div, Op::Pow];
 
-impl Op {
-    fn flex<const D: usize>(self, a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
-        match self {
-            Op::Add => a + b,
-            Op::Sub => a - b,
-            Op::Mul => a * b,
-            Op::Div => a / b,
-            Op::Pow => a.powf(b),
-        }
-    }
+/// The arithmetic [`Op`] applies: on Flex tensors and on the f32 reference alike.
+trait Arithmetic:
+    Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self> + Sized
+{
+    fn pow(self, exponent: Self) -> Self;
+}
 
-    fn reference(self, a: f32, b: f32) -> f32 {
+impl Arithmetic for f32 {
+    fn pow(self, exponent: Self) -> Self {
+        self.powf(exponent)
+    }
+}
+
+impl<const D: usize> Arithmetic for Tensor<B, D> {
+    fn pow(self, exponent: Self) -> Self {
+        self.powf(exponent)
+    }
+}
+
+impl Op {
+    fn apply<T: Arithmetic>(self, a: T, b: T) -> T {
         match self {
             Op::Add => a + b,
             Op::Sub => a - b,
             Op::Mul => a * b,
             Op::Div => a / b,
-            Op::Pow => a.powf(b),
+            Op::Pow => a.pow(b),
         }
     }
 }
@@ -184,13 +195,13 @@ fn check_binary<const D: usize>(
     let rhs = view_of(rhs_base.clone(), rhs_steps);
     let out_shape: Vec<usize> = (0..D).map(|d| lhs.shape[d].max(rhs.shape[d])).collect();
     for op in OPS {
-        let actual = values(op.flex(
+        let actual = values(op.apply(
             tensor_of::<D>(lhs_base, lhs_steps, dtype),
             tensor_of::<D>(rhs_base, rhs_steps, dtype),
         ));
         let expected: Vec<f32> = indices(&out_shape)
             .iter()
-            .map(|i| round(op.reference(lhs.at(i), rhs.at(i)), dtype))
+            .map(|i| round(op.apply(lhs.at(i), rhs.at(i)), dtype))
             .collect();
         assert_eq!(
             actual.len(),
@@ -212,44 +223,43 @@ fn check_binary<const D: usize>(
 
 const DTYPES: [DType; 2] = [DType::F32, DType::BF16];
 
-#[test]
-fn broadcast_over_middle_dims_like_the_attention_bias() {
+/// Each pair of shapes broadcast against each other, both ways round, in every dtype.
+fn check_broadcasts<const D: usize>(pairs: &[([usize; D], [usize; D])]) {
     for dtype in DTYPES {
-        for (scores, bias) in [
-            ([2, 3, 2, 5, 7], [2, 1, 1, 5, 7]),
-            ([1, 2, 7, 48, 80], [1, 1, 1, 48, 80]),
-        ] {
-            let lhs = View::new(&scores, 1, 0.5, dtype);
-            let rhs = View::new(&bias, 2, 0.5, dtype);
-            check_binary::<5>("scores op bias", (&lhs, &[]), (&rhs, &[]), dtype);
-            check_binary::<5>("bias op scores", (&rhs, &[]), (&lhs, &[]), dtype);
+        for (a, b) in pairs {
+            let lhs = View::new(a, 1, 0.5, dtype);
+            let rhs = View::new(b, 2, 0.5, dtype);
+            check_binary::<D>("a op b", (&lhs, &[]), (&rhs, &[]), dtype);
+            check_binary::<D>("b op a", (&rhs, &[]), (&lhs, &[]), dtype);
         }
     }
 }
 
 #[test]
+fn broadcast_over_middle_dims_like_the_attention_bias() {
+    // scores [b, kv, groups, seq, total] op bias [b, 1, 1, seq, total]
+    check_broadcasts::<5>(&[
+        ([2, 3, 2, 5, 7], [2, 1, 1, 5, 7]),
+        ([1, 2, 7, 48, 80], [1, 1, 1, 48, 80]),
+    ]);
+}
+
+#[test]
 fn broadcast_like_rope_and_over_leading_and_trailing_dims() {
-    for dtype in DTYPES {
-        for (a, b) in [
-            // RoPE: x [b, seq, heads, dim] * cos [1, seq, 1, dim], below and above the split.
-            ([2, 5, 3, 8], [1, 5, 1, 8]),
-            ([2, 64, 4, 64], [1, 64, 1, 64]),
-            // shared row over leading dims, per-row scalar, one value over a middle dim
-            ([3, 4, 5, 6], [1, 1, 1, 6]),
-            ([3, 4, 5, 6], [3, 4, 5, 1]),
-            ([3, 4, 5, 6], [3, 1, 5, 6]),
-            ([4, 96, 5, 18], [4, 96, 1, 18]),
-            ([4, 96, 5, 18], [4, 96, 5, 1]),
-            // both sides broadcast
-            ([3, 1, 5, 1], [1, 4, 1, 6]),
-            ([8, 1, 96, 1], [1, 48, 1, 24]),
-        ] {
-            let lhs = View::new(&a, 3, 0.5, dtype);
-            let rhs = View::new(&b, 4, 0.5, dtype);
-            check_binary::<4>("a op b", (&lhs, &[]), (&rhs, &[]), dtype);
-            check_binary::<4>("b op a", (&rhs, &[]), (&lhs, &[]), dtype);
-        }
-    }
+    check_broadcasts::<4>(&[
+        // RoPE: x [b, seq, heads, dim] * cos [1, seq, 1, dim], below and above the split.
+        ([2, 5, 3, 8], [1, 5, 1, 8]),
+        ([2, 64, 4, 64], [1, 64, 1, 64]),
+        // shared row over leading dims, per-row scalar, one value over a middle dim
+        ([3, 4, 5, 6], [1, 1, 1, 6]),
+        ([3, 4, 5, 6], [3, 4, 5, 1]),
+        ([3, 4, 5, 6], [3, 1, 5, 6]),
+        ([4, 96, 5, 18], [4, 96, 1, 18]),
+        ([4, 96, 5, 18], [4, 96, 5, 1]),
+        // both sides broadcast
+        ([3, 1, 5, 1], [1, 4, 1, 6]),
+        ([8, 1, 96, 1], [1, 48, 1, 24]),
+    ]);
 }
 
 #[test]

@@ -9,6 +9,7 @@ use burn_backend::{DType, Element, TensorData, TensorMetadata};
 use burn_std::{Bytes, Shape, bf16, f16};
 
 use crate::layout::Layout;
+use crate::strided_index::{BlockWalk, Odometer, for_each_chunk, gather_segment};
 
 /// CPU tensor primitive for the Flex backend.
 ///
@@ -377,9 +378,29 @@ impl FlexTensor {
             copy_2d_tiled(
                 &mut dst, src, offset, shape[0], shape[1], strides[0], strides[1],
             );
+        } else if all_positive
+            && shape.len() > 2
+            && self.layout.num_dims() <= COLLAPSE_MAX_RANK
+            && strides[shape.len() - 1] != 1
+        {
+            // ND transpose-like: the 2D tiled copy of the two innermost
+            // dims, once per index of the outer dims.
+            // SAFETY: capacity is n; every plane of `dst` is written once.
+            unsafe { dst.set_len(n) };
+            copy_planes_tiled(&mut dst, src, offset, shape, strides);
+        } else if let Some(walk) = BlockWalk::new([&self.layout]) {
+            // ND with contiguous inner runs, or flipped: one
+            // `copy_from_slice` (or strided gather) per innermost run.
+            let [step] = walk.inner_strides();
+            // SAFETY: capacity is n; the walk writes every position once.
+            unsafe { dst.set_len(n) };
+            for_each_chunk(&mut dst, 1, |start, chunk| {
+                walk.for_each_segment(start..start + chunk.len(), |[at], pos, len| {
+                    gather_segment(&mut chunk[pos - start..][..len], src, at, step);
+                });
+            });
         } else {
-            // General fallback: covers negative strides (flipped
-            // tensors) and ND layouts that can't collapse to ≤2D.
+            // Rank too large for the block walk.
             for idx in crate::strided_index::StridedIter::new(&self.layout) {
                 dst.push(src[idx]);
             }
@@ -602,6 +623,43 @@ fn copy_2d_tiled<E: Copy>(
             }
         }
     }
+}
+
+/// Contiguous copy of a positive-stride ND layout (rank > 2) whose
+/// innermost stride is not 1: [`copy_2d_tiled`] over the two innermost
+/// dims for each index of the outer dims, split over rayon's threads in
+/// whole planes when large.
+fn copy_planes_tiled<E: Copy + Send + Sync>(
+    dst: &mut [E],
+    src: &[E],
+    offset: isize,
+    shape: &[usize],
+    strides: &[isize],
+) {
+    let outer = shape.len() - 2;
+    let (rows, cols) = (shape[outer], shape[outer + 1]);
+    let plane = rows * cols;
+    if plane == 0 {
+        return;
+    }
+    let planes = Odometer::new(&shape[..outer], [&strides[..outer]], [offset]);
+    for_each_chunk(dst, plane, |start, chunk| {
+        let mut planes = planes.clone();
+        planes.seek(start / plane);
+        for dst_plane in chunk.chunks_mut(plane) {
+            let [base] = planes.offsets();
+            copy_2d_tiled(
+                dst_plane,
+                src,
+                base,
+                rows,
+                cols,
+                strides[outer],
+                strides[outer + 1],
+            );
+            planes.advance();
+        }
+    });
 }
 
 /// Get the size in bytes for a dtype element.

@@ -6,7 +6,7 @@ use burn_std::{Bytes, Shape, bf16, f16};
 
 use crate::FlexTensor;
 use crate::layout::Layout;
-use crate::strided_index::StridedIter;
+use crate::strided_index::{BlockWalk, StridedIter, for_each_chunk, gather_segment};
 
 #[cfg(feature = "simd")]
 use crate::simd;
@@ -35,8 +35,8 @@ pub fn binary_op<F32Op, F64Op>(
     simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    F32Op: Fn(f32, f32) -> f32 + Copy,
-    F64Op: Fn(f64, f64) -> f64 + Copy,
+    F32Op: Fn(f32, f32) -> f32 + Copy + Sync,
+    F64Op: Fn(f64, f64) -> f64 + Copy + Sync,
 {
     debug_assert_eq!(lhs.dtype(), rhs.dtype(), "binary_op: dtype mismatch");
 
@@ -67,7 +67,7 @@ fn binary_op_f32<Op>(
     simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    Op: Fn(f32, f32) -> f32,
+    Op: Fn(f32, f32) -> f32 + Sync,
 {
     // Permuted lhs + broadcast rhs (e.g. `x.permute(...) - mean`):
     // the generic path would walk the permuted lhs with a scalar
@@ -83,28 +83,6 @@ where
         lhs = lhs.to_contiguous();
     }
 
-    // In-place SIMD fast path: lhs unique contiguous at offset 0, rhs
-    // contiguous (no broadcast).
-    if let Some(simd_op) = simd_hint
-        && lhs.is_unique()
-        && let (Some((0, l_end)), Some((r_start, r_end))) = (
-            lhs.layout().contiguous_offsets(),
-            rhs.layout().contiguous_offsets(),
-        )
-    {
-        let r_slice: &[f32] = &rhs.storage()[r_start..r_end];
-        let lhs_storage: &mut [f32] = lhs.storage_mut();
-        let l_slice = &mut lhs_storage[..l_end];
-
-        match simd_op {
-            BinaryOp::Add => simd::add_inplace_f32(l_slice, r_slice),
-            BinaryOp::Sub => simd::sub_inplace_f32(l_slice, r_slice),
-            BinaryOp::Mul => simd::mul_inplace_f32(l_slice, r_slice),
-            BinaryOp::Div => simd::div_inplace_f32(l_slice, r_slice),
-        }
-        return lhs;
-    }
-
     // Broadcast SIMD fast path: rhs is broadcast via stride-0 dims in
     // one of two hot shapes that dominate layer_norm decomposition --
     // shared-row (`gamma.unsqueeze() * x`) or per-row scalar
@@ -115,7 +93,20 @@ where
         return apply_broadcast_pattern_f32(lhs, rhs, simd_op, pattern);
     }
 
-    binary_op_typed(lhs, rhs, op)
+    // Everything else (both contiguous included) goes through the block
+    // walk, with the SIMD kernel on each contiguous segment.
+    binary_op_blocked(lhs, rhs, op, simd_hint.map(simd_inplace_kernel))
+}
+
+/// The in-place SIMD kernel `dst[i] = op(dst[i], rhs[i])` of a standard op.
+#[cfg(feature = "simd")]
+fn simd_inplace_kernel(op: BinaryOp) -> InplaceKernel<f32> {
+    match op {
+        BinaryOp::Add => simd::add_inplace_f32,
+        BinaryOp::Sub => simd::sub_inplace_f32,
+        BinaryOp::Mul => simd::mul_inplace_f32,
+        BinaryOp::Div => simd::div_inplace_f32,
+    }
 }
 
 /// Categorization of the two broadcast patterns we can accelerate.
@@ -264,7 +255,7 @@ fn apply_broadcast_pattern_f32(
 
 /// Shared kernel: run the chosen broadcast pattern against a mutable
 /// destination buffer (which already holds lhs's values) and rhs's
-/// storage slice.
+/// storage slice, split in whole rows over rayon's threads when large.
 #[cfg(feature = "simd")]
 fn run_broadcast_pattern_f32(
     dst: &mut [f32],
@@ -279,18 +270,17 @@ fn run_broadcast_pattern_f32(
             rhs_row_offset,
         } => {
             let rhs_row: &[f32] = &rhs_storage[rhs_row_offset..rhs_row_offset + row_len];
-            let total = outer_count * row_len;
-            // One SIMD dispatch covers the whole outer walk. The kernel
-            // keeps `rhs_row` in registers across rows for small row
-            // lengths, and pays the macerator feature-detection cost
-            // exactly once.
-            let dst_full = &mut dst[..total];
-            match simd_op {
-                BinaryOp::Add => simd::add_shared_row_inplace_f32(dst_full, rhs_row),
-                BinaryOp::Sub => simd::sub_shared_row_inplace_f32(dst_full, rhs_row),
-                BinaryOp::Mul => simd::mul_shared_row_inplace_f32(dst_full, rhs_row),
-                BinaryOp::Div => simd::div_shared_row_inplace_f32(dst_full, rhs_row),
-            }
+            // One SIMD dispatch per chunk of rows. The kernel keeps
+            // `rhs_row` in registers across rows for small row lengths.
+            let kernel = match simd_op {
+                BinaryOp::Add => simd::add_shared_row_inplace_f32,
+                BinaryOp::Sub => simd::sub_shared_row_inplace_f32,
+                BinaryOp::Mul => simd::mul_shared_row_inplace_f32,
+                BinaryOp::Div => simd::div_shared_row_inplace_f32,
+            };
+            for_each_chunk(&mut dst[..outer_count * row_len], row_len, |_, rows| {
+                kernel(rows, rhs_row)
+            });
         }
         BroadcastView::PerRowScalar {
             outer_count,
@@ -298,15 +288,18 @@ fn run_broadcast_pattern_f32(
             rhs_scalar_base,
         } => {
             let scalars = &rhs_storage[rhs_scalar_base..rhs_scalar_base + outer_count];
-            // One monomorphized helper per op. The closure is statically
-            // known at each call site so LLVM still autovectorizes the
-            // inner scalar loop, and the outer op dispatch happens once.
-            match simd_op {
-                BinaryOp::Add => per_row_scalar_apply(dst, scalars, row_len, |a, b| a + b),
-                BinaryOp::Sub => per_row_scalar_apply(dst, scalars, row_len, |a, b| a - b),
-                BinaryOp::Mul => per_row_scalar_apply(dst, scalars, row_len, |a, b| a * b),
-                BinaryOp::Div => per_row_scalar_apply(dst, scalars, row_len, |a, b| a / b),
-            }
+            for_each_chunk(&mut dst[..outer_count * row_len], row_len, |start, rows| {
+                let scalars = &scalars[start / row_len..][..rows.len() / row_len];
+                // One monomorphized helper per op. The closure is statically
+                // known at each call site so LLVM still autovectorizes the
+                // inner scalar loop, and the outer op dispatch happens once.
+                match simd_op {
+                    BinaryOp::Add => per_row_scalar_apply(rows, scalars, row_len, |a, b| a + b),
+                    BinaryOp::Sub => per_row_scalar_apply(rows, scalars, row_len, |a, b| a - b),
+                    BinaryOp::Mul => per_row_scalar_apply(rows, scalars, row_len, |a, b| a * b),
+                    BinaryOp::Div => per_row_scalar_apply(rows, scalars, row_len, |a, b| a / b),
+                }
+            });
         }
     }
 }
@@ -337,69 +330,118 @@ fn binary_op_f32<Op>(
     _simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    Op: Fn(f32, f32) -> f32,
+    Op: Fn(f32, f32) -> f32 + Sync,
 {
     binary_op_typed(lhs, rhs, op)
 }
 
-/// Binary operation with in-place optimization for Pod types.
-pub(crate) fn binary_op_typed<E, Op>(mut lhs: FlexTensor, rhs: &FlexTensor, op: Op) -> FlexTensor
+/// Binary operation for Pod element types, on any pair of same-shape views.
+pub(crate) fn binary_op_typed<E, Op>(lhs: FlexTensor, rhs: &FlexTensor, op: Op) -> FlexTensor
 where
     E: Element + bytemuck::Pod,
-    Op: Fn(E, E) -> E,
+    Op: Fn(E, E) -> E + Sync,
 {
+    binary_op_blocked(lhs, rhs, op, None)
+}
+
+/// Kernel `dst[i] = op(dst[i], rhs[i])` over one contiguous segment (the
+/// SIMD kernels of the standard f32 ops).
+type InplaceKernel<E> = fn(&mut [E], &[E]);
+
+/// `op` over two same-shape views, walked as segments of their jointly
+/// collapsed innermost dim ([`BlockWalk`]): broadcasts over any dims (on
+/// either side), permuted, sliced and flipped views all run as tight loops
+/// per segment (`contiguous` on segments where both sides are contiguous),
+/// split over rayon's threads when large. Writes into lhs's buffer when lhs
+/// is unique and contiguous at offset 0.
+fn binary_op_blocked<E, Op>(
+    mut lhs: FlexTensor,
+    rhs: &FlexTensor,
+    op: Op,
+    contiguous: Option<InplaceKernel<E>>,
+) -> FlexTensor
+where
+    E: Element + bytemuck::Pod,
+    Op: Fn(E, E) -> E + Sync,
+{
+    let numel = lhs.layout().num_elements();
     let rhs_storage: &[E] = rhs.storage();
 
-    // In-place fast path: lhs unique, contiguous at offset 0, rhs contiguous
     if lhs.is_unique()
-        && let (Some((0, l_end)), Some((r_start, r_end))) = (
-            lhs.layout().contiguous_offsets(),
-            rhs.layout().contiguous_offsets(),
-        )
+        && let Some((0, _)) = lhs.layout().contiguous_offsets()
+        && let Some(walk) = BlockWalk::new([rhs.layout()])
     {
-        let lhs_storage: &mut [E] = lhs.storage_mut();
-        let r_slice = &rhs_storage[r_start..r_end];
-        for (l, &r) in lhs_storage[..l_end].iter_mut().zip(r_slice) {
-            *l = op(*l, r);
-        }
+        let [r_step] = walk.inner_strides();
+        let dst = &mut lhs.storage_mut::<E>()[..numel];
+        for_each_chunk(dst, 1, |start, chunk| {
+            walk.for_each_segment(start..start + chunk.len(), |[r], pos, len| {
+                let seg = &mut chunk[pos - start..][..len];
+                combine_segment(seg, rhs_storage, r, r_step, &op, contiguous);
+            });
+        });
         return lhs;
     }
 
-    // Allocating path
     let shape = lhs.layout().shape().clone();
     let dtype = lhs.dtype();
     let lhs_storage: &[E] = lhs.storage();
-
-    let result: Vec<E> = match (
-        lhs.layout().contiguous_offsets(),
-        rhs.layout().contiguous_offsets(),
-    ) {
-        // Both contiguous (but lhs not at offset 0)
-        (Some((l_start, l_end)), Some((r_start, r_end))) => {
-            let l_slice = &lhs_storage[l_start..l_end];
-            let r_slice = &rhs_storage[r_start..r_end];
-            l_slice
-                .iter()
-                .zip(r_slice)
-                .map(|(&a, &b)| op(a, b))
-                .collect()
-        }
-        // Fast path for 2D non-contiguous (common for transpose)
-        _ if lhs.layout().num_dims() == 2 => {
-            apply_2d_strided(lhs_storage, rhs_storage, lhs.layout(), rhs.layout(), op)
-        }
-        // General fallback
-        _ => {
-            let lhs_iter = StridedIter::new(lhs.layout());
-            let rhs_iter = StridedIter::new(rhs.layout());
-            lhs_iter
-                .zip(rhs_iter)
-                .map(|(li, ri)| op(lhs_storage[li], rhs_storage[ri]))
-                .collect()
-        }
+    let Some(walk) = BlockWalk::new([lhs.layout(), rhs.layout()]) else {
+        let result = StridedIter::new(lhs.layout())
+            .zip(StridedIter::new(rhs.layout()))
+            .map(|(li, ri)| op(lhs_storage[li], rhs_storage[ri]))
+            .collect();
+        return make_tensor(result, shape, dtype);
     };
-
+    let [l_step, r_step] = walk.inner_strides();
+    let mut result: Vec<E> = Vec::with_capacity(numel);
+    // SAFETY: capacity is numel and the walk below writes every position
+    // of `0..numel` exactly once before `result` is read; E is Pod.
+    unsafe { result.set_len(numel) };
+    for_each_chunk(&mut result, 1, |start, chunk| {
+        walk.for_each_segment(start..start + chunk.len(), |[l, r], pos, len| {
+            let seg = &mut chunk[pos - start..][..len];
+            gather_segment(seg, lhs_storage, l, l_step);
+            combine_segment(seg, rhs_storage, r, r_step, &op, contiguous);
+        });
+    });
     make_tensor(result, shape, dtype)
+}
+
+/// `dst[i] = op(dst[i], rhs[at + i * step])`, through `contiguous` when
+/// `step` is 1 and a kernel is given.
+#[inline]
+fn combine_segment<E: Copy, Op: Fn(E, E) -> E>(
+    dst: &mut [E],
+    rhs: &[E],
+    at: usize,
+    step: isize,
+    op: &Op,
+    contiguous: Option<InplaceKernel<E>>,
+) {
+    match step {
+        1 => {
+            let rhs = &rhs[at..at + dst.len()];
+            match contiguous {
+                Some(kernel) => kernel(dst, rhs),
+                None => {
+                    for (d, &r) in dst.iter_mut().zip(rhs) {
+                        *d = op(*d, r);
+                    }
+                }
+            }
+        }
+        0 => {
+            let r = rhs[at];
+            for d in dst.iter_mut() {
+                *d = op(*d, r);
+            }
+        }
+        _ => {
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = op(*d, rhs[(at as isize + i as isize * step) as usize]);
+            }
+        }
+    }
 }
 
 /// Fast 2D strided binary operation using row-based iteration.
@@ -518,7 +560,7 @@ fn make_tensor<E: bytemuck::Pod + Send + Sync>(
 /// Supports all integer dtypes: I64, I32, I16, I8, U64, U32, U16, U8.
 pub fn int_binary_op<Op>(lhs: FlexTensor, rhs: FlexTensor, op: Op) -> FlexTensor
 where
-    Op: Fn(i64, i64) -> i64 + Copy,
+    Op: Fn(i64, i64) -> i64 + Copy + Sync,
 {
     debug_assert_eq!(lhs.dtype(), rhs.dtype(), "int_binary_op: dtype mismatch");
 

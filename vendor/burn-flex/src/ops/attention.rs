@@ -602,7 +602,8 @@ impl<T: FlashGemm> HeadArgs<'_, T> {
             }
         }
         if let Some(offset) = p.causal_offset {
-            let visible = (qi as isize + offset + 1 - kv_start as isize).clamp(0, row.len() as isize);
+            let visible =
+                (qi as isize + offset + 1 - kv_start as isize).clamp(0, row.len() as isize);
             row[visible as usize..].fill(T::neg_infinity());
         }
         if let Some(bias) = self.bias {

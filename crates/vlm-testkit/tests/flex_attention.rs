@@ -59,6 +59,19 @@ struct Inputs {
     bias: Option<Tensor<B, 4>>,
 }
 
+impl Inputs {
+    /// Query, key and value without mask or bias.
+    fn new(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Self {
+        Self {
+            q,
+            k,
+            v,
+            mask: None,
+            bias: None,
+        }
+    }
+}
+
 fn random(shape: [usize; 4]) -> Tensor<B, 4> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
 }
@@ -155,13 +168,7 @@ fn reference(case: Case, inputs: &Inputs, options: AttentionModuleOptions) -> Ve
 }
 
 fn contiguous_inputs(case: Case) -> Inputs {
-    Inputs {
-        q: random(case.q()),
-        k: random(case.k()),
-        v: random(case.v()),
-        mask: None,
-        bias: None,
-    }
+    Inputs::new(random(case.q()), random(case.k()), random(case.v()))
 }
 
 /// Runs the kernel on `inputs` and checks it against the reference within `tol`.
@@ -223,13 +230,11 @@ fn unmasked_heads_match_the_reference() {
 #[test]
 fn head_split_views_are_read_in_place() {
     let case = Case::new(2, 4, 23, 16);
-    let inputs = Inputs {
-        q: head_split(case.q()),
-        k: head_split(case.k()),
-        v: head_split(case.v()),
-        mask: None,
-        bias: None,
-    };
+    let inputs = Inputs::new(
+        head_split(case.q()),
+        head_split(case.k()),
+        head_split(case.v()),
+    );
     check(
         "head-split views",
         case,
@@ -246,13 +251,11 @@ fn cache_prefixes_and_decode_rows_match() {
         ..Case::new(3, 2, 1, 8)
     };
     let case = Case { seq_kv: 30, ..case };
-    let inputs = Inputs {
-        q: head_split(case.q()),
-        k: cache_prefix(case.k()),
-        v: cache_prefix(case.v()),
-        mask: None,
-        bias: None,
-    };
+    let inputs = Inputs::new(
+        head_split(case.q()),
+        cache_prefix(case.k()),
+        cache_prefix(case.v()),
+    );
     check(
         "decode against a cache prefix",
         case,
@@ -268,13 +271,11 @@ fn grouped_query_heads_share_key_value_heads() {
         kv_heads: 2,
         ..Case::new(2, 8, 13, 16)
     };
-    let mut inputs = Inputs {
-        q: head_split(case.q()),
-        k: cache_prefix(case.k()),
-        v: head_split(case.v()),
-        mask: None,
-        bias: None,
-    };
+    let mut inputs = Inputs::new(
+        head_split(case.q()),
+        cache_prefix(case.k()),
+        head_split(case.v()),
+    );
     let [batch, _, seq_q, seq_kv] = [case.batch, case.heads, case.seq_q, case.seq_kv];
     inputs.bias = Some(random([batch, 1, seq_q, seq_kv]));
     check("gqa 8/2 with bias", case, inputs, causal(), F32_TOL);
@@ -373,13 +374,11 @@ fn tiled_strategy_matches_for_long_sequences() {
         val_dim: 4,
         ..Case::new(1, 2, 0, 8)
     };
-    let mut inputs = Inputs {
-        q: head_split(case.q()),
-        k: cache_prefix(case.k()),
-        v: head_split(case.v()),
-        mask: None,
-        bias: None,
-    };
+    let mut inputs = Inputs::new(
+        head_split(case.q()),
+        cache_prefix(case.k()),
+        head_split(case.v()),
+    );
     inputs.bias = Some(random([1, 1, case.seq_q, case.seq_kv]));
     check("tiled, causal, bias", case, inputs, causal(), F32_TOL);
 }

@@ -4,7 +4,9 @@ use burn::module::Module;
 use burn::nn::RmsNorm;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, FloatDType, Tensor};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, DType, FloatDType, Tensor};
 use vlm_hf::HfError;
 use vlm_lora::LoraLinear;
 
@@ -150,13 +152,14 @@ impl<B: Backend> QwenAttention<B> {
     /// `softmax(q k^T / sqrt(d) + bias) v` for queries `[batch, heads, seq, head_dim]` and keys
     /// and values `[batch, kv_heads, total, head_dim]`.
     ///
-    /// The scores are in the inputs' float type; the bias and the softmax are in f32 and the
-    /// probabilities go back to the inputs' type, as transformers' eager attention does
-    /// (`softmax(..., dtype=float32).to(query.dtype)`); all casts are no-ops in f32.
-    ///
     /// Grouped-query attention without repeating the keys and values: query head
     /// `kv * groups + g` meets kv head `kv`, so each kv head's `groups` query heads are stacked
-    /// as `groups * seq` rows of one matmul (no copy of the cache per step).
+    /// as `groups * seq` rows (no copy of the cache per step).
+    ///
+    /// Inference in f32 runs Burn's fused `attention` op (one kernel for scores, bias, softmax
+    /// and values on the CPU backend; backends without a kernel for a bias fall back to the
+    /// same decomposed form); training (an autodiff backend) and half precision keep the
+    /// decomposed form of [`Self::decomposed_attention`].
     fn scaled_dot_product(
         &self,
         q: Tensor<B, 4>,
@@ -167,19 +170,57 @@ impl<B: Backend> QwenAttention<B> {
         let [batch, heads, seq, dim] = q.dims();
         let [_, kv_heads, total, _] = k.dims();
         let groups = heads / kv_heads;
-        let scale = (self.head_dim as f64).powf(-0.5);
         let q = q.reshape([batch, kv_heads, groups * seq, dim]);
+        let fused = q.dtype() == DType::F32 && !B::ad_enabled(&q.device());
+        let context = if fused {
+            let bias = bias
+                .clone()
+                .unsqueeze_dim::<5>(2)
+                .expand([batch, 1, groups, seq, total])
+                .reshape([batch, 1, groups * seq, total]);
+            let scale = AttentionModuleOptions {
+                scale: Some(self.scale()),
+                ..Default::default()
+            };
+            attention(q, k, v, None, Some(bias), scale)
+        } else {
+            self.decomposed_attention(q, k, v, bias, groups)
+        };
+        context.reshape([batch, heads, seq, dim])
+    }
+
+    /// `1 / sqrt(head_dim)`.
+    fn scale(&self) -> f64 {
+        (self.head_dim as f64).powf(-0.5)
+    }
+
+    /// The attention of [`Self::scaled_dot_product`] as separate differentiable ops, for
+    /// stacked queries `[batch, kv_heads, groups * seq, head_dim]`.
+    ///
+    /// The scores are in the inputs' float type; the bias and the softmax are in f32 and the
+    /// probabilities go back to the inputs' type, as transformers' eager attention does
+    /// (`softmax(..., dtype=float32).to(query.dtype)`); all casts are no-ops in f32.
+    fn decomposed_attention(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        bias: &Tensor<B, 4>,
+        groups: usize,
+    ) -> Tensor<B, 4> {
+        let [batch, kv_heads, rows, _] = q.dims();
+        let total = k.dims()[2];
+        let seq = rows / groups;
         let scores = q
             .matmul(k.swap_dims(2, 3))
-            .mul_scalar(scale)
+            .mul_scalar(self.scale())
             .reshape([batch, kv_heads, groups, seq, total]);
         let dtype = scores.dtype();
         let scores = scores.cast(FloatDType::F32) + bias.clone().unsqueeze_dim::<5>(1);
         softmax(scores, 4)
             .cast(dtype)
-            .reshape([batch, kv_heads, groups * seq, total])
+            .reshape([batch, kv_heads, rows, total])
             .matmul(v)
-            .reshape([batch, heads, seq, dim])
     }
 }
 

@@ -8,6 +8,11 @@
 //!   large gemm calls per (batch, head). Faster for short sequences.
 //! - **Flash** (seq_kv > 8*TILE_KV): tiles over KV with online softmax,
 //!   O(TILE_KV) scratch per row. Better cache behavior for long sequences.
+//!
+//! Both read query, key and value in place through their strides (no copy of a
+//! `swap_dims` view), accept fewer key/value heads than query heads (grouped-query
+//! attention), run the (batch, head) pairs in parallel, and write the output in
+//! `[batch, seq_q, heads, val_dim]` order so merging the heads is a reshape.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -207,39 +212,31 @@ fn cast_to_f32<E: burn_backend::Element + Pod + Copy>(
     )
 }
 
+/// Converts an attention output (a fresh buffer, whatever its layout) element by element,
+/// keeping its layout.
 fn cast_from_f32<E: burn_backend::Element + Pod + Copy>(
     tensor: FlexTensor,
     from_f32: fn(f32) -> E,
 ) -> FlexTensor {
-    let tensor = tensor.to_contiguous();
-    let shape = tensor.layout().shape().clone();
     let data: &[f32] = tensor.storage();
     let half_data: Vec<E> = data.iter().map(|&v| from_f32(v)).collect();
     FlexTensor::new(
         Bytes::from_elems(half_data),
-        Layout::contiguous(shape),
+        tensor.layout().clone(),
         E::dtype(),
     )
 }
 
-/// Flash attention: tiled computation that avoids materializing the full scores matrix.
-///
-/// Input shapes (all 4D):
-///   query: \[batch, heads, seq_q, head_dim\]
-///   key:   \[batch, heads, seq_kv, head_dim\]
-///   value: \[batch, heads, seq_kv, val_dim\]
-///   mask:  \[batch, heads, seq_q, seq_kv\] (optional, u8 where nonzero = masked out)
-///   attn_bias: \[batch, heads, seq_q, seq_kv\] (optional)
-///
-/// Output: \[batch, heads, seq_q, val_dim\]
-///
-/// Algorithm per (batch, head):
-///   For each KV tile of size TILE_KV:
-///     1. Score matmul: scores\[seq_q, tile_kv\] = Q @ K_tile^T  (gemm)
-///     2. Per query row: apply scale, softcap, mask, bias
-///     3. Per query row: online softmax update (running max/sum, rescale accumulator)
-///     4. Value matmul: output += P @ V_tile  (gemm)
-///   Final: output\[qi\] /= row_sum\[qi\] for each query row
+/// Which per-head kernel [`attention_strided`] runs.
+#[derive(Clone, Copy)]
+enum HeadKernel {
+    /// Full `[seq_q, seq_kv]` score matrix, two gemm calls.
+    Naive,
+    /// KV tiles with an online softmax, `O(seq_q * TILE_KV)` scratch.
+    Flash,
+}
+
+/// Flash attention for one float type (see [`attention_strided`]).
 fn attention_impl<T>(
     query: FlexTensor,
     key: FlexTensor,
@@ -251,14 +248,100 @@ fn attention_impl<T>(
 where
     T: FlashGemm + burn_backend::Element,
 {
+    attention_strided::<T>(
+        [query, key, value],
+        mask,
+        attn_bias,
+        options,
+        HeadKernel::Flash,
+    )
+}
+
+/// Where the `[rows, cols]` matrix of each `(batch, head)` pair of a 4-D tensor lies in its
+/// buffer: the tensor is read in place through its strides (a `swap_dims` view of a
+/// `[batch, seq, heads, dim]` projection needs no copy, gemm reads the row stride).
+///
+/// `groups` query heads share one stored head (grouped-query attention): query head `h`
+/// reads stored head `h / groups`, so keys and values need not be repeated per query head.
+#[derive(Clone, Copy)]
+struct HeadStrides {
+    start: isize,
+    batch: isize,
+    head: isize,
+    row: isize,
+    col: isize,
+    groups: usize,
+}
+
+impl HeadStrides {
+    fn new(layout: &Layout, groups: usize) -> Self {
+        let s = layout.strides();
+        Self {
+            start: layout.start_offset() as isize,
+            batch: s[0],
+            head: s[1],
+            row: s[2],
+            col: s[3],
+            groups,
+        }
+    }
+
+    /// Element offset of the matrix read by query head `head` of batch entry `batch`.
+    fn offset(&self, batch: usize, head: usize) -> isize {
+        self.start + batch as isize * self.batch + (head / self.groups) as isize * self.head
+    }
+}
+
+/// A raw pointer that may cross threads: every `(batch, head)` task reads shared inputs
+/// and writes its own disjoint rows of the output.
+#[derive(Clone, Copy)]
+struct SharedPtr<T>(*mut T);
+
+// SAFETY: the tasks only read through input pointers, and each writes output elements no
+// other task touches (see `attention_strided`).
+unsafe impl<T> Send for SharedPtr<T> {}
+unsafe impl<T> Sync for SharedPtr<T> {}
+
+impl<T> SharedPtr<T> {
+    /// The pointer (a method, so closures capture the `Sync` wrapper, not its field).
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Below this many multiply-adds in all (batch, head) pairs together, the pairs run on the
+/// calling thread: a decode step's attention is smaller than a rayon dispatch.
+#[cfg(feature = "rayon")]
+const PARALLEL_MIN_WORK: usize = 64 * 1024;
+
+/// Scaled dot-product attention over strided inputs, one task per `(batch, head)` pair
+/// (parallel over rayon's pool when the `rayon` feature is on).
+///
+/// Input shapes (all 4D, any strides):
+///   query: \[batch, heads, seq_q, head_dim\]
+///   key:   \[batch, kv_heads, seq_kv, head_dim\]  (`heads` a multiple of `kv_heads`)
+///   value: \[batch, kv_heads, seq_kv, val_dim\]
+///   mask:  \[batch, heads, seq_q, seq_kv\] (optional, u8 where nonzero = masked out;
+///          `batch` and `heads` may be 1)
+///   attn_bias: \[batch, heads, seq_q, seq_kv\] (optional, same broadcasting)
+///
+/// Output: \[batch, heads, seq_q, val_dim\], stored as a `[batch, seq_q, heads, val_dim]`
+/// buffer (its `swap_dims(1, 2)` is contiguous): attention layers merge the heads right
+/// after, and that merge is then a reshape instead of a copy.
+fn attention_strided<T>(
+    qkv: [FlexTensor; 3],
+    mask: Option<FlexTensor>,
+    attn_bias: Option<FlexTensor>,
+    options: AttentionModuleOptions,
+    kernel: HeadKernel,
+) -> FlexTensor
+where
+    T: FlashGemm + burn_backend::Element,
+{
     if let Some(softcap) = options.softcap {
         assert!(softcap > 0.0, "softcap must be positive, got {softcap}");
     }
-
-    let query = query.to_contiguous();
-    let key = key.to_contiguous();
-    let value = value.to_contiguous();
-
+    let [query, key, value] = qkv;
     let q_shape = query.layout().shape();
     let k_shape = key.layout().shape();
     let v_shape = value.layout().shape();
@@ -266,109 +349,126 @@ where
     assert!(k_shape.num_dims() == 4, "attention: key must be 4D");
     assert!(v_shape.num_dims() == 4, "attention: value must be 4D");
 
-    let batch = q_shape[0];
-    let heads = q_shape[1];
-    let seq_q = q_shape[2];
-    let head_dim = q_shape[3];
+    let [batch, heads, seq_q, head_dim] = [q_shape[0], q_shape[1], q_shape[2], q_shape[3]];
     assert!(head_dim > 0, "attention: head_dim must be non-zero");
-
-    let seq_kv = k_shape[2];
-    let val_dim = v_shape[3];
+    let [kv_heads, seq_kv, val_dim] = [k_shape[1], k_shape[2], v_shape[3]];
 
     assert_eq!(k_shape[0], batch, "attention: key batch mismatch");
-    assert_eq!(k_shape[1], heads, "attention: key heads mismatch");
+    assert!(
+        kv_heads > 0 && heads % kv_heads == 0,
+        "attention: key heads mismatch ({kv_heads} key heads for {heads} query heads)"
+    );
     assert_eq!(k_shape[3], head_dim, "attention: key head_dim mismatch");
     assert_eq!(v_shape[0], batch, "attention: value batch mismatch");
-    assert_eq!(v_shape[1], heads, "attention: value heads mismatch");
+    assert_eq!(v_shape[1], kv_heads, "attention: value heads mismatch");
     assert_eq!(v_shape[2], seq_kv, "attention: value seq_kv mismatch");
 
     let target = [batch, heads, seq_q, seq_kv];
     let mask_bcast = mask.map(|m| broadcast_attn_mask_bias(m, target, "mask"));
     let bias_bcast = attn_bias.map(|b| broadcast_attn_mask_bias(b, target, "bias"));
 
-    let scale = T::from(
-        options
-            .scale
-            .unwrap_or_else(|| 1.0 / (head_dim as f64).sqrt()),
-    )
-    .unwrap();
-    let softcap: Option<T> = options.softcap.map(|s| T::from(s).unwrap());
-    let causal_offset = if options.is_causal {
-        Some(seq_kv as isize - seq_q as isize)
-    } else {
-        None
-    };
-
-    let q_data: &[T] = query.storage();
-    let k_data: &[T] = key.storage();
-    let v_data: &[T] = value.storage();
-    let mask_data: Option<&[u8]> = mask_bcast.as_ref().map(|b| b.tensor.bytes());
-    let bias_data: Option<&[T]> = bias_bcast.as_ref().map(|b| b.tensor.storage());
-    let (mask_batch_step, mask_head_step) = mask_bcast
-        .as_ref()
-        .map(|b| (b.batch_step, b.head_step))
-        .unwrap_or((0, 0));
-    let (bias_batch_step, bias_head_step) = bias_bcast
-        .as_ref()
-        .map(|b| (b.batch_step, b.head_step))
-        .unwrap_or((0, 0));
-
-    let mut output = vec![T::zero(); batch * heads * seq_q * val_dim];
-
-    // 4D strides for contiguous layout
-    let q_head_stride = seq_q * head_dim;
-    let q_batch_stride = heads * q_head_stride;
-    let k_head_stride = seq_kv * head_dim;
-    let k_batch_stride = heads * k_head_stride;
-    let v_head_stride = seq_kv * val_dim;
-    let v_batch_stride = heads * v_head_stride;
-    let o_head_stride = seq_q * val_dim;
-    let o_batch_stride = heads * o_head_stride;
-    let mask_tile_len = seq_q * seq_kv;
-
     let params = AttentionParams {
-        scale,
-        softcap,
-        causal_offset,
+        scale: T::from(
+            options
+                .scale
+                .unwrap_or_else(|| 1.0 / (head_dim as f64).sqrt()),
+        )
+        .unwrap(),
+        softcap: options.softcap.map(|s| T::from(s).unwrap()),
+        causal_offset: options
+            .is_causal
+            .then_some(seq_kv as isize - seq_q as isize),
         seq_q,
         seq_kv,
         head_dim,
         val_dim,
     };
 
-    // Allocate scratch buffers once and reuse across all (batch, head) pairs
-    let mut scratch = ScratchBuffers {
-        row_max: vec![T::neg_infinity(); seq_q],
-        row_sum: vec![T::zero(); seq_q],
-        scores: vec![T::zero(); seq_q * TILE_KV],
+    let groups = heads / kv_heads;
+    let strides = [
+        HeadStrides::new(query.layout(), 1),
+        HeadStrides::new(key.layout(), groups),
+        HeadStrides::new(value.layout(), groups),
+    ];
+    let inputs = [
+        query.storage::<T>().as_ptr(),
+        key.storage::<T>().as_ptr(),
+        value.storage::<T>().as_ptr(),
+    ]
+    .map(|p| SharedPtr(p as *mut T));
+    let mask_data: Option<&[u8]> = mask_bcast.as_ref().map(|b| b.tensor.bytes());
+    let bias_data: Option<&[T]> = bias_bcast.as_ref().map(|b| b.tensor.storage());
+    let tile_len = seq_q * seq_kv;
+
+    let mut output = vec![T::zero(); batch * seq_q * heads * val_dim];
+    let out = SharedPtr(output.as_mut_ptr());
+    let out_row_stride = heads * val_dim;
+
+    let run_pair = |pair: usize, scratch: &mut ScratchBuffers<T>| {
+        let (b, h) = (pair / heads, pair % heads);
+        let [q, k, v] = [0, 1, 2].map(|i| {
+            let s = strides[i];
+            MatRef {
+                // SAFETY: the offset is that of an element of the tensor's own layout.
+                ptr: unsafe { inputs[i].get().offset(s.offset(b, h)) },
+                rs: s.row,
+                cs: s.col,
+            }
+        });
+        let mask_off = |m: &BroadcastMaskBias| b * m.batch_step + h * m.head_step;
+        let head = HeadArgs {
+            q,
+            k,
+            v,
+            // SAFETY: rows `b * seq_q..(b + 1) * seq_q`, columns `h * val_dim..` of the
+            // `[batch * seq_q, heads * val_dim]` output: this pair's alone.
+            out: unsafe { out.get().add(b * seq_q * out_row_stride + h * val_dim) },
+            out_rs: out_row_stride,
+            mask: mask_bcast
+                .as_ref()
+                .zip(mask_data)
+                .map(|(m, d)| &d[mask_off(m)..mask_off(m) + tile_len]),
+            bias: bias_bcast
+                .as_ref()
+                .zip(bias_data)
+                .map(|(m, d)| &d[mask_off(m)..mask_off(m) + tile_len]),
+        };
+        match kernel {
+            HeadKernel::Naive => naive_attention_head(&head, &params, scratch),
+            HeadKernel::Flash => flash_attention_head(&head, &params, scratch),
+        }
     };
 
-    for b in 0..batch {
-        for h in 0..heads {
-            let q_off = b * q_batch_stride + h * q_head_stride;
-            let k_off = b * k_batch_stride + h * k_head_stride;
-            let v_off = b * v_batch_stride + h * v_head_stride;
-            let o_off = b * o_batch_stride + h * o_head_stride;
-            let mask_off = b * mask_batch_step + h * mask_head_step;
-            let bias_off = b * bias_batch_step + h * bias_head_step;
-
-            flash_attention_head(
-                &q_data[q_off..q_off + q_head_stride],
-                &k_data[k_off..k_off + k_head_stride],
-                &v_data[v_off..v_off + v_head_stride],
-                &mut output[o_off..o_off + o_head_stride],
-                mask_data.map(|m| &m[mask_off..mask_off + mask_tile_len]),
-                bias_data.map(|b| &b[bias_off..bias_off + mask_tile_len]),
-                &params,
-                &mut scratch,
-            );
-        }
+    let pairs = batch * heads;
+    let new_scratch = || ScratchBuffers::new(kernel, &params);
+    #[cfg(feature = "rayon")]
+    if pairs > 1 && pairs * tile_len * (head_dim + val_dim) >= PARALLEL_MIN_WORK {
+        use rayon::prelude::*;
+        (0..pairs)
+            .into_par_iter()
+            .for_each_init(new_scratch, |scratch, pair| run_pair(pair, scratch));
+        return attention_output(output, [batch, heads, seq_q, val_dim]);
     }
+    let mut scratch = new_scratch();
+    for pair in 0..pairs {
+        run_pair(pair, &mut scratch);
+    }
+    attention_output(output, [batch, heads, seq_q, val_dim])
+}
 
-    let shape = burn_std::Shape::from(vec![batch, heads, seq_q, val_dim]);
+/// The `[batch, heads, seq_q, val_dim]` view of an output buffer written in
+/// `[batch, seq_q, heads, val_dim]` order.
+fn attention_output<T: burn_backend::Element>(output: Vec<T>, shape: [usize; 4]) -> FlexTensor {
+    let [_, heads, seq_q, val_dim] = shape;
+    let strides = vec![
+        (seq_q * heads * val_dim) as isize,
+        val_dim as isize,
+        (heads * val_dim) as isize,
+        1,
+    ];
     FlexTensor::new(
         Bytes::from_elems(output),
-        Layout::contiguous(shape),
+        Layout::new(burn_std::Shape::from(shape.to_vec()), strides, 0),
         T::dtype(),
     )
 }
@@ -439,14 +539,162 @@ macro_rules! impl_flash_gemm {
 impl_flash_gemm!(f32);
 impl_flash_gemm!(f64);
 
-/// Scratch buffers reused across (batch, head) pairs to avoid per-head allocation.
-struct ScratchBuffers<T> {
-    row_max: Vec<T>,
-    row_sum: Vec<T>,
-    scores: Vec<T>,
+/// One strided `[rows, cols]` input matrix of a `(batch, head)` pair.
+#[derive(Clone, Copy)]
+struct MatRef<T> {
+    ptr: *const T,
+    rs: isize,
+    cs: isize,
 }
 
-/// Parameters for a single (batch, head) flash attention computation.
+/// The inputs and output of one `(batch, head)` pair.
+struct HeadArgs<'a, T> {
+    q: MatRef<T>,
+    k: MatRef<T>,
+    v: MatRef<T>,
+    /// First element of the pair's `[seq_q, val_dim]` output, columns contiguous.
+    out: *mut T,
+    out_rs: usize,
+    mask: Option<&'a [u8]>,
+    bias: Option<&'a [T]>,
+}
+
+impl<T: FlashGemm> HeadArgs<'_, T> {
+    /// `dst[seq_q, n] = scale * Q @ K[kv_start..kv_start + n]^T`, row stride `n`.
+    fn scores(&self, dst: &mut [T], kv_start: usize, n: usize, p: &AttentionParams<T>) {
+        // SAFETY: `q` and `k` address `seq_q` and `seq_kv` rows of `head_dim` elements;
+        // `dst` holds `seq_q * n` elements.
+        unsafe {
+            T::block_gemm(BlockGemmArgs {
+                m: p.seq_q,
+                n,
+                k: p.head_dim,
+                dst: dst.as_mut_ptr(),
+                dst_cs: 1,
+                dst_rs: n as isize,
+                read_dst: false,
+                lhs: self.q.ptr,
+                lhs_cs: self.q.cs,
+                lhs_rs: self.q.rs,
+                rhs: self.k.ptr.offset(kv_start as isize * self.k.rs),
+                rhs_cs: self.k.rs,
+                rhs_rs: self.k.cs,
+                alpha: T::zero(),
+                beta: p.scale,
+            });
+        }
+    }
+
+    /// Scores row `qi`, columns `kv_start..kv_start + row.len()`: softcap, mask, causal
+    /// limit and bias applied in place; returns the row's maximum.
+    fn prepare_row(&self, row: &mut [T], qi: usize, kv_start: usize, p: &AttentionParams<T>) -> T {
+        let cols = qi * p.seq_kv + kv_start..qi * p.seq_kv + kv_start + row.len();
+        if let Some(cap) = p.softcap {
+            for s in row.iter_mut() {
+                *s = cap * (*s / cap).tanh();
+            }
+        }
+        if let Some(mask) = self.mask {
+            for (s, &m) in row.iter_mut().zip(&mask[cols.clone()]) {
+                if m != 0 {
+                    *s = T::neg_infinity();
+                }
+            }
+        }
+        if let Some(offset) = p.causal_offset {
+            let visible =
+                (qi as isize + offset + 1 - kv_start as isize).clamp(0, row.len() as isize);
+            row[visible as usize..].fill(T::neg_infinity());
+        }
+        if let Some(bias) = self.bias {
+            for (s, &b) in row.iter_mut().zip(&bias[cols]) {
+                *s += b;
+            }
+        }
+        row_max(row)
+    }
+
+    /// Output row `qi` (`val_dim` elements).
+    ///
+    /// # Safety
+    /// Only the task owning this pair may call it, one row borrow at a time.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn out_row(&self, qi: usize, val_dim: usize) -> &mut [T] {
+        unsafe { core::slice::from_raw_parts_mut(self.out.add(qi * self.out_rs), val_dim) }
+    }
+}
+
+/// Lanes of the independent accumulators in [`row_max`] and [`exp_shifted_sum`], so the
+/// reductions vectorise.
+const LANES: usize = 8;
+
+/// Maximum of a scores row (`-inf` when empty or fully masked).
+fn row_max<T: Float>(row: &[T]) -> T {
+    let mut lanes = [T::neg_infinity(); LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (m, &x) in lanes.iter_mut().zip(chunk) {
+            *m = if x > *m { x } else { *m };
+        }
+    }
+    tail.iter()
+        .chain(&lanes)
+        .fold(T::neg_infinity(), |m, &x| if x > m { x } else { m })
+}
+
+/// `row = exp(row - max)` in place; returns the sum of the new row.
+fn exp_shifted_sum<T: Float>(row: &mut [T], max: T) -> T {
+    let mut lanes = [T::zero(); LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (acc, s) in lanes.iter_mut().zip(chunk) {
+            *s = (*s - max).exp();
+            *acc = *acc + *s;
+        }
+    }
+    let mut tail_sum = T::zero();
+    for s in chunks.into_remainder() {
+        *s = (*s - max).exp();
+        tail_sum = tail_sum + *s;
+    }
+    lanes.iter().fold(tail_sum, |sum, &x| sum + x)
+}
+
+/// Multiplies a row by `factor`.
+fn scale_row<T: Float>(row: &mut [T], factor: T) {
+    for x in row.iter_mut() {
+        *x = *x * factor;
+    }
+}
+
+/// Scratch of one task, reused across the `(batch, head)` pairs it runs.
+struct ScratchBuffers<T> {
+    /// Scores: `[seq_q, seq_kv]` (naive) or `[seq_q, TILE_KV]` (flash).
+    scores: Vec<T>,
+    /// Running row maxima (flash) or reciprocal row sums (naive).
+    row_max: Vec<T>,
+    row_sum: Vec<T>,
+    /// Flash's unnormalised `[seq_q, val_dim]` output accumulator.
+    acc: Vec<T>,
+}
+
+impl<T: Float> ScratchBuffers<T> {
+    fn new(kernel: HeadKernel, p: &AttentionParams<T>) -> Self {
+        let (score_cols, acc) = match kernel {
+            HeadKernel::Naive => (p.seq_kv, 0),
+            HeadKernel::Flash => (TILE_KV, p.seq_q * p.val_dim),
+        };
+        Self {
+            scores: vec![T::zero(); p.seq_q * score_cols],
+            row_max: vec![T::neg_infinity(); p.seq_q],
+            row_sum: vec![T::zero(); p.seq_q],
+            acc: vec![T::zero(); acc],
+        }
+    }
+}
+
+/// Parameters shared by every (batch, head) pair.
 struct AttentionParams<T> {
     scale: T,
     softcap: Option<T>,
@@ -457,195 +705,91 @@ struct AttentionParams<T> {
     val_dim: usize,
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Process a single (batch, head) pair with flash attention.
 ///
-/// Uses gemm for the two block matmuls per tile:
-///   1. Score matmul: scores\[seq_q, tile_kv\] = Q @ K_tile^T
-///   2. Value matmul: output += P @ V_tile (where P = exp(scores - max))
-///
-/// The online softmax (scale, mask, bias, exp, correction) is applied
-/// row-by-row between the two gemm calls.
+/// Per KV tile: `scores = scale * Q @ K_tile^T` (gemm), per row softcap / mask / bias and
+/// the online softmax update (running max and sum, rescaled accumulator), then
+/// `acc += P @ V_tile` (gemm). Finally `out = acc / row_sum` (rows with every key masked
+/// stay zero).
 fn flash_attention_head<T: FlashGemm>(
-    q: &[T],
-    k: &[T],
-    v: &[T],
-    output: &mut [T],
-    mask: Option<&[u8]>,
-    bias: Option<&[T]>,
+    head: &HeadArgs<'_, T>,
     p: &AttentionParams<T>,
     scratch: &mut ScratchBuffers<T>,
 ) {
-    debug_assert_eq!(q.len(), p.seq_q * p.head_dim);
-    debug_assert_eq!(k.len(), p.seq_kv * p.head_dim);
-    debug_assert_eq!(v.len(), p.seq_kv * p.val_dim);
-    debug_assert_eq!(output.len(), p.seq_q * p.val_dim);
-
+    let (seq_q, val_dim) = (p.seq_q, p.val_dim);
     let neg_inf = T::neg_infinity();
-    let AttentionParams {
-        scale,
-        softcap,
-        causal_offset,
-        seq_q,
-        seq_kv,
-        head_dim,
-        val_dim,
-    } = *p;
-
-    // Reset scratch buffers for this (batch, head) pair
-    let row_max = &mut scratch.row_max;
+    let ScratchBuffers {
+        scores,
+        row_max,
+        row_sum,
+        acc,
+    } = scratch;
     row_max.fill(neg_inf);
-    let row_sum = &mut scratch.row_sum;
     row_sum.fill(T::zero());
-    let scores = &mut scratch.scores;
+    acc.fill(T::zero());
 
-    let num_kv_tiles = seq_kv.div_ceil(TILE_KV);
+    for kv_start in (0..p.seq_kv).step_by(TILE_KV) {
+        let tile_kv = TILE_KV.min(p.seq_kv - kv_start);
+        let tile = &mut scores[..seq_q * tile_kv];
+        head.scores(tile, kv_start, tile_kv, p);
 
-    for tile_idx in 0..num_kv_tiles {
-        let kv_start = tile_idx * TILE_KV;
-        let kv_end = (kv_start + TILE_KV).min(seq_kv);
-        let tile_kv = kv_end - kv_start;
-
-        // Step 1: Score matmul via gemm
-        // scores[seq_q, tile_kv] = Q[seq_q, head_dim] @ K_tile[tile_kv, head_dim]^T
-        //
-        // Q is row-major [seq_q, head_dim]: rs=head_dim, cs=1
-        // K_tile^T: treat K[tile_kv, head_dim] row-major with swapped strides
-        //   K row-major: rs=head_dim, cs=1 -> K^T: rs=1, cs=head_dim
-        // scores row-major [seq_q, tile_kv]: rs=tile_kv, cs=1
-        unsafe {
-            T::block_gemm(BlockGemmArgs {
-                m: seq_q,
-                n: tile_kv,
-                k: head_dim,
-                dst: scores.as_mut_ptr(),
-                dst_cs: 1,
-                dst_rs: tile_kv as isize,
-                read_dst: false,
-                lhs: q.as_ptr(),
-                lhs_cs: 1,
-                lhs_rs: head_dim as isize,
-                rhs: k.as_ptr().add(kv_start * head_dim),
-                rhs_cs: head_dim as isize,
-                rhs_rs: 1,
-                alpha: T::zero(),
-                beta: T::one(),
-            });
-        }
-
-        // Step 2: Apply scale/softcap/mask/bias, online softmax, rescale output
-        for qi in 0..seq_q {
-            let score_row = &mut scores[qi * tile_kv..(qi + 1) * tile_kv];
-
-            let mut tile_max = neg_inf;
-
-            for (ki, score) in score_row.iter_mut().enumerate() {
-                let kv_idx = kv_start + ki;
-                let mut val = *score * scale;
-
-                if let Some(cap) = softcap {
-                    val = cap * (val / cap).tanh();
-                }
-
-                if let Some(m) = mask
-                    && m[qi * seq_kv + kv_idx] != 0
-                {
-                    val = neg_inf;
-                }
-
-                if let Some(offset) = causal_offset
-                    && (kv_idx as isize) > (qi as isize) + offset
-                {
-                    val = neg_inf;
-                }
-
-                if let Some(b) = bias {
-                    val += b[qi * seq_kv + kv_idx];
-                }
-
-                *score = val;
-                if val > tile_max {
-                    tile_max = val;
-                }
-            }
-
+        for (qi, row) in tile.chunks_exact_mut(tile_kv).enumerate() {
+            let tile_max = head.prepare_row(row, qi, kv_start, p);
             if tile_max == neg_inf {
                 // All masked: zero out scores so gemm contributes nothing
-                for score in score_row.iter_mut() {
-                    *score = T::zero();
-                }
+                row.fill(T::zero());
                 continue;
             }
-
             let new_max = if row_max[qi] > tile_max {
                 row_max[qi]
             } else {
                 tile_max
             };
-
-            let mut tile_sum = T::zero();
-            for score in score_row.iter_mut() {
-                let e = (*score - new_max).exp();
-                *score = e;
-                tile_sum += e;
-            }
-
+            let tile_sum = exp_shifted_sum(row, new_max);
             let correction = if row_max[qi] == neg_inf {
                 T::zero()
             } else {
                 (row_max[qi] - new_max).exp()
             };
-
-            // Rescale existing output accumulator
-            let out_row = &mut output[qi * val_dim..(qi + 1) * val_dim];
-            for o in out_row.iter_mut() {
-                *o = *o * correction;
-            }
-
+            scale_row(&mut acc[qi * val_dim..(qi + 1) * val_dim], correction);
             row_sum[qi] = row_sum[qi] * correction + tile_sum;
             row_max[qi] = new_max;
         }
 
-        // Step 3: Value matmul via gemm
-        // output[seq_q, val_dim] += P[seq_q, tile_kv] @ V_tile[tile_kv, val_dim]
-        //
-        // P (scores buffer) row-major: rs=tile_kv, cs=1
-        // V_tile row-major [tile_kv, val_dim]: rs=val_dim, cs=1
-        // output row-major [seq_q, val_dim]: rs=val_dim, cs=1
-        //
-        // dst = 1.0 * dst + 1.0 * P @ V  (accumulate)
+        // acc[seq_q, val_dim] += P[seq_q, tile_kv] @ V_tile[tile_kv, val_dim]
+        // SAFETY: `v` addresses `seq_kv` rows of `val_dim` elements.
         unsafe {
             T::block_gemm(BlockGemmArgs {
                 m: seq_q,
                 n: val_dim,
                 k: tile_kv,
-                dst: output.as_mut_ptr(),
+                dst: acc.as_mut_ptr(),
                 dst_cs: 1,
                 dst_rs: val_dim as isize,
                 read_dst: true,
-                lhs: scores.as_ptr(),
+                lhs: tile.as_ptr(),
                 lhs_cs: 1,
                 lhs_rs: tile_kv as isize,
-                rhs: v.as_ptr().add(kv_start * val_dim),
-                rhs_cs: 1,
-                rhs_rs: val_dim as isize,
+                rhs: head.v.ptr.offset(kv_start as isize * head.v.rs),
+                rhs_cs: head.v.cs,
+                rhs_rs: head.v.rs,
                 alpha: T::one(),
                 beta: T::one(),
             });
         }
     }
 
-    // Final normalization: output /= row_sum
-    for qi in 0..seq_q {
-        let sum = row_sum[qi];
-        if sum > T::zero() {
-            let inv_sum = T::one() / sum;
-            let out_row = &mut output[qi * val_dim..(qi + 1) * val_dim];
-            for o in out_row.iter_mut() {
-                *o = *o * inv_sum;
-            }
+    for (qi, acc_row) in acc.chunks_exact(val_dim).enumerate() {
+        let inv_sum = if row_sum[qi] > T::zero() {
+            T::one() / row_sum[qi]
+        } else {
+            T::zero()
+        };
+        // SAFETY: this task owns the pair's output rows.
+        let out_row = unsafe { head.out_row(qi, val_dim) };
+        for (o, &a) in out_row.iter_mut().zip(acc_row) {
+            *o = a * inv_sum;
         }
-        // sum == 0 means all positions masked; output stays zero
     }
 }
 
@@ -674,6 +818,7 @@ pub fn attention_naive(
     )
 }
 
+/// Naive attention for one float type (see [`attention_strided`]).
 fn attention_naive_impl<T>(
     query: FlexTensor,
     key: FlexTensor,
@@ -685,243 +830,65 @@ fn attention_naive_impl<T>(
 where
     T: FlashGemm + burn_backend::Element,
 {
-    if let Some(softcap) = options.softcap {
-        assert!(softcap > 0.0, "softcap must be positive, got {softcap}");
-    }
-
-    let query = query.to_contiguous();
-    let key = key.to_contiguous();
-    let value = value.to_contiguous();
-
-    let q_shape = query.layout().shape();
-    let k_shape = key.layout().shape();
-    let v_shape = value.layout().shape();
-    assert!(q_shape.num_dims() == 4, "attention_naive: query must be 4D");
-    assert!(k_shape.num_dims() == 4, "attention_naive: key must be 4D");
-    assert!(v_shape.num_dims() == 4, "attention_naive: value must be 4D");
-
-    let batch = q_shape[0];
-    let heads = q_shape[1];
-    let seq_q = q_shape[2];
-    let head_dim = q_shape[3];
-    assert!(head_dim > 0, "attention_naive: head_dim must be non-zero");
-
-    let seq_kv = k_shape[2];
-    let val_dim = v_shape[3];
-
-    assert_eq!(k_shape[0], batch, "attention_naive: key batch mismatch");
-    assert_eq!(k_shape[1], heads, "attention_naive: key heads mismatch");
-    assert_eq!(
-        k_shape[3], head_dim,
-        "attention_naive: key head_dim mismatch"
-    );
-    assert_eq!(v_shape[0], batch, "attention_naive: value batch mismatch");
-    assert_eq!(v_shape[1], heads, "attention_naive: value heads mismatch");
-    assert_eq!(v_shape[2], seq_kv, "attention_naive: value seq_kv mismatch");
-
-    let target = [batch, heads, seq_q, seq_kv];
-    let mask_bcast = mask.map(|m| broadcast_attn_mask_bias(m, target, "mask"));
-    let bias_bcast = attn_bias.map(|b| broadcast_attn_mask_bias(b, target, "bias"));
-
-    let scale = T::from(
-        options
-            .scale
-            .unwrap_or_else(|| 1.0 / (head_dim as f64).sqrt()),
-    )
-    .unwrap();
-    let softcap: Option<T> = options.softcap.map(|s| T::from(s).unwrap());
-    let causal_offset = if options.is_causal {
-        Some(seq_kv as isize - seq_q as isize)
-    } else {
-        None
-    };
-
-    let q_data: &[T] = query.storage();
-    let k_data: &[T] = key.storage();
-    let v_data: &[T] = value.storage();
-    let mask_data: Option<&[u8]> = mask_bcast.as_ref().map(|b| b.tensor.bytes());
-    let bias_data: Option<&[T]> = bias_bcast.as_ref().map(|b| b.tensor.storage());
-    let (mask_batch_step, mask_head_step) = mask_bcast
-        .as_ref()
-        .map(|b| (b.batch_step, b.head_step))
-        .unwrap_or((0, 0));
-    let (bias_batch_step, bias_head_step) = bias_bcast
-        .as_ref()
-        .map(|b| (b.batch_step, b.head_step))
-        .unwrap_or((0, 0));
-
-    let mut output = vec![T::zero(); batch * heads * seq_q * val_dim];
-    let mut scores = vec![T::zero(); seq_q * seq_kv];
-
-    let q_head_stride = seq_q * head_dim;
-    let q_batch_stride = heads * q_head_stride;
-    let k_head_stride = seq_kv * head_dim;
-    let k_batch_stride = heads * k_head_stride;
-    let v_head_stride = seq_kv * val_dim;
-    let v_batch_stride = heads * v_head_stride;
-    let o_head_stride = seq_q * val_dim;
-    let o_batch_stride = heads * o_head_stride;
-    let mask_tile_len = seq_q * seq_kv;
-
-    let params = AttentionParams {
-        scale,
-        softcap,
-        causal_offset,
-        seq_q,
-        seq_kv,
-        head_dim,
-        val_dim,
-    };
-
-    for b in 0..batch {
-        for h in 0..heads {
-            let q_off = b * q_batch_stride + h * q_head_stride;
-            let k_off = b * k_batch_stride + h * k_head_stride;
-            let v_off = b * v_batch_stride + h * v_head_stride;
-            let o_off = b * o_batch_stride + h * o_head_stride;
-            let mask_off = b * mask_batch_step + h * mask_head_step;
-            let bias_off = b * bias_batch_step + h * bias_head_step;
-
-            naive_attention_head(
-                &q_data[q_off..q_off + q_head_stride],
-                &k_data[k_off..k_off + k_head_stride],
-                &v_data[v_off..v_off + v_head_stride],
-                &mut output[o_off..o_off + o_head_stride],
-                &mut scores,
-                &params,
-                (
-                    mask_data.map(|m| &m[mask_off..mask_off + mask_tile_len]),
-                    bias_data.map(|b| &b[bias_off..bias_off + mask_tile_len]),
-                ),
-            );
-        }
-    }
-
-    let shape = burn_std::Shape::from(vec![batch, heads, seq_q, val_dim]);
-    FlexTensor::new(
-        Bytes::from_elems(output),
-        Layout::contiguous(shape),
-        T::dtype(),
+    attention_strided::<T>(
+        [query, key, value],
+        mask,
+        attn_bias,
+        options,
+        HeadKernel::Naive,
     )
 }
 
 /// Process a single (batch, head) pair with naive (non-tiled) attention.
 ///
-/// 1. scores[seq_q, seq_kv] = Q @ K^T              (one gemm)
-/// 2. Apply scale/softcap/mask/causal/bias + softmax (per-row)
-/// 3. output[seq_q, val_dim] = scores @ V            (one gemm)
+/// 1. `scores[seq_q, seq_kv] = scale * Q @ K^T`             (one gemm)
+/// 2. softcap / mask / causal / bias, `exp(s - max)` per row (row sums kept)
+/// 3. `out[seq_q, val_dim] = P @ V`, each row divided by its sum (one gemm + a pass over
+///    the `val_dim`-wide output instead of the `seq_kv`-wide probabilities)
 fn naive_attention_head<T: FlashGemm>(
-    q: &[T],
-    k: &[T],
-    v: &[T],
-    output: &mut [T],
-    scores: &mut [T],
+    head: &HeadArgs<'_, T>,
     p: &AttentionParams<T>,
-    mask_bias: (Option<&[u8]>, Option<&[T]>),
+    scratch: &mut ScratchBuffers<T>,
 ) {
-    let (mask, bias) = mask_bias;
-    let neg_inf = T::neg_infinity();
-    let AttentionParams {
-        scale,
-        softcap,
-        causal_offset,
-        seq_q,
-        seq_kv,
-        head_dim,
-        val_dim,
-    } = *p;
+    let (seq_kv, val_dim) = (p.seq_kv, p.val_dim);
+    let scores = &mut scratch.scores;
+    let inv_sums = &mut scratch.row_sum;
+    head.scores(scores, 0, seq_kv, p);
 
-    // scores = Q @ K^T
-    unsafe {
-        T::block_gemm(BlockGemmArgs {
-            m: seq_q,
-            n: seq_kv,
-            k: head_dim,
-            dst: scores.as_mut_ptr(),
-            dst_cs: 1,
-            dst_rs: seq_kv as isize,
-            read_dst: false,
-            lhs: q.as_ptr(),
-            lhs_cs: 1,
-            lhs_rs: head_dim as isize,
-            rhs: k.as_ptr(),
-            rhs_cs: head_dim as isize,
-            rhs_rs: 1,
-            alpha: T::zero(),
-            beta: T::one(),
-        });
-    }
-
-    for qi in 0..seq_q {
-        let row = &mut scores[qi * seq_kv..(qi + 1) * seq_kv];
-
-        let mut row_max = neg_inf;
-        for (ki, s) in row.iter_mut().enumerate() {
-            let mut val = *s * scale;
-
-            if let Some(cap) = softcap {
-                val = cap * (val / cap).tanh();
-            }
-
-            if let Some(m) = mask
-                && m[qi * seq_kv + ki] != 0
-            {
-                val = neg_inf;
-            }
-
-            if let Some(offset) = causal_offset
-                && (ki as isize) > (qi as isize) + offset
-            {
-                val = neg_inf;
-            }
-
-            if let Some(b) = bias {
-                val += b[qi * seq_kv + ki];
-            }
-
-            *s = val;
-            if val > row_max {
-                row_max = val;
-            }
-        }
-
-        if row_max == neg_inf {
+    for (qi, row) in scores.chunks_exact_mut(seq_kv).enumerate() {
+        let max = head.prepare_row(row, qi, 0, p);
+        inv_sums[qi] = if max == T::neg_infinity() {
             row.fill(T::zero());
-            continue;
-        }
-
-        let mut sum = T::zero();
-        for s in row.iter_mut() {
-            let e = (*s - row_max).exp();
-            *s = e;
-            sum += e;
-        }
-
-        let inv_sum = T::one() / sum;
-        for s in row.iter_mut() {
-            *s = *s * inv_sum;
-        }
+            T::zero()
+        } else {
+            T::one() / exp_shifted_sum(row, max)
+        };
     }
 
-    // output = softmax(scores) @ V
+    // SAFETY: `v` addresses `seq_kv` rows of `val_dim` elements; the output rows are this
+    // pair's own (row stride `out_rs`, columns contiguous).
     unsafe {
         T::block_gemm(BlockGemmArgs {
-            m: seq_q,
+            m: p.seq_q,
             n: val_dim,
             k: seq_kv,
-            dst: output.as_mut_ptr(),
+            dst: head.out,
             dst_cs: 1,
-            dst_rs: val_dim as isize,
+            dst_rs: head.out_rs as isize,
             read_dst: false,
             lhs: scores.as_ptr(),
             lhs_cs: 1,
             lhs_rs: seq_kv as isize,
-            rhs: v.as_ptr(),
-            rhs_cs: 1,
-            rhs_rs: val_dim as isize,
+            rhs: head.v.ptr,
+            rhs_cs: head.v.cs,
+            rhs_rs: head.v.rs,
             alpha: T::zero(),
             beta: T::one(),
         });
+    }
+    for (qi, &inv_sum) in inv_sums.iter().enumerate() {
+        // SAFETY: this task owns the pair's output rows.
+        scale_row(unsafe { head.out_row(qi, val_dim) }, inv_sum);
     }
 }
 

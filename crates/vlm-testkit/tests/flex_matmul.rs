@@ -1,6 +1,9 @@
 //! The vendored Flex's matrix products of few rows (vendor/burn-flex/PATCH.md): split over
-//! the threads by columns, and with a transposed right-hand side written column-major, they
-//! must give the product of a plain f64 reference, for every row count around the limits.
+//! the threads of its spinning team by columns (one row: by blocks of rows, whose partial
+//! outputs are summed), and with a transposed right-hand side written column-major, they
+//! must give the product of a plain f64 reference, for every row count around the limits,
+//! also when several threads multiply at the same time (the team serves one caller; the
+//! others compute alone).
 
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
@@ -54,32 +57,53 @@ fn flex_product(
     a.matmul(b).into_data().to_vec::<f32>().expect("f32 output")
 }
 
+/// Checks Flex's `[m, k] x [k, n]` against the f64 reference.
+fn check_product(m: usize, k: usize, n: usize, transposed: bool) {
+    let lhs = values(m * k, 1);
+    let rhs = values(k * n, 2);
+    let expected = reference(&lhs, &rhs, m, k, n);
+    let got = flex_product(&lhs, &rhs, m, k, n, transposed);
+    let worst = got
+        .iter()
+        .zip(&expected)
+        .map(|(g, e)| (f64::from(*g) - e).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 1e-4 * k as f64,
+        "m {m} k {k} n {n} transposed {transposed}: max |diff| {worst}"
+    );
+}
+
 #[test]
 fn few_row_products_match_the_reference() {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
         .expect("a two-thread pool");
-    // k * n >= 64 Ki elements takes the split; (3, 40) does not; 17 rows is past the
-    // few-row limit; 1 row is gemm's matrix-vector product.
-    let shapes = [(64, 1408), (300, 300), (257, 515), (3, 40)];
+    // k * n >= 64 Ki elements takes the column split; one row takes the vector kernels,
+    // split over the threads from 128 Ki elements ((257, 515): blocks of 129 and 128 rows;
+    // (1031, 700): an odd k, 1031 = 8 * 128 + 7, so the eight-row kernel's tail runs);
+    // (3, 40) is split by nothing; 17 rows is past the few-row limit.
+    let shapes = [(64, 1408), (300, 300), (257, 515), (1031, 700), (3, 40)];
     for (k, n) in shapes {
         for m in [1, 2, 3, 8, 16, 17] {
             for transposed in [false, true] {
-                let lhs = values(m * k, 1);
-                let rhs = values(k * n, 2);
-                let expected = reference(&lhs, &rhs, m, k, n);
-                let got = pool.install(|| flex_product(&lhs, &rhs, m, k, n, transposed));
-                let worst = got
-                    .iter()
-                    .zip(&expected)
-                    .map(|(g, e)| (f64::from(*g) - e).abs())
-                    .fold(0.0, f64::max);
-                assert!(
-                    worst < 1e-4 * k as f64,
-                    "m {m} k {k} n {n} transposed {transposed}: max |diff| {worst}"
-                );
+                pool.install(|| check_product(m, k, n, transposed));
             }
         }
     }
+}
+
+#[test]
+fn concurrent_products_match_the_reference() {
+    std::thread::scope(|scope| {
+        for caller in 0..4 {
+            scope.spawn(move || {
+                for round in 0..6 {
+                    let m = [1, 4][(caller + round) % 2];
+                    check_product(m, 1031, 700, round % 3 == 0);
+                }
+            });
+        }
+    });
 }

@@ -83,7 +83,7 @@ const FEW_ROWS: usize = 16;
 /// over the whole `k`.
 #[cfg(feature = "rayon")]
 fn column_block_width(m: usize, n: usize, k: usize) -> Option<usize> {
-    let threads = rayon::current_num_threads();
+    let threads = parallelism();
     let ops = m.saturating_mul(n).saturating_mul(k);
     let few_rows = (2..=FEW_ROWS).contains(&m);
     if threads < 2
@@ -97,13 +97,36 @@ fn column_block_width(m: usize, n: usize, k: usize) -> Option<usize> {
 }
 
 /// Runs `block(start, cols)` for the column blocks `[start, start + cols)` of width `width`
-/// covering `0..n`, in parallel over the rayon threads.
+/// covering `0..n`, in parallel on the spinning team of [`super::team`] (decode steps call
+/// this between small serial ops, where waking rayon's workers costs more than it saves).
 #[cfg(feature = "rayon")]
 fn split_columns(n: usize, width: usize, block: impl Fn(usize, usize) + Sync) {
-    use rayon::prelude::*;
-    (0..n.div_ceil(width))
-        .into_par_iter()
-        .for_each(|i| block(i * width, width.min(n - i * width)));
+    super::team::run(n.div_ceil(width), &|i| {
+        block(i * width, width.min(n - i * width))
+    });
+}
+
+#[cfg(feature = "rayon")]
+use super::team::{for_each_chunk as parallel_chunks, map as parallel_map, parallelism};
+
+/// Without rayon there is no team: one part.
+#[cfg(not(feature = "rayon"))]
+fn parallelism() -> usize {
+    1
+}
+
+/// Without rayon, the parts one after the other.
+#[cfg(not(feature = "rayon"))]
+fn parallel_map<T>(parts: usize, part: impl Fn(usize) -> T) -> Vec<T> {
+    (0..parts).map(part).collect()
+}
+
+/// Without rayon, the chunks one after the other.
+#[cfg(not(feature = "rayon"))]
+fn parallel_chunks<T>(out: &mut [T], width: usize, block: impl Fn(usize, &mut [T])) {
+    out.chunks_mut(width)
+        .enumerate()
+        .for_each(|(i, chunk)| block(i, chunk));
 }
 
 /// Get parallelism setting based on matrix size.
@@ -225,23 +248,20 @@ macro_rules! vector_kernel {
 /// linear layer and the LM head, bound by reading the weights.
 ///
 /// gemm runs it as a matrix-vector product that adds one row of `w` to the output per pass,
-/// streaming the weight at ~24 GB/s on the development machine; four rows per pass (the
-/// output, in L1, loaded and stored once per four rows) reach ~40 GB/s. Columns are dot
-/// products with four independent 16-lane accumulators.
+/// on one thread, streaming the weight at ~24 GB/s on the development machine; eight rows per
+/// pass (the output, in L1, loaded and stored once per eight rows) reach ~40 GB/s on one
+/// thread, and each thread streaming its own contiguous block of rows ~77 GB/s on two.
+/// Columns are dot products with four independent 16-lane accumulators, split over the
+/// threads by blocks of columns.
 fn row_vector_product(lhs: &FlexTensor, rhs: &FlexTensor) -> FlexTensor {
     let k = lhs.layout().shape()[1];
     let n = rhs.layout().shape()[1];
     let x = &lhs.storage::<f32>()[lhs.layout().start_offset()..][..k];
     let w = &rhs.storage::<f32>()[rhs.layout().start_offset()..];
-    let mut out = vec![0.0f32; n];
-    match rhs_operand(rhs.layout()).expect("checked by row_vector_product_applies") {
-        RhsOperand::Rows { row_stride } => {
-            vector_kernel!(accumulate_rows(x, w, row_stride, &mut out))
-        }
-        RhsOperand::Columns { column_stride } => {
-            vector_kernel!(dot_columns(x, w, column_stride, &mut out))
-        }
-    }
+    let out = match rhs_operand(rhs.layout()).expect("checked by row_vector_product_applies") {
+        RhsOperand::Rows { row_stride } => rows_product(x, w, row_stride, n),
+        RhsOperand::Columns { column_stride } => columns_product(x, w, column_stride, n),
+    };
     FlexTensor::new(
         Bytes::from_elems(out),
         Layout::contiguous(Shape::from(vec![1, n])),
@@ -249,21 +269,75 @@ fn row_vector_product(lhs: &FlexTensor, rhs: &FlexTensor) -> FlexTensor {
     )
 }
 
+/// Smallest right-hand side (`k * n` elements) of a [`row_vector_product`] that is split over
+/// the threads: below it, handing out parts costs about what it saves.
+const ROW_VECTOR_SPLIT_MIN_RHS: usize = 128 * 1024;
 
-/// `out += sum_p x[p] * w[p * row_stride..][..out.len()]`, four rows at a time, written so
+/// How many threads share a [`row_vector_product`] whose right-hand side has `k * n`
+/// elements, giving each at least `min_lines` of the `lines` rows or columns.
+fn vector_threads(k: usize, n: usize, lines: usize, min_lines: usize) -> usize {
+    match k.saturating_mul(n) >= ROW_VECTOR_SPLIT_MIN_RHS {
+        true => parallelism().min(lines / min_lines).max(1),
+        false => 1,
+    }
+}
+
+/// `x [1, k]` times the rows `w[p * row_stride..][..n]`: each thread adds up its own
+/// contiguous block of rows (one sequential stream of the weight per thread) into a partial
+/// output, and the partials are summed in block order.
+fn rows_product(x: &[f32], w: &[f32], row_stride: usize, n: usize) -> Vec<f32> {
+    let k = x.len();
+    let rows = k.div_ceil(vector_threads(k, n, k, 64));
+    let partials = parallel_map(k.div_ceil(rows), |i| {
+        let start = i * rows;
+        let mut partial = vec![0.0f32; n];
+        let xs = &x[start..(start + rows).min(k)];
+        vector_kernel!(accumulate_rows(xs, &w[start * row_stride..], row_stride, &mut partial));
+        partial
+    });
+    let mut partials = partials.into_iter();
+    let mut out = partials.next().expect("at least one block");
+    for partial in partials {
+        for (o, p) in out.iter_mut().zip(&partial) {
+            *o += p;
+        }
+    }
+    out
+}
+
+/// `x [1, k]` times the columns `w[j * column_stride..][..k]`, blocks of columns in parallel.
+fn columns_product(x: &[f32], w: &[f32], column_stride: usize, n: usize) -> Vec<f32> {
+    let k = x.len();
+    let width = n.div_ceil(vector_threads(k, n, n, 16));
+    let mut out = vec![0.0f32; n];
+    parallel_chunks(&mut out, width, |i, block| {
+        vector_kernel!(dot_columns(x, &w[i * width * column_stride..], column_stride, block))
+    });
+    out
+}
+
+/// `out += sum_p x[p] * w[p * row_stride..][..out.len()]`, eight rows at a time, written so
 /// the compiler vectorises it for the target features of its caller.
 #[inline(always)]
 fn accumulate_rows(x: &[f32], w: &[f32], row_stride: usize, out: &mut [f32]) {
     let n = out.len();
     let row = |p: usize| &w[p * row_stride..][..n];
-    let mut chunks = x.chunks_exact(4);
+    let mut chunks = x.chunks_exact(8);
     let mut p = 0;
     for xs in &mut chunks {
         let (r0, r1, r2, r3) = (row(p), row(p + 1), row(p + 2), row(p + 3));
+        let (r4, r5, r6, r7) = (row(p + 4), row(p + 5), row(p + 6), row(p + 7));
         for j in 0..n {
-            out[j] += xs[0] * r0[j] + xs[1] * r1[j] + xs[2] * r2[j] + xs[3] * r3[j];
+            out[j] += xs[0] * r0[j]
+                + xs[1] * r1[j]
+                + xs[2] * r2[j]
+                + xs[3] * r3[j]
+                + xs[4] * r4[j]
+                + xs[5] * r5[j]
+                + xs[6] * r6[j]
+                + xs[7] * r7[j];
         }
-        p += 4;
+        p += 8;
     }
     for &xp in chunks.remainder() {
         for (o, v) in out.iter_mut().zip(row(p)) {

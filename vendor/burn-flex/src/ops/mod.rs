@@ -117,6 +117,8 @@ pub mod reduce;
 pub mod repeat_dim;
 pub mod slice;
 pub mod sort;
+#[cfg(feature = "rayon")]
+mod team;
 mod transaction;
 pub mod unary;
 pub mod unfold;

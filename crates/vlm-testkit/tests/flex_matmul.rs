@@ -1,9 +1,9 @@
 //! The vendored Flex's matrix products of few rows (vendor/burn-flex/PATCH.md): split over
-//! the threads of its spinning team by columns (one row: by blocks of rows, whose partial
-//! outputs are summed), and with a transposed right-hand side written column-major, they
-//! must give the product of a plain f64 reference, for every row count around the limits,
-//! also when several threads multiply at the same time (the team serves one caller; the
-//! others compute alone).
+//! the threads by columns (one row: on its spinning team, by blocks of rows whose partial
+//! outputs are summed, or by blocks of columns), and with a transposed right-hand side written
+//! column-major, they must give the product of a plain f64 reference, for every row count
+//! around the limits, also when several threads multiply at the same time (the team serves
+//! one caller; the others compute alone).
 
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};

@@ -328,24 +328,12 @@ mod x86 {
             let lo = _mm256_cvtepu8_epi32(px);
             let hi = _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(px));
             let cols = &mut columns[4 * g..4 * g + 4];
-            // SAFETY: each store writes lanes 4r..4r+4 (r < ROWS) of one column.
-            unsafe {
-                _mm_storeu_si128(
-                    cols[0][4 * r..].as_mut_ptr().cast(),
-                    _mm256_castsi256_si128(lo),
-                );
-                _mm_storeu_si128(
-                    cols[1][4 * r..].as_mut_ptr().cast(),
-                    _mm256_extracti128_si256::<1>(lo),
-                );
-                _mm_storeu_si128(
-                    cols[2][4 * r..].as_mut_ptr().cast(),
-                    _mm256_castsi256_si128(hi),
-                );
-                _mm_storeu_si128(
-                    cols[3][4 * r..].as_mut_ptr().cast(),
-                    _mm256_extracti128_si256::<1>(hi),
-                );
+            for (pair, v) in cols.chunks_exact_mut(2).zip([lo, hi]) {
+                let halves = [_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v)];
+                for (col, half) in pair.iter_mut().zip(halves) {
+                    // SAFETY: writes lanes 4r..4r+4 (r < ROWS) of one column.
+                    unsafe { _mm_storeu_si128(col[4 * r..].as_mut_ptr().cast(), half) };
+                }
             }
         }
         super::widen_portable(&line[12 * groups..], r, &mut columns[4 * groups..]);

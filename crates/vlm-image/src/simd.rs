@@ -7,6 +7,7 @@
 
 /// An instruction-set level a kernel is compiled for, narrowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) enum Level {
     Portable,
     Avx2,

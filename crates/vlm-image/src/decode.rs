@@ -23,7 +23,8 @@ pub struct DecodeLimits {
     /// Largest accepted size of the decoded image in bytes (in its stored pixel format, e.g.
     /// 3 bytes per pixel for 8-bit RGB, 8 for 16-bit RGBA); also passed to the decoders as
     /// their allocation budget. Decoding transiently needs a small multiple of this (the JPEG
-    /// decoder keeps DCT coefficients, 2 bytes per sample, next to the output).
+    /// decoder keeps DCT coefficients, 2 bytes per sample, next to the output; each thread
+    /// keeps up to 32 MiB of them for its next image).
     pub max_alloc: u64,
 }
 

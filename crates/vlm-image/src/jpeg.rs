@@ -14,6 +14,8 @@
 
 use ::image::metadata::Orientation;
 
+use crate::simd;
+
 /// Why this decoder declined an image. The reasons are not shown to users (the caller falls
 /// back to another decoder) but help when debugging.
 #[derive(Debug)]
@@ -261,6 +263,48 @@ fn extend(v: i32, s: u32) -> i32 {
         v + (-1 << s) + 1
     } else {
         v
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Buffers kept between images.
+
+/// The most bytes of buffers a thread keeps between images (a 640 x 480 4:2:0 image needs
+/// about 1.4 MB; a 4096 x 4096 4:4:4 one 150 MB, which is not kept).
+const MAX_KEPT_BYTES: usize = 32 << 20;
+
+/// The coefficient arrays and sample planes of the last image a thread decoded, kept so a
+/// stream of images reuses them instead of faulting in fresh zeroed pages for every image
+/// (about a tenth of the decode time at 640 x 480).
+#[derive(Default)]
+struct Pool {
+    coefs: Vec<Vec<i16>>,
+    samples: Vec<Vec<u8>>,
+}
+
+thread_local! {
+    static POOL: std::cell::RefCell<Pool> = std::cell::RefCell::default();
+}
+
+/// A zeroed buffer of `len` values, reusing a kept one when there is one.
+fn take<T: Copy + Default>(len: usize, kept: fn(&mut Pool) -> &mut Vec<Vec<T>>) -> Vec<T> {
+    let mut v = POOL
+        .with(|p| kept(&mut p.borrow_mut()).pop())
+        .unwrap_or_default();
+    v.clear();
+    v.resize(len, T::default());
+    v
+}
+
+/// Keeps the buffers of a decoded image for the next one on this thread, within
+/// [`MAX_KEPT_BYTES`].
+fn keep(coefs: impl IntoIterator<Item = Vec<i16>>, samples: impl IntoIterator<Item = Vec<u8>>) {
+    let coefs: Vec<_> = coefs.into_iter().collect();
+    let samples: Vec<_> = samples.into_iter().collect();
+    let bytes = coefs.iter().map(|v| v.capacity() * 2).sum::<usize>()
+        + samples.iter().map(Vec::capacity).sum::<usize>();
+    if bytes <= MAX_KEPT_BYTES {
+        POOL.with(|p| *p.borrow_mut() = Pool { coefs, samples });
     }
 }
 
@@ -711,7 +755,7 @@ fn reconstruct(comp: &Component, limit: &[u8; 1024]) -> Result<Plane> {
         .as_ref()
         .ok_or_else(|| JpegError::Corrupt("component without quantization table".into()))?;
     let stride = comp.bw * 8;
-    let mut data = vec![0u8; stride * comp.bh * 8];
+    let mut data = take(stride * comp.bh * 8, |p| &mut p.samples);
     for by in 0..comp.bh {
         for bx in 0..comp.bw {
             let off = (by * comp.stride_blocks + bx) * 64;
@@ -728,126 +772,127 @@ fn reconstruct(comp: &Component, limit: &[u8; 1024]) -> Result<Plane> {
 }
 
 /// libjpeg-turbo's `jdsample.c` for a component sampled `hr` x `vr` times more coarsely than
-/// the image; returns a full-resolution plane at least `out_w` x `out_h`.
-fn upsample(p: &Plane, hr: usize, vr: usize, out_w: usize, out_h: usize) -> Result<Plane> {
+/// the image: writes row `y` of the full-resolution component into `o` (`p.width * hr`
+/// samples). Rows are produced one at a time so no full-size chroma plane is stored.
+fn upsample_row(p: &Plane, hr: usize, vr: usize, y: usize, o: &mut [u8]) {
     let w = p.width;
-    let ow = w * hr;
-    let oh = p.height * vr;
-    let mut out = vec![0u8; ow * oh];
+    let (near_y, below) = ((y / vr) as isize, y % vr == 1);
     match (hr, vr) {
-        (1, 1) => {
-            for y in 0..p.height {
-                out[y * ow..(y + 1) * ow].copy_from_slice(p.row(y as isize));
-            }
-        }
+        (1, 1) => o.copy_from_slice(p.row(near_y)),
         // h2v1_fancy_upsample (needs downsampled_width > 2).
         (2, 1) if w > 2 => {
-            for y in 0..p.height {
-                let i = p.row(y as isize);
-                let o = &mut out[y * ow..(y + 1) * ow];
-                let at = |k: usize| u32::from(i[k]);
-                o[0] = i[0];
-                o[1] = ((at(0) * 3 + at(1) + 2) >> 2) as u8;
-                for c in 1..w - 1 {
-                    let v = at(c) * 3;
-                    o[2 * c] = ((v + at(c - 1) + 1) >> 2) as u8;
-                    o[2 * c + 1] = ((v + at(c + 1) + 2) >> 2) as u8;
-                }
-                o[2 * w - 2] = ((at(w - 1) * 3 + at(w - 2) + 1) >> 2) as u8;
-                o[2 * w - 1] = i[w - 1];
+            let i = p.row(near_y);
+            let at = |k: usize| u32::from(i[k]);
+            o[0] = i[0];
+            o[1] = ((at(0) * 3 + at(1) + 2) >> 2) as u8;
+            for c in 1..w - 1 {
+                let v = at(c) * 3;
+                o[2 * c] = ((v + at(c - 1) + 1) >> 2) as u8;
+                o[2 * c + 1] = ((v + at(c + 1) + 2) >> 2) as u8;
             }
+            o[2 * w - 2] = ((at(w - 1) * 3 + at(w - 2) + 1) >> 2) as u8;
+            o[2 * w - 1] = i[w - 1];
         }
-        // h1v2_fancy_upsample.
+        // h1v2_fancy_upsample: the nearer input row weighs 3, the other 1.
         (1, 2) => {
-            for y in 0..p.height {
-                let near = p.row(y as isize);
-                for (v, far, bias) in [(0, p.row(y as isize - 1), 1), (1, p.row(y as isize + 1), 2)]
-                {
-                    let o = &mut out[(2 * y + v) * ow..(2 * y + v + 1) * ow];
-                    for c in 0..w {
-                        o[c] = ((u32::from(near[c]) * 3 + u32::from(far[c]) + bias) >> 2) as u8;
-                    }
-                }
+            let near = p.row(near_y);
+            let (far, bias) = if below {
+                (p.row(near_y + 1), 2)
+            } else {
+                (p.row(near_y - 1), 1)
+            };
+            for ((o, &n), &f) in o.iter_mut().zip(near).zip(far) {
+                *o = ((u32::from(n) * 3 + u32::from(f) + bias) >> 2) as u8;
             }
         }
         // h2v2_fancy_upsample (needs downsampled_width > 2).
         (2, 2) if w > 2 => {
-            for y in 0..p.height {
-                let near = p.row(y as isize);
-                for (v, far) in [(0, p.row(y as isize - 1)), (1, p.row(y as isize + 1))] {
-                    let o = &mut out[(2 * y + v) * ow..(2 * y + v + 1) * ow];
-                    let sum = |c: usize| u32::from(near[c]) * 3 + u32::from(far[c]);
-                    let mut this = sum(0);
-                    let mut next = sum(1);
-                    o[0] = ((this * 4 + 8) >> 4) as u8;
-                    o[1] = ((this * 3 + next + 7) >> 4) as u8;
-                    let mut last = this;
-                    this = next;
-                    for c in 1..w - 1 {
-                        next = sum(c + 1);
-                        o[2 * c] = ((this * 3 + last + 8) >> 4) as u8;
-                        o[2 * c + 1] = ((this * 3 + next + 7) >> 4) as u8;
-                        last = this;
-                        this = next;
-                    }
-                    o[2 * w - 2] = ((this * 3 + last + 8) >> 4) as u8;
-                    o[2 * w - 1] = ((this * 4 + 7) >> 4) as u8;
-                }
+            let near = p.row(near_y);
+            let far = p.row(if below { near_y + 1 } else { near_y - 1 });
+            let sum = |c: usize| u32::from(near[c]) * 3 + u32::from(far[c]);
+            let mut this = sum(0);
+            let mut next = sum(1);
+            o[0] = ((this * 4 + 8) >> 4) as u8;
+            o[1] = ((this * 3 + next + 7) >> 4) as u8;
+            let mut last = this;
+            this = next;
+            for c in 1..w - 1 {
+                next = sum(c + 1);
+                o[2 * c] = ((this * 3 + last + 8) >> 4) as u8;
+                o[2 * c + 1] = ((this * 3 + next + 7) >> 4) as u8;
+                last = this;
+                this = next;
             }
+            o[2 * w - 2] = ((this * 3 + last + 8) >> 4) as u8;
+            o[2 * w - 1] = ((this * 4 + 7) >> 4) as u8;
         }
         // h2v1_upsample / h2v2_upsample / int_upsample: replicate.
         _ => {
-            for y in 0..oh {
-                let i = p.row((y / vr) as isize);
-                let o = &mut out[y * ow..(y + 1) * ow];
-                for (x, v) in o.iter_mut().enumerate() {
-                    *v = i[x / hr];
-                }
+            let i = p.row(near_y);
+            for (x, v) in o.iter_mut().enumerate() {
+                *v = i[x / hr];
             }
         }
     }
-    if ow < out_w || oh < out_h {
-        return corrupt("upsampled component smaller than the image");
-    }
-    Ok(Plane {
-        data: out,
-        stride: ow,
-        width: ow,
-        height: oh,
-    })
 }
 
-/// `jdcolor.c` `ycc_rgb_convert` tables.
-struct YccTables {
-    cr_r: [i32; 256],
-    cb_b: [i32; 256],
-    cr_g: [i64; 256],
-    cb_g: [i64; 256],
+/// A reconstructed component and how it is upsampled to the image's resolution.
+struct Upsampler {
+    plane: Plane,
+    hr: usize,
+    vr: usize,
+    /// Row scratch, `plane.width * hr` samples.
+    row: Vec<u8>,
 }
 
-impl YccTables {
-    fn new() -> Self {
-        const SCALEBITS: u32 = 16;
-        const ONE_HALF: i64 = 1 << (SCALEBITS - 1);
-        let fix = |x: f64| (x * f64::from(1u32 << SCALEBITS) + 0.5) as i64;
-        let mut t = Self {
-            cr_r: [0; 256],
-            cb_b: [0; 256],
-            cr_g: [0; 256],
-            cb_g: [0; 256],
-        };
-        for i in 0..256 {
-            let x = i as i64 - 128;
-            t.cr_r[i] = ((fix(1.40200) * x + ONE_HALF) >> SCALEBITS) as i32;
-            t.cb_b[i] = ((fix(1.77200) * x + ONE_HALF) >> SCALEBITS) as i32;
-            t.cr_g[i] = -fix(0.71414) * x;
-            t.cb_g[i] = -fix(0.34414) * x + ONE_HALF;
+impl Upsampler {
+    fn new(plane: Plane, hr: usize, vr: usize, out_w: usize, out_h: usize) -> Result<Self> {
+        let (ow, oh) = (plane.width * hr, plane.height * vr);
+        if ow < out_w || oh < out_h {
+            return corrupt("upsampled component smaller than the image");
         }
-        t
+        Ok(Self {
+            plane,
+            hr,
+            vr,
+            row: vec![0; ow],
+        })
+    }
+
+    /// Row `y` of the full-resolution component (borrowed from the plane when not subsampled).
+    fn row(&mut self, y: usize) -> &[u8] {
+        if (self.hr, self.vr) == (1, 1) {
+            return self.plane.row(y as isize);
+        }
+        upsample_row(&self.plane, self.hr, self.vr, y, &mut self.row);
+        &self.row
     }
 }
 
-#[inline]
+/// `jdcolor.c`'s `ycc_rgb_convert` constants (`FIX(x)`, 16 fractional bits).
+const fn fix(x: f64) -> i32 {
+    (x * 65536.0 + 0.5) as i32
+}
+const CR_R: i32 = fix(1.40200);
+const CB_B: i32 = fix(1.77200);
+const CR_G: i32 = -fix(0.71414);
+const CB_G: i32 = -fix(0.34414);
+const ONE_HALF: i32 = 1 << 15;
+
+simd::kernel! {
+/// `ycc_rgb_convert` for one row, computed rather than looked up: libjpeg's tables hold
+/// exactly these products (`(FIX(1.402) * x + ONE_HALF) >> 16`, ...), which fit in `i32`.
+fn ycc_to_rgb_row(y: &[u8], cb: &[u8], cr: &[u8], out: &mut [u8]) {
+    for (((o, &y), &cb), &cr) in out.chunks_exact_mut(3).zip(y).zip(cb).zip(cr) {
+        let (y, cb, cr) = (i32::from(y), i32::from(cb) - 128, i32::from(cr) - 128);
+        o[0] = clamp8(y + ((CR_R * cr + ONE_HALF) >> 16));
+        o[1] = clamp8(y + ((CB_G * cb + CR_G * cr + ONE_HALF) >> 16));
+        o[2] = clamp8(y + ((CB_B * cb + ONE_HALF) >> 16));
+    }
+}
+}
+
+#[inline(always)]
 fn clamp8(v: i32) -> u8 {
     v.clamp(0, 255) as u8
 }
@@ -959,65 +1004,70 @@ pub(crate) fn decode(bytes: &[u8], admit: &dyn Fn(u32, u32, u64) -> bool) -> Res
         .and_then(Orientation::from_exif_chunk)
         .or_else(|| xmp.and_then(xmp_orientation));
     let (w, h) = (frame.width, frame.height);
-    let mut planes = Vec::with_capacity(frame.comps.len());
+    let mut comps = Vec::with_capacity(frame.comps.len());
     for c in &frame.comps {
         let plane = reconstruct(c, &limit)?;
         if frame.hmax % c.h != 0 || frame.vmax % c.v != 0 {
             return unsupported("non-integral sampling ratio");
         }
-        planes.push(upsample(&plane, frame.hmax / c.h, frame.vmax / c.v, w, h)?);
-    }
-
-    if planes.len() == 1 {
-        let p = &planes[0];
-        let mut data = Vec::with_capacity(w * h);
-        for y in 0..h {
-            data.extend_from_slice(&p.data[y * p.stride..y * p.stride + w]);
-        }
-        return Ok(Decoded {
-            width: w as u32,
-            height: h as u32,
-            channels: 1,
-            data,
-            orientation,
-        });
+        comps.push(Upsampler::new(
+            plane,
+            frame.hmax / c.h,
+            frame.vmax / c.v,
+            w,
+            h,
+        )?);
     }
 
     // libjpeg's `default_decompress_parms` colour-space guess for 3 components.
-    let ids = [frame.comps[0].id, frame.comps[1].id, frame.comps[2].id];
-    let rgb = if jfif {
-        false
-    } else if let Some(t) = adobe_transform {
-        t == 0
-    } else {
-        ids == [b'R', b'G', b'B']
+    let ycc = match &frame.comps[..] {
+        [a, b, c] if !jfif => match adobe_transform {
+            Some(t) => t != 0,
+            None => [a.id, b.id, c.id] != [b'R', b'G', b'B'],
+        },
+        _ => true,
     };
-    let mut data = vec![0u8; w * h * 3];
-    let t = YccTables::new();
-    for y in 0..h {
-        let r0 = &planes[0].data[y * planes[0].stride..][..w];
-        let r1 = &planes[1].data[y * planes[1].stride..][..w];
-        let r2 = &planes[2].data[y * planes[2].stride..][..w];
-        let out = &mut data[y * w * 3..(y + 1) * w * 3];
-        for x in 0..w {
-            let o = &mut out[x * 3..x * 3 + 3];
-            if rgb {
-                o.copy_from_slice(&[r0[x], r1[x], r2[x]]);
-            } else {
-                let (yy, cb, cr) = (i32::from(r0[x]), usize::from(r1[x]), usize::from(r2[x]));
-                o[0] = clamp8(yy + t.cr_r[cr]);
-                o[1] = clamp8(yy + ((t.cb_g[cb] + t.cr_g[cr]) >> 16) as i32);
-                o[2] = clamp8(yy + t.cb_b[cb]);
-            }
-        }
-    }
+    let (channels, data) = interleave(&mut comps, w, h, ycc)?;
+    keep(
+        frame.comps.into_iter().map(|c| c.coefs),
+        comps.into_iter().map(|u| u.plane.data),
+    );
     Ok(Decoded {
         width: w as u32,
         height: h as u32,
-        channels: 3,
+        channels,
         data,
         orientation,
     })
+}
+
+/// The image's `w` x `h` samples, interleaved: gray as it is, three components converted from
+/// YCbCr to RGB when `ycc` (else copied); returns the channel count and the bytes.
+fn interleave(comps: &mut [Upsampler], w: usize, h: usize, ycc: bool) -> Result<(usize, Vec<u8>)> {
+    match comps {
+        [gray] => {
+            let mut data = Vec::with_capacity(w * h);
+            for y in 0..h {
+                data.extend_from_slice(&gray.row(y)[..w]);
+            }
+            Ok((1, data))
+        }
+        [c0, c1, c2] => {
+            let mut data = vec![0u8; w * h * 3];
+            for (y, out) in data.chunks_exact_mut(w * 3).enumerate() {
+                let (r0, r1, r2) = (&c0.row(y)[..w], &c1.row(y)[..w], &c2.row(y)[..w]);
+                if ycc {
+                    ycc_to_rgb_row(r0, r1, r2, out);
+                } else {
+                    for (((o, &a), &b), &c) in out.chunks_exact_mut(3).zip(r0).zip(r1).zip(r2) {
+                        o.copy_from_slice(&[a, b, c]);
+                    }
+                }
+            }
+            Ok((3, data))
+        }
+        _ => unsupported("not 1 or 3 components"),
+    }
 }
 
 /// Pillow: `re.search(rb'tiff:Orientation(="|>)([0-9])', xmp)`.
@@ -1106,7 +1156,7 @@ fn parse_frame(
         c.bh = c.dh.div_ceil(8);
         c.stride_blocks = (mcux * c.h).max(c.bw);
         c.rows_blocks = (mcuy * c.v).max(c.bh);
-        c.coefs = vec![0i16; c.stride_blocks * c.rows_blocks * 64];
+        c.coefs = take(c.stride_blocks * c.rows_blocks * 64, |p| &mut p.coefs);
     }
     Ok(Frame {
         progressive,
@@ -1212,4 +1262,80 @@ fn parse_sos(seg: &[u8], frame: &mut Frame) -> Result<Scan> {
         return unsupported("sequential scan with partial spectral range");
     }
     Ok(scan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ycc_rgb_convert` with libjpeg's lookup tables (`build_ycc_rgb_table`, in `i64`).
+    fn ycc_by_tables(y: u8, cb: u8, cr: u8) -> [u8; 3] {
+        let fix = |x: f64| (x * 65536.0 + 0.5) as i64;
+        let (cb, cr) = (i64::from(cb) - 128, i64::from(cr) - 128);
+        let cr_r = (fix(1.40200) * cr + (1 << 15)) >> 16;
+        let cb_b = (fix(1.77200) * cb + (1 << 15)) >> 16;
+        let g = (-fix(0.34414) * cb + (1 << 15) - fix(0.71414) * cr) >> 16;
+        let y = i64::from(y);
+        [y + cr_r, y + g, y + cb_b].map(|v| v.clamp(0, 255) as u8)
+    }
+
+    /// Every build of the colour conversion equals libjpeg's tables for all (Cb, Cr) pairs,
+    /// each with a spread of luma values.
+    #[test]
+    fn colour_conversion_equals_libjpeg_tables() {
+        let cb: Vec<u8> = (0..=255).collect();
+        for level in simd::levels() {
+            for cr in 0..=255u8 {
+                for y0 in [0u8, 1, 77, 128, 200, 254, 255] {
+                    let y: Vec<u8> = (0..256)
+                        .map(|i| y0.wrapping_add((i * 37 % 256) as u8))
+                        .collect();
+                    let crs = vec![cr; 256];
+                    let mut got = vec![0u8; 256 * 3];
+                    simd::with_cap(level, || ycc_to_rgb_row(&y, &cb, &crs, &mut got));
+                    for i in 0..256 {
+                        let want = ycc_by_tables(y[i], cb[i], cr);
+                        assert_eq!(
+                            got[3 * i..3 * i + 3],
+                            want,
+                            "{level:?}: y {} cb {i} cr {cr}",
+                            y[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Buffers kept from earlier images of other sizes and layouts (progressive, 4:4:4, gray,
+    /// restart markers) change nothing: every image decodes as on a fresh thread.
+    #[test]
+    fn kept_buffers_do_not_change_the_pixels() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/image_data/");
+        let files = [
+            "photo640.jpg",
+            "tiny3x5.jpg",
+            "prog444.jpg",
+            "gray.jpg",
+            "base420.jpg",
+            "restart_blocks.jpg",
+            "h4v1.jpg",
+            "one_pixel.jpg",
+        ];
+        let decode_file = |f: &str| {
+            let bytes = std::fs::read(format!("{dir}{f}")).unwrap();
+            decode(&bytes, &|_, _, _| true).unwrap().data
+        };
+        let fresh: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| std::thread::scope(|s| s.spawn(|| decode_file(f)).join().unwrap()))
+            .collect();
+        for (f, want) in files
+            .iter()
+            .zip(&fresh)
+            .chain(files.iter().zip(&fresh).rev())
+        {
+            assert!(decode_file(f) == *want, "{f}");
+        }
+    }
 }

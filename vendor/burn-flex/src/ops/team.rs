@@ -147,6 +147,8 @@ impl Team {
                 part,
             )
         };
+        // A team thread's panic left over from a job whose part 0 panicked as well.
+        lock(&shared.panic).take();
         *lock(&shared.job) = Some(Job {
             part: erased,
             parts,
@@ -170,10 +172,19 @@ impl Team {
 /// Waits, when dropped, until the team threads have finished the current job.
 struct Wait(&'static Shared);
 
+/// Spins of a waiting caller between yields of its core (to a team thread that the OS has not
+/// scheduled, on a machine with more busy threads than cores).
+const SPINS_PER_YIELD: u32 = 1 << 12;
+
 impl Drop for Wait {
     fn drop(&mut self) {
+        let mut spins = 0u32;
         while self.0.pending.load(Ordering::Acquire) != 0 {
             core::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins % SPINS_PER_YIELD == 0 {
+                std::thread::yield_now();
+            }
         }
     }
 }

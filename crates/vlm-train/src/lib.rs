@@ -40,6 +40,7 @@ mod dataset;
 pub mod distributed;
 mod error;
 mod grads;
+mod heap;
 mod lora;
 pub mod metrics;
 mod optim;

@@ -193,12 +193,16 @@ impl<'a, B: AutodiffBackend, M: AutodiffModule<B> + RoleModel<B>> Trainer<'a, B,
     /// Applies the configured [`TrainMode`] first (what requires a gradient); then runs
     /// `max_steps` (or `num_train_epochs` worth of) optimizer steps, each over
     /// `gradient_accumulation_steps` micro-batches (fewer at the end of an epoch).
+    ///
+    /// On Linux with glibc, the process keeps freed memory in its heap from the first call on
+    /// (no trimming; a step no longer faults its buffers back in; see `heap.rs`).
     pub fn fit(
         &mut self,
         model: M,
         data: &mut impl TrainData<B>,
         resume: Resume,
     ) -> Result<TrainOutcome<M>, TrainError> {
+        crate::heap::retain_freed_memory();
         let (run_id, resume_dir) = match self.peer.is_main() {
             true => prepare_output_dir(&self.config, resume)?,
             false => (String::new(), resume_dir(resume, &self.config.output_dir)?),
